@@ -1,0 +1,1 @@
+"""Shipped search space files (YAML). `tuner tune --space NAME` finds them by name."""

@@ -1,0 +1,201 @@
+"""The three user jobs on real parts, through the real CLI, in a scratch directory:
+tune (local Ray cluster, ONNX Runtime, SQLite) -> show --json -> resume -> dashboard ->
+promote -> serve (Ray Serve, HTTP) -> infer digits.
+
+Short measurement windows keep it a few minutes on a 2-core machine; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+
+pytestmark = pytest.mark.integration
+
+SMALL_SPACE = """
+platforms:
+  cpu:
+    precision: {type: categorical, choices: [fp32, fp16, int8]}
+    batch_size: {type: int, low: 1, high: 32, pow2: true}
+    replicas: {type: int, low: 1, high: 2}
+    threads_per_replica: {type: int, low: 1, high: 2}
+  fpga:
+    device: {type: categorical, choices: [aws-f1]}
+    precision: {type: categorical, choices: [int8]}
+    batch_size: {type: int, low: 1, high: 32, pow2: true}
+    replicas: {type: int, low: 1, high: 2}
+measurement: {warmup_s: 0.1, window_s: 0.25, min_windows: 2, max_windows: 3, trial_timeout_s: 120}
+"""
+
+CONFIG_KEYS = {"platform", "batch_size", "precision", "replicas", "threads_per_replica"}
+METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+               "accuracy", "cost_usd_per_million", "estimated"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tuner(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=workdir, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+def start(workdir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tuner", *args], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early:\n{proc.stdout.read()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("e2e")
+    (work / "small.yaml").write_text(SMALL_SPACE)
+    run = tuner(work, "tune", "--model", "digits-cnn", "--trials", "8", "--space", "small.yaml", "--seed", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Feasible Pareto front" in run.stdout and "note: platform 'gpu' left out" not in run.stdout
+    (work / "tune.log").write_text(run.stdout)
+    return work
+
+
+def show(work: Path) -> dict:
+    out = tuner(work, "show", "--study", "digits-cnn", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_show_json_follows_the_contract(studied: Path) -> None:
+    record = show(studied)
+    assert record["study"] == "digits-cnn"
+    assert record["directions"] == ["maximize", "minimize", "minimize"]
+    assert record["objectives"] == ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
+    complete = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    assert len(complete) == 8
+    assert {t["config"]["platform"] for t in complete} == {"cpu", "fpga"}
+    assert len({t["config"]["precision"] for t in complete}) >= 3
+    for t in complete:
+        assert set(t["config"]) == CONFIG_KEYS and set(t["metrics"]) == METRIC_KEYS
+        assert isinstance(t["pareto"], bool) and isinstance(t["feasible"], bool)
+        assert os.path.isabs(t["artifact"]) and Path(t["artifact"]).is_file()
+        assert t["metrics"]["estimated"] is (t["config"]["platform"] == "fpga")
+        assert t["metrics"]["throughput_rps"] > 0 and t["metrics"]["cost_usd_per_million"] > 0
+        assert t["metrics"]["latency_p50_ms"] <= t["metrics"]["latency_p95_ms"] <= t["metrics"]["latency_p99_ms"]
+        c = t["config"]
+        if c["platform"] == "cpu":
+            assert c["replicas"] * c["threads_per_replica"] <= os.cpu_count()
+        if c["precision"] == "fp32":
+            assert t["metrics"]["accuracy"] >= 0.95
+    assert any(t["pareto"] for t in complete)
+    assert all(t["feasible"] for t in complete if t["pareto"])
+
+
+def test_rerun_continues_the_study_to_the_new_count(studied: Path) -> None:
+    run = tuner(studied, "tune", "--model", "digits-cnn", "--trials", "9", "--space", "small.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "8 complete trials, running until 9" in run.stdout
+    assert "training digits-cnn" not in run.stdout  # the cached weights and ONNX were reused
+    assert len([t for t in show(studied)["trials"] if t["state"] == "COMPLETE"]) == 9
+
+
+def test_dashboard_lists_the_study_and_its_trials(studied: Path) -> None:
+    port = free_port()
+    proc = start(studied, "dashboard", "--port", str(port))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/studies", proc, 60)
+        studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["digits-cnn"]
+        sid = studies[0]["study_id"]
+        detail = requests.get(f"http://127.0.0.1:{port}/api/studies/{sid}", timeout=10).json()
+        assert len(detail["trials"]) >= 8
+        attrs = {a["key"] for a in detail["trials"][0]["user_attrs"]}
+        assert {"config", "feasible", "throughput_rps", "estimated"} <= attrs
+    finally:
+        log = stop(proc)
+    assert f"http://127.0.0.1:{port}/" in log
+
+
+def test_promote_serve_and_classify_digits_over_http(studied: Path) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    from tuner.models.digits import load_data
+
+    port = free_port()
+    out = tuner(studied, "promote", "--study", "digits-cnn", "--out", "serve.yaml", "--port", str(port))
+    assert out.returncode == 0, out.stdout + out.stderr
+    config = yaml.safe_load((studied / "serve.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    app = config["applications"][0]
+    assert app["import_path"] == "serving.app:build_app"
+    assert config["http_options"]["host"] == "127.0.0.1"
+    dep = app["deployments"][0]
+    assert dep["max_ongoing_requests"] >= app["args"]["batch_size"]
+
+    proc = start(studied, "serve", "serve.yaml")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/v2/health/ready", proc, 150)
+        data = load_data()
+        x, y = data.x_test[:200], data.y_test[:200]
+        correct = 0
+        for i in range(0, len(x), 8):
+            chunk = x[i : i + 8]
+            body = {"inputs": [{"name": "x", "shape": list(chunk.shape), "datatype": "FP32",
+                                "data": chunk.ravel().tolist()}]}
+            r = requests.post(f"{base}/v2/models/digits-cnn/infer", json=body, timeout=30)
+            assert r.status_code == 200, r.text
+            logits = np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(len(chunk), -1)
+            correct += int((logits.argmax(1) == y[i : i + 8]).sum())
+        assert correct / len(x) >= 0.95
+        bad = requests.post(f"{base}/v2/models/digits-cnn/infer", data=b"{not json", timeout=10,
+                            headers={"content-type": "application/json"})
+        assert bad.status_code == 400 and "error" in bad.json()
+        wrong = {"inputs": [{"name": "x", "shape": [1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+        assert requests.post(f"{base}/v2/models/digits-cnn/infer", json=wrong, timeout=10).status_code == 400
+        assert requests.get(f"{base}/v2/health/ready", timeout=5).status_code == 200  # still serving
+    finally:
+        stop(proc)
+
+
+def test_promote_refuses_an_fpga_trial_and_names_a_servable_one(studied: Path) -> None:
+    fpga = [t["number"] for t in show(studied)["trials"] if t["config"]["platform"] == "fpga" and t["metrics"]]
+    out = tuner(studied, "promote", "--study", "digits-cnn", "--trial", str(fpga[0]), "--out", "x.yaml")
+    assert out.returncode == 2
+    assert "cannot be served" in out.stderr and "--trial" in out.stderr
+    assert not (studied / "x.yaml").exists()

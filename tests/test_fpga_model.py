@@ -1,0 +1,226 @@
+"""The analytical DPU model and the FPGA evaluator: monotonicity, limits and error cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import tuner.evaluators.fpga as fpga_evaluator
+from tuner.config import TrialConfig
+from tuner.errors import TunerError
+from tuner.fpga import dpu_model
+from tuner.fpga.devices import load_devices
+from tuner.fpga.dpu_model import estimate
+from tuner.fpga.graph import LayerCost
+
+DEVICES = load_devices()
+
+
+def conv(name: str, c_in: int, c_out: int, hw: int, k: int = 3, groups: int = 1) -> LayerCost:
+    """A stride-1 'same' conv on an hw x hw map, with hand-computed costs."""
+    depthwise = groups > 1 and groups == c_in
+    return LayerCost(
+        name=name, op_type="Conv", kind="depthwise" if depthwise else "conv",
+        macs=c_out * hw * hw * (c_in // groups) * k * k,
+        weight_bytes=c_out * (c_in // groups) * k * k, input_bytes=c_in * hw * hw,
+        output_bytes=c_out * hw * hw, dpu_supported=True, c_in=c_in, c_out=c_out, h_out=hw,
+        w_out=hw, kernel_h=k, kernel_w=k, groups=groups,
+    )
+
+
+def fc(name: str, k: int, n: int) -> LayerCost:
+    return LayerCost(name, "Gemm", "gemm", k * n, k * n, k, n, True, c_in=k, c_out=n,
+                     h_out=1, w_out=1, kernel_h=1, kernel_w=1)
+
+
+SMALL_NET = [conv("c1", 64, 64, 56), conv("c2", 64, 128, 28), fc("fc", 512, 1000)]
+
+
+def layer_time_us(layers: list[LayerCost], device: str, name: str) -> float:
+    result = estimate(layers, DEVICES[device], 1, 1)
+    return next(layer.time_us for layer in result.per_layer if layer.name == name)
+
+
+def test_more_replicas_more_throughput_up_to_the_core_count() -> None:
+    device = DEVICES["zcu102"]
+    rates = [estimate(SMALL_NET, device, 1, r).throughput_rps for r in (1, 2, 3)]
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] == pytest.approx(3 * rates[0], rel=0.01)
+    with pytest.raises(TunerError, match=r"Got 4 for replicas.*zcu102 has 3"):
+        estimate(SMALL_NET, device, 1, 4)
+    with pytest.raises(TunerError, match="replicas"):
+        estimate(SMALL_NET, device, 1, 0)
+
+
+def test_larger_batch_raises_latency() -> None:
+    latencies = [estimate(SMALL_NET, DEVICES["zcu104"], b, 1).latency_ms for b in (1, 2, 4, 8)]
+    assert latencies == sorted(latencies) and len(set(latencies)) == 4
+    with pytest.raises(TunerError, match="batch_size"):
+        estimate(SMALL_NET, DEVICES["zcu104"], 0, 1)
+
+
+def test_batch_engines_run_instances_side_by_side() -> None:
+    u50 = DEVICES["u50"]  # 3 engines per core
+    heavy = [conv("c1", 256, 256, 56), conv("c2", 256, 256, 56)]  # DPU time >> call overhead
+    lat = {b: estimate(heavy, u50, b, 1).latency_ms for b in (1, 3, 4, 6)}
+    assert lat[3] < 1.2 * lat[1]  # one pass: the 3 engines work in parallel
+    assert lat[4] > 1.6 * lat[3]  # ceil(4 / 3) = 2 passes
+    assert lat[6] == pytest.approx(lat[4], rel=0.05)  # still 2 passes
+    rate = {b: estimate(heavy, u50, b, 1).throughput_rps for b in (1, 3)}
+    assert rate[3] > 2.5 * rate[1]
+
+
+def test_depthwise_conv_is_slower_per_mac_than_dense_conv() -> None:
+    dense = conv("dense", 128, 128, 28)
+    depthwise = conv("dw", 128, 128, 28, groups=128)
+    layers = [dense, depthwise]
+    us_per_mac = {
+        n: layer_time_us(layers, "zcu104", n) / layer.macs for n, layer in
+        (("dense", dense), ("dw", depthwise))
+    }
+    assert us_per_mac["dw"] > 8 * us_per_mac["dense"]
+
+
+def test_channel_tiling_quantises_utilisation() -> None:
+    # 17 output channels occupy two 16-wide OCP tiles: as slow as 32 channels.
+    t17 = layer_time_us([conv("a", 64, 17, 56)], "zcu104", "a")
+    t32 = layer_time_us([conv("a", 64, 32, 56)], "zcu104", "a")
+    t16 = layer_time_us([conv("a", 64, 16, 56)], "zcu104", "a")
+    assert t17 == pytest.approx(t32, rel=1e-6)
+    assert t16 < 0.6 * t32
+    # 3 input channels use 3 of 16 ICP lanes: far slower per MAC than 16 channels.
+    stem = conv("s", 3, 64, 56)
+    body = conv("b", 16, 64, 56)
+    assert (layer_time_us([stem], "zcu104", "s") / stem.macs
+            > 3 * layer_time_us([body], "zcu104", "b") / body.macs)
+
+
+def test_big_fully_connected_layer_is_memory_bound() -> None:
+    result = estimate([fc("fc", 4096, 4096)], DEVICES["zcu104"], 1, 1)
+    (layer,) = result.per_layer
+    assert layer.bound == "memory"
+    bytes_per_us = 19.2e9 * dpu_model.MEMORY_EFFICIENCY / 1e6
+    expected_us = 4096 * 4096 / bytes_per_us + dpu_model.LAYER_OVERHEAD_US
+    assert layer.time_us == pytest.approx(expected_us, rel=1e-6)
+
+
+def test_shared_bandwidth_caps_throughput_across_cores() -> None:
+    starved = dataclasses.replace(DEVICES["zcu102"], memory_bandwidth_gbps=0.5)
+    one, three = (estimate([fc("fc", 2048, 2048)], starved, 1, r) for r in (1, 3))
+    assert three.limited_by == "memory_bandwidth"
+    assert three.throughput_rps < 1.5 * one.throughput_rps
+
+
+def test_unsupported_layer_runs_on_host_and_costs_time() -> None:
+    softmax = LayerCost("softmax", "Softmax", "other", 0, 0, 1000, 1000, False)
+    with_host = estimate([*SMALL_NET, softmax], DEVICES["u50"], 1, 1)
+    without = estimate(SMALL_NET, DEVICES["u50"], 1, 1)
+    assert with_host.host_layers == ("softmax",)
+    assert with_host.per_layer[-1].bound == "host"
+    assert with_host.latency_ms > without.latency_ms + dpu_model.HOST_LAYER_OVERHEAD_US / 1e3
+
+
+def test_pcie_cards_pay_for_input_transfer() -> None:
+    layers = [dataclasses.replace(conv("c", 3, 64, 224), graph_input_bytes=3 * 224 * 224)]
+    card = DEVICES["u200"]
+    board = dataclasses.replace(card, host_link="shared_ddr")
+    extra_ms = estimate(layers, card, 4, 1).latency_ms - estimate(layers, board, 4, 1).latency_ms
+    transfer_ms = 4 * 3 * 224 * 224 / (dpu_model.PCIE_GBPS * 1e9) * 1e3
+    assert extra_ms > transfer_ms
+
+
+def test_estimate_reports_gops_power_and_is_deterministic() -> None:
+    first = estimate(SMALL_NET, DEVICES["u50"], 2, 2)
+    assert first == estimate(SMALL_NET, DEVICES["u50"], 2, 2)
+    assert first.total_gops_per_instance == pytest.approx(
+        2 * sum(layer.macs for layer in SMALL_NET) / 1e9
+    )
+    assert first.power_w == 75
+    assert estimate(SMALL_NET, DEVICES["zcu104"], 1, 1).power_w is None
+
+
+# --- the evaluator ----------------------------------------------------------------------------
+
+
+def _conv_model_bytes(extra_softmax: bool = False) -> bytes:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Flatten", ["c"], ["f"])]
+    nodes.append(helper.make_node("Softmax" if extra_softmax else "Identity", ["f"], ["y"]))
+    weight = np.ones((32, 16, 3, 3), np.float32)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return model.SerializeToString()
+
+
+SHAPES = {"x": [1, 16, 32, 32]}
+
+
+def _config(**overrides) -> TrialConfig:
+    base = {"platform": "fpga", "batch_size": 2, "precision": "int8", "replicas": 2,
+            "device": "zcu104"}
+    return TrialConfig(**{**base, **overrides})
+
+
+def test_evaluator_returns_an_estimate_with_details() -> None:
+    result = fpga_evaluator.evaluate_fpga(
+        _conv_model_bytes(extra_softmax=True), SHAPES, _config(), DEVICES["zcu104"]
+    )
+    assert result.estimated is True
+    assert result.latency_p50_ms == result.latency_p95_ms == result.latency_p99_ms > 0
+    assert result.throughput_rps > 0
+    details = result.details
+    assert details["device"] == "zcu104" and details["clock_mhz"] == 300
+    assert details["dpu"].startswith("DPUCZDX8G")
+    assert details["gops_per_instance"] == pytest.approx(2 * 32 * 32 * 32 * 16 * 9 / 1e9, rel=1e-3)
+    assert details["host_layers"] == ["Softmax_2"]
+    assert 1 <= len(details["top_layers"]) <= fpga_evaluator.TOP_LAYERS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"precision": "fp16"}, "precision"), ({"platform": "cpu"}, "platform"),
+     ({"device": "u50"}, "device")],
+)
+def test_evaluator_rejects_configs_a_dpu_cannot_run(overrides: dict, field: str) -> None:
+    with pytest.raises(TunerError, match=rf"Got '[a-z0-9]+' for {field}\."):
+        fpga_evaluator.evaluate_fpga(
+            _conv_model_bytes(), SHAPES, _config(**overrides), DEVICES["zcu104"]
+        )
+
+
+def test_evaluator_rejects_bytes_that_are_not_onnx() -> None:
+    with pytest.raises(TunerError, match="model_bytes"):
+        fpga_evaluator.evaluate_fpga(b"not a model", SHAPES, _config(), DEVICES["zcu104"])
+
+
+def test_evaluator_analyses_each_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = fpga_evaluator.analyze_graph
+    monkeypatch.setattr(fpga_evaluator, "analyze_graph",
+                        lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(fpga_evaluator, "_ANALYSES", {})
+    model = _conv_model_bytes()
+    for batch in (1, 2, 4):
+        fpga_evaluator.evaluate_fpga(model, SHAPES, _config(batch_size=batch), DEVICES["zcu104"])
+    assert len(calls) == 1
+    fpga_evaluator.evaluate_fpga(
+        _conv_model_bytes(extra_softmax=True), SHAPES, _config(), DEVICES["zcu104"]
+    )
+    assert len(calls) == 2
+
+
+def test_fpga_modules_do_not_import_ray() -> None:
+    root = Path(fpga_evaluator.__file__).resolve().parent.parent
+    files = [root / "evaluators" / "fpga.py", *sorted((root / "fpga").glob("*.py"))]
+    assert len(files) >= 5
+    for path in files:
+        assert not re.search(r"^\s*(import|from)\s+ray\b", path.read_text(), re.M), path

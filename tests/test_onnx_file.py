@@ -1,0 +1,110 @@
+"""User ONNX files: bad input is refused with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tuner.errors import TunerError
+from tuner.models.onnx_file import cached_fp32, load_checked, parse_input_shapes
+from tuner.models.prepare import prepare_model
+
+
+def tiny_model(path: Path, dims: list, with_weight_file: str | None = None) -> Path:
+    """y = relu(x @ W) over the last dim (8 -> 4), input dims as given."""
+    w = numpy_helper.from_array(np.ones((8, 4), np.float32), "W")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [*dims[:-1], 4])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "tiny", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if with_weight_file:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=with_weight_file, size_threshold=0)
+    else:
+        onnx.save(model, str(path))
+    return path
+
+
+def test_missing_dynamic_dim_names_the_input(tmp_path: Path) -> None:
+    p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
+    with pytest.raises(TunerError) as exc:
+        cached_fp32(p, {})
+    assert "'x'" in str(exc.value) and "--input-shape x:" in str(exc.value) and exc.value.exit_code == 2
+
+
+def test_input_shape_fixes_the_dynamic_dim_and_keeps_a_dynamic_batch(tmp_path: Path) -> None:
+    p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
+    out, specs = cached_fp32(p, parse_input_shapes(["x:5,8"]))
+    assert specs[0].shape == (5, 8) and specs[0].dtype == "float32"
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [5, 8]
+
+
+def test_prepare_builds_every_variant_for_a_user_onnx_file(tmp_path: Path) -> None:
+    p = tiny_model(tmp_path / "m.onnx", ["batch", 8])
+    model = prepare_model(str(p), {}, {"fp32", "fp16", "int8"}, log=lambda s: None)
+    assert set(model.variants) == {"fp32", "fp16", "int8"}
+    assert model.accuracy_metric == "fidelity" and model.variants["fp32"].accuracy == 1.0
+    assert 0.9 < model.variants["fp16"].accuracy <= 1.0
+
+
+@pytest.mark.parametrize("arg", ["x", "x:", "x:3,a", "x:0,3", ":3"])
+def test_malformed_input_shape_is_refused(arg: str) -> None:
+    with pytest.raises(TunerError, match="NAME:D1,D2"):
+        parse_input_shapes([arg])
+
+
+def test_wrong_rank_and_unknown_input_are_refused(tmp_path: Path) -> None:
+    p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
+    with pytest.raises(TunerError, match="one value per dimension"):
+        cached_fp32(p, {"x": (5,)})
+    with pytest.raises(TunerError, match=r"has inputs \['x'\]"):
+        cached_fp32(p, {"y": (5, 8)})
+
+
+def test_not_a_file_not_onnx_truncated_and_pickle(tmp_path: Path) -> None:
+    with pytest.raises(TunerError, match="not a file"):
+        load_checked(tmp_path / "absent.onnx")
+    (tmp_path / "text.onnx").write_text("hello, I am not a model\n" * 10)
+    with pytest.raises(TunerError, match="not a readable ONNX model|empty graph"):
+        load_checked(tmp_path / "text.onnx")
+    good = tiny_model(tmp_path / "good.onnx", ["batch", 8]).read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(good[: len(good) // 2])
+    with pytest.raises(TunerError, match="truncated|not a readable|not a valid|empty graph"):
+        load_checked(tmp_path / "cut.onnx")
+    (tmp_path / "model.pt").write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    with pytest.raises(TunerError, match="never unpickles"):
+        load_checked(tmp_path / "model.pt")
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    p = tiny_model(inner / "m.onnx", ["batch", 8], with_weight_file="w.bin")
+    model = onnx.load(str(p), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../../etc/passwd"
+    onnx.save(model, str(p))
+    with pytest.raises(TunerError, match="outside"):
+        load_checked(p)
+
+
+def test_fixed_batch_of_one_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A Reshape to a hard-coded [1, 8] breaks at batch 2."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    shape = numpy_helper.from_array(np.array([1, 8], np.int64), "shape")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
+    p = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    with pytest.raises(TunerError, match="dynamic leading batch dimension"):
+        prepare_model(str(p), {}, {"fp32"}, log=lambda s: None)

@@ -1,0 +1,54 @@
+"""Selection policies: pure choice among feasible Pareto trials, servable platforms only."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.errors import TunerError
+from tuner.selection import choose, explicit
+
+
+def rec(number, platform, cost, tput, p95, pareto=True, feasible=True):
+    return {
+        "number": number, "pareto": pareto, "feasible": feasible,
+        "config": {"platform": platform, "precision": "int8", "batch_size": 8, "replicas": 1, "threads_per_replica": 1},
+        "metrics": {"cost_usd_per_million": cost, "throughput_rps": tput, "latency_p95_ms": p95},
+    }
+
+
+RECORDS = [
+    rec(0, "cpu", 0.50, 1000, 2.0),
+    rec(1, "cpu", 0.20, 3000, 9.0),
+    rec(2, "fpga", 0.05, 9000, 1.0),
+    rec(3, "cpu", 0.10, 8000, 1.0, pareto=False),        # not on the front
+    rec(4, "cpu", 0.01, 9999, 0.5, feasible=False),      # infeasible
+]
+
+
+def test_cheapest_skips_unservable_and_reports_it() -> None:
+    c = choose(RECORDS, "cheapest", {"cpu"})
+    assert c.trial["number"] == 1
+    assert c.better_unservable is not None and c.better_unservable["number"] == 2
+    assert [r["number"] for r in c.runners_up] == [0]
+
+
+def test_lowest_latency_and_fastest_policies() -> None:
+    assert choose(RECORDS, "lowest-latency", {"cpu"}).trial["number"] == 0
+    assert choose(RECORDS, "fastest", {"cpu"}).trial["number"] == 1
+    assert choose(RECORDS, "cheapest", {"cpu", "fpga"}).trial["number"] == 2
+
+
+def test_no_feasible_front_is_a_clear_error() -> None:
+    with pytest.raises(TunerError, match="no feasible Pareto-optimal trial"):
+        choose([rec(0, "cpu", 1, 1, 1, feasible=False)], "cheapest", {"cpu"})
+
+
+def test_explicit_fpga_trial_names_the_best_servable_one() -> None:
+    with pytest.raises(TunerError, match=r"cannot be served.*--trial 1"):
+        explicit(RECORDS, 2, {"cpu"})
+    assert explicit(RECORDS, 3, {"cpu"}).trial["number"] == 3
+
+
+def test_unknown_policy_lists_known_ones() -> None:
+    with pytest.raises(TunerError, match="cheapest"):
+        choose(RECORDS, "best", {"cpu"})

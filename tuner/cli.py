@@ -1,0 +1,201 @@
+"""Command line: tune, show, dashboard, promote, serve. `tuner COMMAND --help` for each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tuner import __version__
+from tuner.errors import TunerError
+from tuner.storage import DEFAULT_STORAGE
+
+EPILOG = """typical session:
+  tuner tune --model digits-cnn --trials 24      measure configurations (Ray + ONNX Runtime)
+  tuner show --study digits-cnn                  the trials and the feasible Pareto front
+  tuner dashboard                                browse the study in optuna-dashboard
+  tuner promote --study digits-cnn --out serve_config.yaml
+  tuner serve serve_config.yaml                  Ray Serve, KServe V2 REST on 127.0.0.1:8000
+"""
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help=f"Optuna storage URL (default {DEFAULT_STORAGE}, a file in the current directory; "
+                        "postgresql://... for many machines)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuner", description="Find the best way to deploy an ML model, then deploy it.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tuner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("tune", help="run (or continue) a tuning study on a Ray cluster",
+                       description="Search platform, precision, batch size and replicas jointly; measure CPU "
+                                   "trials for real on Ray, price FPGA trials with the cost model (ESTIMATED).")
+    p.add_argument("--model", default="digits-cnn",
+                   help="built-in model (digits-cnn, resnet18) or a path to an .onnx file (default digits-cnn)")
+    p.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
+                   help="shape of one instance of a dynamic ONNX input, without the batch dim "
+                        "(e.g. x:3,224,224); repeat per input")
+    p.add_argument("--space", default="default",
+                   help="search space: a shipped name (default) or a path to a YAML file")
+    p.add_argument("--study", default=None, help="study name (default: the model's name)")
+    _storage_arg(p)
+    p.add_argument("--trials", type=int, default=24,
+                   help="run until the study has this many COMPLETE trials (default 24)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join an existing Ray cluster (e.g. 10.0.0.5:6379) instead of starting a local one")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible sequence")
+
+    p = sub.add_parser("show", help="print a study's trials and its feasible Pareto front",
+                       description="Print the trials of a study; --json prints the machine-readable record.")
+    p.add_argument("--study", default=None, help="study name (default: the only study in the storage)")
+    _storage_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on the study storage (127.0.0.1)",
+                       description="Serve optuna-dashboard for the storage; bound to 127.0.0.1 unless --host says otherwise.")
+    _storage_arg(p)
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+
+    p = sub.add_parser("promote", help="choose a feasible Pareto trial and write a Ray Serve config",
+                       description="Choose a trial (default policy: cheapest feasible Pareto trial this "
+                                   "machine can serve) and write a Ray Serve config for it.")
+    p.add_argument("--study", default=None, help="study name (default: the only study in the storage)")
+    _storage_arg(p)
+    p.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the policy's pick")
+    p.add_argument("--policy", default="cheapest", choices=["cheapest", "fastest", "lowest-latency"],
+                   help="how to choose among feasible Pareto trials (default cheapest)")
+    p.add_argument("--out", type=Path, default=Path("serve_config.yaml"), help="where to write the Serve config")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP host the server will bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port the server will use (default 8000)")
+
+    p = sub.add_parser("serve", help="run a Serve config in the foreground (same as `serve run CONFIG`)",
+                       description="Run the promoted Ray Serve application in the foreground; Ctrl-C stops it.")
+    p.add_argument("config", type=Path, help="Serve config written by tuner promote")
+    return parser
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from tuner.models.onnx_file import parse_input_shapes
+    from tuner.tune import TuneOptions, tune
+
+    opts = TuneOptions(model=args.model, input_shapes=parse_input_shapes(args.input_shape), space=args.space,
+                       study=args.study, storage=args.storage, trials=args.trials,
+                       ray_address=args.ray_address, seed=args.seed)
+    study = tune(opts)
+    where = f" --storage {args.storage}" if args.storage else ""
+    print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "
+          f"tuner promote --study {study.study_name}{where} --out serve_config.yaml")
+    return 0
+
+
+def _pick_study(name: str | None, storage: str | None):
+    import optuna
+
+    from tuner.storage import load_study, open_storage
+
+    if name is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        if len(names) != 1:
+            raise TunerError(f"Pass --study NAME: the storage {storage or DEFAULT_STORAGE} holds "
+                             f"{len(names)} studies ({', '.join(names) or 'none'}).")
+        name = names[0]
+    return load_study(name, storage)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from tuner.records import study_record
+    from tuner.table import format_table
+
+    study = _pick_study(args.study, args.storage)
+    record = study_record(study)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    model = study.user_attrs.get("model", {})
+    trials = record["trials"]
+    print(f"study {study.study_name!r}: model {model.get('name')} ({model.get('source')}), "
+          f"{len(trials)} trials; accuracy = {model.get('accuracy_metric')}, fp32 "
+          f"{study.user_attrs.get('fp32_accuracy', float('nan')):.4f}")
+    print(f"objectives: {', '.join(f'{o} ({d})' for o, d in zip(record['objectives'], record['directions']))}")
+    print("FPGA rows are ESTIMATED by the DPU cost model; CPU rows are measured.\n")
+    print(format_table(trials))
+    print(f"\nfeasible Pareto front: {[t['number'] for t in trials if t['pareto']]}")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from tuner.dashboard import run_dashboard
+
+    return run_dashboard(args.storage, args.host, args.port)
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from tuner.promote import promote
+
+    study = _pick_study(args.study, args.storage)
+    result = promote(study, args.out, args.trial, args.policy, args.host, args.port)
+    t, c = result.choice.trial, result.config
+    m = t["metrics"]
+    if result.choice.better_unservable:
+        b = result.choice.better_unservable
+        print(f"note: trial #{b['number']} ({b['config']['platform']}, ESTIMATED) ranks first by this policy, "
+              f"but {b['config']['platform']} trials cannot be served on this machine; promoting the best "
+              f"servable trial #{t['number']} instead.")
+    print(f"promoted trial #{t['number']}: {c.label()} ({result.choice.reason})")
+    print(f"  measured: {m['throughput_rps']:,.0f} inf/s, p95 {m['latency_p95_ms']:.3f} ms, "
+          f"accuracy {m['accuracy']:.4f}, ${m['cost_usd_per_million']:.5f} per million")
+    for r in result.choice.runners_up:
+        rm = r["metrics"]
+        print(f"  runner-up #{r['number']}: {r['config']['platform']} {r['config']['precision']} b{r['config']['batch_size']} "
+              f"{r['config']['replicas']}x{r['config']['threads_per_replica']}: {rm['throughput_rps']:,.0f} inf/s, "
+              f"p95 {rm['latency_p95_ms']:.3f} ms, ${rm['cost_usd_per_million']:.5f}/M")
+    print(f"wrote {args.out}\nnext: tuner serve {args.out}   (or: serve run {args.out})")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from serving.run import serve_foreground
+
+    return serve_foreground(args.config)
+
+
+COMMANDS = {"tune": _cmd_tune, "show": _cmd_show, "dashboard": _cmd_dashboard,
+            "promote": _cmd_promote, "serve": _cmd_serve}
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for tuner's own lines: Optuna's experimental-API warnings and
+    per-trial INFO logs say nothing a user can act on."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return COMMANDS[args.command](args)
+    except TunerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted. Measured trials are saved in the storage; rerun the same command to "
+              "continue the study.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

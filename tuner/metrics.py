@@ -1,0 +1,107 @@
+"""Metrics of one trial, the study's objectives, and its constraints.
+
+Evaluators return a `PerfResult` (speed only). The driver adds accuracy (measured once
+per precision variant) and cost (price table) to make `Metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Objectives in study order, with their directions. Names are set on the study so the
+# dashboard shows them.
+OBJECTIVES: tuple[str, ...] = ("throughput_rps", "latency_p95_ms", "cost_usd_per_million")
+DIRECTIONS: tuple[str, ...] = ("maximize", "minimize", "minimize")
+
+METRIC_KEYS: tuple[str, ...] = (
+    "throughput_rps",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "accuracy",
+    "cost_usd_per_million",
+    "estimated",
+)
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    """What an evaluator measured (or, if `estimated`, predicted) for one configuration.
+
+    Attributes:
+        throughput_rps: inferences per second across all replicas.
+        latency_p50_ms / latency_p95_ms / latency_p99_ms: per-request latency percentiles; a
+            request is one model call of `batch_size` inferences.
+        estimated: True when the figures come from a model, not a measurement.
+        details: evaluator-specific facts (requests counted, windows, per-layer costs...).
+    """
+
+    throughput_rps: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p99_ms: float
+    estimated: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """All metrics of a trial, keyed as in `tuner show --json`."""
+
+    throughput_rps: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p99_ms: float
+    accuracy: float
+    cost_usd_per_million: float
+    estimated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def objective_values(self) -> list[float]:
+        return [float(getattr(self, name)) for name in OBJECTIVES]
+
+
+def latency_percentiles_ms(latencies_s: np.ndarray) -> tuple[float, float, float]:
+    """p50, p95, p99 in milliseconds of request latencies given in seconds.
+
+    Uses the "higher" rule so a reported percentile is always a latency that was observed.
+    """
+    if latencies_s.size == 0:
+        raise ValueError("no latencies recorded")
+    p = np.percentile(latencies_s, [50, 95, 99], method="higher") * 1e3
+    return float(p[0]), float(p[1]), float(p[2])
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Constraints handed to the sampler with `trial.set_constraint` (feasible when <= 0).
+
+    Attributes:
+        accuracy_min_ratio: a variant must keep at least this share of the fp32 accuracy.
+        latency_p95_ms_max: optional p95 SLO in milliseconds.
+        cost_usd_per_million_max: optional cost ceiling.
+    """
+
+    accuracy_min_ratio: float = 0.99
+    latency_p95_ms_max: float | None = None
+    cost_usd_per_million_max: float | None = None
+
+    def values(self, metrics: Metrics, fp32_accuracy: float) -> dict[str, float]:
+        """Constraint values keyed by name; each is feasible when <= 0."""
+        out = {"accuracy": self.accuracy_min_ratio * fp32_accuracy - metrics.accuracy}
+        if self.latency_p95_ms_max is not None:
+            out["latency_p95_ms"] = metrics.latency_p95_ms - self.latency_p95_ms_max
+        if self.cost_usd_per_million_max is not None:
+            out["cost_usd_per_million"] = (
+                metrics.cost_usd_per_million - self.cost_usd_per_million_max
+            )
+        return out
+
+
+def is_feasible(constraint_values: dict[str, float]) -> bool:
+    return all(v <= 0.0 for v in constraint_values.values())

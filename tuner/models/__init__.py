@@ -1,0 +1,1 @@
+"""Model sources, ONNX export, precision variants, accuracy, and the on-disk cache."""

@@ -1,0 +1,71 @@
+"""Typed descriptions of a prepared model: its inputs, its precision variants, their accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input. `shape` is one instance's shape, without the batch dimension."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name, e.g. "float32"
+
+    def batched(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.shape)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One precision variant on disk, with its accuracy measured on ONNX Runtime (CPU)."""
+
+    precision: str
+    path: str  # absolute path of the .onnx file
+    sha256: str
+    accuracy: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model ready to be measured: fp32 and derived variants, all on disk.
+
+    Attributes:
+        name: the model's name (built-in name or file stem).
+        source: "builtin" or the absolute path of the user's ONNX file.
+        inputs: the graph inputs (batch dimension excluded).
+        accuracy_metric: "top1_accuracy" where labels exist, else "fidelity".
+        accuracy_description: how the accuracy figure is defined, for reports.
+        variants: precision -> Variant.
+    """
+
+    name: str
+    source: str
+    inputs: tuple[InputSpec, ...]
+    accuracy_metric: str
+    accuracy_description: str
+    variants: dict[str, Variant]
+
+    @property
+    def fp32_accuracy(self) -> float:
+        return self.variants["fp32"].accuracy
+
+    def input_shapes(self, batch: int = 1) -> dict[str, list[int]]:
+        return {s.name: list(s.batched(batch)) for s in self.inputs}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreparedModel":
+        return cls(
+            name=d["name"],
+            source=d["source"],
+            inputs=tuple(InputSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in d["inputs"]),
+            accuracy_metric=d["accuracy_metric"],
+            accuracy_description=d["accuracy_description"],
+            variants={k: Variant(**v) for k, v in d["variants"].items()},
+        )

@@ -1,0 +1,79 @@
+"""Promote a trial: choose it, re-materialise its config, write a Ray Serve config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import FixedTrial
+
+from tuner.cluster_info import ClusterInfo
+from tuner.config import TrialConfig
+from tuner.errors import TunerError
+from tuner.records import study_model, study_record
+from tuner.search_space import SearchSpace
+from tuner.selection import DEFAULT_POLICY, Choice, choose, explicit
+
+SERVABLE = {"cpu"}  # gpu once a GPU serving path exists; FPGA trials are estimates only
+
+
+@dataclass(frozen=True)
+class Promotion:
+    choice: Choice
+    config: TrialConfig
+    serve_config: dict
+    path: Path
+
+
+def rematerialise(study: optuna.Study, number: int) -> TrialConfig:
+    """The chosen trial's config, rebuilt by the same `suggest()` that proposed it."""
+    trial = study.trials[number]
+    space = SearchSpace.model_validate(study.user_attrs["search_space"])
+    anything = ClusterInfo(total_cpus=1 << 16, max_node_cpus=1 << 16, total_gpus=1 << 16, gpu_evaluator=True,
+                           fpga_devices={d: 1 << 16 for d in _fpga_choices(space)})
+    config = space.suggest(FixedTrial(trial.params, number=number), anything)
+    recorded = trial.user_attrs.get("config")
+    if recorded is not None and TrialConfig.from_dict(recorded) != config:
+        raise TunerError(
+            f"Trial #{number}'s params {trial.params} rebuild to {config}, but it measured "
+            f"{recorded}. The study's search space was changed after the trial ran; promote "
+            "another trial or re-tune."
+        )
+    return config
+
+
+def _fpga_choices(space: SearchSpace) -> list[str]:
+    return [str(c) for c in space.platforms.fpga.device.choices] if space.platforms.fpga else []
+
+
+def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEFAULT_POLICY,
+            host: str = "127.0.0.1", port: int = 8000) -> Promotion:
+    from serving.serve_config import make_serve_config, write_serve_config
+
+    records = study_record(study)["trials"]
+    choice = explicit(records, trial, SERVABLE) if trial is not None else choose(records, policy, SERVABLE)
+    number = choice.trial["number"]
+    config = rematerialise(study, number)
+    model = study_model(study)
+    artifact = choice.trial["artifact"]
+    if not artifact or not Path(artifact).is_file():
+        raise TunerError(
+            f"Trial #{number}'s model file {artifact!r} is missing (the model cache was cleared or "
+            "the study came from another machine). Re-run tuner tune with the same --model to "
+            "rebuild it (the cache is keyed by content, so the path comes back)."
+        )
+    serve_config = make_serve_config(
+        model_name=model.name,
+        model_path=artifact,
+        precision=config.precision,
+        batch_size=config.batch_size,
+        replicas=config.replicas,
+        threads_per_replica=config.threads_per_replica,
+        input_shapes={s.name: list(s.shape) for s in model.inputs},
+        host=host,
+        port=port,
+    )
+    write_serve_config(serve_config, out, comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
+    study.set_user_attr("last_promotion", {"trial": number, "out": str(out.resolve()), "reason": choice.reason})
+    return Promotion(choice, config, serve_config, out)
