@@ -36,13 +36,22 @@ def cpu_model_name() -> str:
     return platform.processor() or "unknown"
 
 
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
 def session_options(threads: int) -> ort.SessionOptions:
-    """The ONNX Runtime options a CPU replica uses (recorded so anyone can re-measure)."""
+    """The ONNX Runtime options of a CPU replica, the same when measured and when served.
+
+    Spin-waiting is off: a spinning idle thread burns a core another replica needs (two
+    2-thread sessions on 2 cores lose up to 50% with it on).
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads  # Ray sets OMP_NUM_THREADS=1, which ORT ignores
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    for key, value in SESSION_CONFIG.items():
+        opts.add_session_config_entry(key, value)
     return opts
 
 
@@ -84,6 +93,7 @@ class ReplicaBench:
             "pinned": bool(self._cpu_ids),
             "threads": self._threads,
             "onnxruntime": ort.__version__,
+            "session_config": {"intra_op_num_threads": self._threads, "inter_op_num_threads": 1, **SESSION_CONFIG},
             "providers": self._session.get_providers(),
         }
 

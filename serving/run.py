@@ -1,0 +1,168 @@
+"""Serve a config in the foreground: Ray's own ``serve run``, plus the endpoint URL once ready.
+
+``serve run`` starts a local Ray cluster (or joins the one `address` names), deploys the
+config and blocks, streaming the replicas' logs. It runs in its own process group, so a
+terminal's Ctrl-C reaches only us and is forwarded exactly once: SIGINT, SIGTERM and SIGHUP
+become one SIGINT, on which ``serve run`` shuts Serve and its Ray cluster down; a second
+signal kills the child's whole process group (Ray's daemons included).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, TextIO
+
+from serving.serve_config import load_serve_config
+from tuner.errors import field_error
+
+_POLL_INTERVAL_S = 0.5
+_SHUTDOWN_GRACE_S = 30.0
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Ray's `serve` CLI, made robust to how we start it: SIGINT gets Python's default handler back
+# (a parent started with `nohup` or `&` passes SIGINT on as ignored), and on Linux the child
+# asks for SIGINT when its parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed tuner leaves
+# `serve run` to shut its cluster down cleanly.
+_SERVE_MAIN = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    import ctypes; ctypes.CDLL(None).prctl(1, signal.SIGINT, 0, 0, 0)\n"
+    "from ray.serve.scripts import cli; cli(prog_name='serve')"
+)
+
+
+def endpoint(config: dict[str, Any]) -> tuple[str, str]:
+    """The (base URL, model name) a config serves, e.g. ("http://127.0.0.1:8000", "digits")."""
+    http = config.get("http_options") or {}
+    host, port = http.get("host", "0.0.0.0"), http.get("port", 8000)
+    if host in ("0.0.0.0", "", "::"):  # bound to every interface: reach it on loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    name = (config["applications"][0].get("args") or {}).get("model_name", "MODEL")
+    return f"http://{host}:{port}", name
+
+
+def _check_port_free(config: dict[str, Any], config_path: Path) -> None:
+    http = config.get("http_options") or {}
+    host, port = http.get("host", "0.0.0.0"), http.get("port", 8000)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise field_error(
+                f"http_options.port in {config_path}", port,
+                f"The port cannot be bound on {host} ({exc.strerror}); another server uses it.",
+                "Stop that server or set a free port in the config.",
+            ) from None
+
+
+def _announce_when_ready(url: str, name: str, child: subprocess.Popen, timeout_s: float,
+                         out: TextIO) -> None:
+    """Poll GET /v2/health/ready; print the infer URL on the first 200."""
+    started, warned = time.monotonic(), False
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via http_proxy
+    while child.poll() is None:
+        try:
+            with opener.open(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    print(f"\ntuner: ready: POST {url}/v2/models/{name}/infer "
+                          f"(metadata: GET {url}/v2/models/{name}; Ctrl-C to stop)", file=out,
+                          flush=True)
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if not warned and time.monotonic() - started > timeout_s:
+            warned = True
+            print(f"\ntuner: {url}/v2/health/ready has not answered 200 after {timeout_s:.0f} s; "
+                  "see the Ray Serve log above for the cause. Still waiting.", file=out, flush=True)
+        time.sleep(_POLL_INTERVAL_S)
+
+
+def serve_command(config_path: Path, address: str | None = None) -> list[str]:
+    """The ``serve run`` command line, with this interpreter (so this venv's Ray runs it)."""
+    command = [sys.executable, "-c", _SERVE_MAIN, "run", str(config_path)]
+    return command + (["--address", address] if address else [])
+
+
+def serve_foreground(config_path: Path, *, address: str | None = None,
+                     ready_timeout_s: float = 120.0, out: TextIO | None = None) -> int:
+    """Validate a Serve config, then run it with ``serve run`` until interrupted.
+
+    Args:
+        config_path: the Serve config YAML (from `write_serve_config`).
+        address: Ray cluster to deploy to; None lets ``serve run`` decide (the cluster of a
+            previous ``ray start``, else a new local one); "local" always starts a new one.
+        ready_timeout_s: after this long without readiness, print a hint (and keep waiting).
+        out: where the ready line goes (default stdout).
+
+    Returns:
+        The exit code of ``serve run`` (128 + N if signal N killed it).
+
+    Raises:
+        TunerError: the config is invalid or its port is taken.
+    """
+    config_path = Path(config_path).resolve()
+    config = load_serve_config(config_path)
+    if address is None or address == "local":
+        _check_port_free(config, config_path)
+    url, name = endpoint(config)
+    # Own process group: Ctrl-C in a terminal reaches only us; killpg reaches all of Ray.
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL, **group)
+    signals_seen = 0
+
+    def forward(_signum: int, _frame: object) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            _signal_child(child, signal.SIGINT)
+        else:
+            _kill_group(child)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    watcher = threading.Thread(
+        target=_announce_when_ready, args=(url, name, child, ready_timeout_s, out or sys.stdout),
+        name="tuner-ready-watcher", daemon=True,
+    )
+    watcher.start()
+    try:
+        code = child.wait()
+    finally:
+        if child.poll() is None:  # leaving for another reason (an exception): do not orphan Ray
+            _signal_child(child, signal.SIGINT)
+            try:
+                child.wait(timeout=_SHUTDOWN_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _kill_group(child)
+                child.wait()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    watcher.join(timeout=5)
+    return 128 - code if code < 0 else code
+
+
+def _signal_child(child: subprocess.Popen, signum: int) -> None:
+    if child.poll() is None:
+        child.send_signal(signum)
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL the child's process group: `serve run` and the Ray daemons it started."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

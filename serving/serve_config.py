@@ -1,0 +1,182 @@
+"""The Ray Serve config file: generate it from a chosen trial, write it, load and check it.
+
+The file is a standard Ray Serve multi-application config, so ``serve run FILE`` and
+``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
+`ServeDeploySchema`, plus what Ray cannot know: our application's ``args`` and that the
+model file exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from serving.app import ModelDeployment, ServeArgs, max_ongoing_requests_for
+from tuner.errors import TunerError, field_error
+
+IMPORT_PATH = "serving.app:build_app"
+DEPLOYMENT_NAME: str = ModelDeployment.name
+
+
+def _validation_message(exc: ValidationError, where: str) -> str:
+    """One line per pydantic error: field, value given, rule."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        given = "nothing" if err["type"] == "missing" else repr(err.get("input"))
+        lines.append(f"  {where}.{loc}: got {given}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def make_serve_config(
+    *,
+    model_name: str,
+    model_path: str,
+    precision: str,
+    batch_size: int,
+    replicas: int,
+    threads_per_replica: int,
+    input_shapes: dict[str, list[int]] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    batch_wait_timeout_s: float = 0.005,
+    app_name: str = "tuner",
+) -> dict[str, Any]:
+    """A Ray Serve multi-application config that serves one model over V2 REST.
+
+    Args:
+        model_name: name in the endpoint URL, /v2/models/NAME/infer.
+        model_path: absolute path of the .onnx file (the chosen precision variant).
+        precision: the variant's precision, reported by the metadata endpoint.
+        batch_size: most instances per ONNX Runtime call (and per request).
+        replicas: number of replicas (Ray actors).
+        threads_per_replica: ONNX Runtime intra-op threads, and the CPUs Ray reserves, per replica.
+        input_shapes: per-instance shapes for inputs whose non-batch dims are dynamic.
+        host: interface the HTTP proxy binds; loopback unless you mean to expose the model.
+        port: HTTP port.
+        batch_wait_timeout_s: longest wait for a batch to fill.
+        app_name: the Serve application's name.
+
+    Returns:
+        A dict that validates as `ray.serve.schema.ServeDeploySchema`.
+
+    Raises:
+        TunerError: an argument breaks a rule (named, with the value and the fix).
+    """
+    try:
+        args = ServeArgs(
+            model_name=model_name, model_path=model_path, precision=precision,
+            batch_size=batch_size, threads_per_replica=threads_per_replica,
+            batch_wait_timeout_s=batch_wait_timeout_s, input_shapes=input_shapes or {},
+        )
+    except ValidationError as exc:
+        message = _validation_message(exc, "args")
+        raise TunerError(f"Cannot build the Serve config:\n{message}") from None
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise field_error("replicas", replicas, "It must be an integer >= 1.",
+                          "Pass a positive count.")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise field_error("port", port, "It must be an integer from 1 to 65535.",
+                          "Pick a free port.")
+    return {
+        # One proxy on the head node: a single, predictable endpoint URL.
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            {
+                "name": app_name,
+                "route_prefix": "/",
+                "import_path": IMPORT_PATH,
+                "args": args.model_dump(mode="json"),
+                "deployments": [
+                    {
+                        "name": DEPLOYMENT_NAME,
+                        "num_replicas": replicas,
+                        # Serve's default (5) would silently cap batches.
+                        "max_ongoing_requests": max_ongoing_requests_for(batch_size),
+                        "ray_actor_options": {"num_cpus": threads_per_replica},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def write_serve_config(config: dict[str, Any], path: Path, comment: str = "") -> Path:
+    """Write `config` as YAML, atomically, under a header comment.
+
+    Args:
+        config: a dict from `make_serve_config`.
+        path: where to write it; parent directories are created.
+        comment: where it came from, e.g. "study digits, trial 17 (cpu fp32 b16 2x1t)";
+            one ``#`` line per line of text.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = [f"# {line}".rstrip() for line in comment.splitlines()]
+    header += ["# Ray Serve config generated by tuner. Run it with: serve run " + path.name]
+    text = "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_serve_config(path: Path) -> dict[str, Any]:
+    """Read a Serve config and check it as Ray would, plus our args and the model file.
+
+    Returns:
+        The config as a dict (exactly what the file says).
+
+    Raises:
+        TunerError: the file is missing or not YAML, Ray's `ServeDeploySchema` rejects it,
+            our application's ``args`` are invalid, or the model file is gone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise field_error("the Serve config path", str(path), "The file does not exist.",
+                          "Generate it with tuner (it writes serve_config.yaml) or pass its path.")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TunerError(
+            f"{path} is not valid YAML: {exc}. Fix the syntax or regenerate it.") from None
+    if not isinstance(config, dict):
+        raise field_error(f"the contents of {path}", config, "A Serve config is a YAML mapping "
+                          "with an 'applications' list.", "Regenerate the file with tuner.")
+    try:
+        ServeDeploySchema.model_validate(config)
+    except ValidationError as exc:
+        raise TunerError(f"{path} is not a valid Ray Serve config:\n"
+                         f"{_validation_message(exc, 'config')}\nFix these keys or regenerate "
+                         "the file.") from None
+    for i, app in enumerate(config["applications"]):
+        if app.get("import_path") != IMPORT_PATH:
+            continue
+        try:
+            args = ServeArgs.model_validate(app.get("args") or {})
+        except ValidationError as exc:
+            raise TunerError(f"{path}: the args of application {app.get('name')!r} are invalid:\n"
+                             f"{_validation_message(exc, f'applications[{i}].args')}\n"
+                             "Fix these keys or regenerate the file.") from None
+        if not Path(args.model_path).is_file():
+            raise field_error(
+                f"applications[{i}].args.model_path in {path}", args.model_path,
+                "The model file does not exist.",
+                "Re-run the tuner to export the model again, or edit model_path to point at it.",
+            )
+    return config

@@ -1,0 +1,155 @@
+"""serving.serve_config: the generated Ray Serve config, checked with Ray's own schema."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve import Application
+from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+
+from serving.app import ModelDeployment, ServeArgs, build_app
+from serving.serve_config import load_serve_config, make_serve_config, write_serve_config
+from tuner.errors import TunerError
+
+
+@pytest.fixture()
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not read by the config checks")
+    return path
+
+
+def _config(model_file: Path, **overrides: object) -> dict:
+    kwargs = dict(model_name="digits", model_path=str(model_file), precision="int8",
+                  batch_size=16, replicas=2, threads_per_replica=1)
+    kwargs.update(overrides)
+    return make_serve_config(**kwargs)
+
+
+def test_generated_config_validates_with_rays_own_schema(model_file: Path) -> None:
+    schema = ServeDeploySchema.model_validate(_config(model_file))
+    (app,) = schema.applications
+    assert app.import_path == "serving.app:build_app" and app.route_prefix == "/"
+    (deployment,) = app.deployments
+    assert deployment.num_replicas == 2
+    assert deployment.ray_actor_options.num_cpus == 1
+
+
+def test_generated_config_uses_no_key_ray_would_silently_ignore(model_file: Path) -> None:
+    # Ray's schemas accept unknown keys for forward compatibility; a typo would be dropped.
+    config = _config(model_file)
+    assert set(config) <= set(ServeDeploySchema.model_fields)
+    app = config["applications"][0]
+    assert set(app) <= set(ServeApplicationSchema.model_fields)
+    assert set(app["deployments"][0]) <= set(DeploymentSchema.model_fields)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_max_ongoing_requests_lets_a_batch_form_while_another_runs(
+    model_file: Path, batch_size: int
+) -> None:
+    deployment = _config(model_file, batch_size=batch_size)["applications"][0]["deployments"][0]
+    assert deployment["max_ongoing_requests"] >= 2 * batch_size
+
+
+def test_binds_loopback_by_default_and_takes_host_and_port(model_file: Path) -> None:
+    assert _config(model_file)["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    http = _config(model_file, host="0.0.0.0", port=9123)["http_options"]
+    assert http == {"host": "0.0.0.0", "port": 9123}
+
+
+def test_args_are_the_applications_typed_args(model_file: Path) -> None:
+    config = _config(model_file, input_shapes={"x": [1, 8, 8]}, batch_wait_timeout_s=0.01)
+    args = ServeArgs.model_validate(config["applications"][0]["args"])
+    assert args == ServeArgs(model_name="digits", model_path=str(model_file), precision="int8",
+                             batch_size=16, threads_per_replica=1, batch_wait_timeout_s=0.01,
+                             input_shapes={"x": [1, 8, 8]})
+
+
+def test_deployment_name_and_import_path_resolve_to_the_real_application(model_file: Path) -> None:
+    app_config = _config(model_file)["applications"][0]
+    assert app_config["deployments"][0]["name"] == ModelDeployment.name == "ModelServer"
+    # Ray validates the args dict into the builder's annotated pydantic class; a string
+    # annotation (from __future__ import annotations) would silently skip that.
+    assert inspect.signature(build_app).parameters["args"].annotation is ServeArgs
+    app = build_app(ServeArgs.model_validate(app_config["args"]))
+    assert isinstance(app, Application)
+
+
+def test_build_app_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
+    args = ServeArgs(model_name="m", model_path=str(tmp_path / "gone.onnx"), precision="fp32",
+                     batch_size=1, threads_per_replica=1)
+    with pytest.raises(TunerError, match="gone.onnx.*does not exist"):
+        build_app(args)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"batch_size": 0}, "args.batch_size"),
+        ({"threads_per_replica": 0}, "args.threads_per_replica"),
+        ({"precision": "fp8"}, "fp8"),
+        ({"model_path": "model.onnx"}, "absolute path"),
+        ({"model_name": ""}, "args.model_name"),
+        ({"replicas": 0}, "replicas"),
+        ({"port": 70000}, "port"),
+    ],
+)
+def test_bad_arguments_raise_tuner_error_naming_the_field(
+    model_file: Path, overrides: dict, fragment: str
+) -> None:
+    with pytest.raises(TunerError, match=fragment):
+        _config(model_file, **overrides)
+
+
+def test_serve_args_reject_unknown_keys(model_file: Path) -> None:
+    args = _config(model_file)["applications"][0]["args"] | {"batchsize": 4}
+    with pytest.raises(ValueError, match="batchsize"):
+        ServeArgs.model_validate(args)
+
+
+def test_written_config_round_trips_with_header_comment(model_file: Path, tmp_path: Path) -> None:
+    config = _config(model_file)
+    path = write_serve_config(config, tmp_path / "out" / "serve.yaml",
+                              comment="study digits, trial 17\ncpu int8 b16 2x1t")
+    text = path.read_text()
+    assert text.startswith("# study digits, trial 17\n# cpu int8 b16 2x1t\n")
+    assert yaml.safe_load(text) == config
+    assert load_serve_config(path) == config
+    assert [p.name for p in path.parent.iterdir()] == ["serve.yaml"]  # no temp file left
+
+
+def test_load_rejects_a_config_pointing_at_a_missing_model(
+    model_file: Path, tmp_path: Path
+) -> None:
+    path = write_serve_config(_config(model_file), tmp_path / "serve.yaml")
+    model_file.unlink()
+    with pytest.raises(TunerError) as info:
+        load_serve_config(path)
+    message = str(info.value)
+    assert str(model_file) in message and str(path) in message
+    assert "model_path" in message and "Re-run" in message
+
+
+def test_load_rejects_missing_file_bad_yaml_and_invalid_schema(tmp_path: Path) -> None:
+    with pytest.raises(TunerError, match="does not exist"):
+        load_serve_config(tmp_path / "nope.yaml")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("applications: [\n")
+    with pytest.raises(TunerError, match="not valid YAML"):
+        load_serve_config(bad_yaml)
+    not_serve = tmp_path / "not_serve.yaml"
+    not_serve.write_text("applications:\n- name: a\n")
+    with pytest.raises(TunerError, match=r"(?s)not a valid Ray Serve.*import_path: got nothing"):
+        load_serve_config(not_serve)
+
+
+def test_load_rejects_invalid_application_args(model_file: Path, tmp_path: Path) -> None:
+    config = _config(model_file)
+    config["applications"][0]["args"]["batch_size"] = -3
+    path = write_serve_config(config, tmp_path / "serve.yaml")
+    with pytest.raises(TunerError, match=r"applications\[0\]\.args\.batch_size.*-3"):
+        load_serve_config(path)
