@@ -58,7 +58,10 @@ class RayCluster:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise TunerError(
                 f"Could not connect to the Ray cluster at {address!r}: {exc}. Check the address "
-                "(ray status on the head node prints it), or drop --ray-address to start a "
+                "(ray status on the head node prints it). Ray 2.60 clusters use token "
+                "authentication, which Ray only sends to an explicit address when asked: run "
+                "with RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN=<ray get-auth-token on the head> "
+                "if ~/.ray/auth_token is not the cluster's). Or drop --ray-address to start a "
                 "local cluster."
             ) from None
         self.start_s = time.perf_counter() - t0
