@@ -67,3 +67,15 @@ def test_tune_joins_an_existing_cluster(tmp_path: Path) -> None:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        forget_cluster(port)
+
+
+def forget_cluster(port: int) -> None:
+    """A killed head leaves /tmp/ray/ray_current_cluster behind, and a later plain
+    `ray.init()` or `serve run` would try to join the dead cluster: remove it if it is ours."""
+    marker = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if marker.read_text().strip().endswith(f":{port}"):
+            marker.unlink()
+    except OSError:
+        pass

@@ -26,6 +26,13 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
                         "postgresql://... for many machines)")
 
 
+def _load_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--load-mode", choices=["offline", "server"], default=None,
+                   help="offline: closed loop, saturating (MLPerf Offline); server: Poisson arrivals at "
+                        "--target-rps (MLPerf Server). Default: the search space's load.mode")
+    p.add_argument("--target-rps", type=float, default=None, help="arrival rate for --load-mode server")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuner", description="Find the best way to deploy an ML model, then deploy it.",
@@ -50,6 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="join an existing Ray cluster (e.g. 10.0.0.5:6379) instead of starting a local one")
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible sequence")
+    p.add_argument("--parallel", type=int, default=1, metavar="K",
+                   help="keep up to K trials in flight (each on its own cores; default 1)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure a configuration again even if the study already measured it")
+    p.add_argument("--finalists", type=int, default=3, metavar="K",
+                   help="re-measure the K best measured Pareto trials before ending (default 3; 0 = off)")
+    p.add_argument("--finalist-repeats", type=int, default=3, metavar="N",
+                   help="extra measurements of each finalist, interleaved (default 3)")
+    _load_args(p)
+
+    p = sub.add_parser("measure", help="measure (or estimate, on FPGA) one configuration, no study",
+                       description="Measure one configuration with the same code path as a trial.")
+    p.add_argument("--model", default="digits-cnn", help="built-in model or a path to an .onnx file")
+    p.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
+                   help="shape of one instance of a dynamic ONNX input, without the batch dim")
+    p.add_argument("--platform", required=True, choices=["cpu", "gpu", "fpga"])
+    p.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--replicas", default="1", help="replicas (CPU processes, FPGA DPU cores); 'max' on FPGA = every core")
+    p.add_argument("--threads-per-replica", type=int, default=1, help="CPU threads per replica (default 1)")
+    p.add_argument("--device", default=None, help="FPGA device from the catalog (default aws-f1)")
+    p.add_argument("--space", default="default", help="search space whose measurement, load and prices apply")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="join an existing Ray cluster")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _load_args(p)
 
     p = sub.add_parser("show", help="print a study's trials and its feasible Pareto front",
                        description="Print the trials of a study; --json prints the machine-readable record.")
@@ -79,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run a Serve config in the foreground (same as `serve run CONFIG`)",
                        description="Run the promoted Ray Serve application in the foreground; Ctrl-C stops it.")
     p.add_argument("config", type=Path, help="Serve config written by tuner promote")
+    p.add_argument("--ray-address", default="local", metavar="ADDR",
+                   help="Ray cluster to run on (default: start a new local one)")
     return parser
 
 
@@ -87,12 +121,48 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from tuner.tune import TuneOptions, tune
 
     opts = TuneOptions(model=args.model, input_shapes=parse_input_shapes(args.input_shape), space=args.space,
-                       study=args.study, storage=args.storage, trials=args.trials,
-                       ray_address=args.ray_address, seed=args.seed)
+                       study=args.study, storage=args.storage, trials=args.trials, parallel=args.parallel,
+                       ray_address=args.ray_address, seed=args.seed, remeasure=args.remeasure,
+                       finalists=args.finalists, finalist_repeats=args.finalist_repeats,
+                       load_mode=args.load_mode, target_rps=args.target_rps)
     study = tune(opts)
     where = f" --storage {args.storage}" if args.storage else ""
     print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "
           f"tuner promote --study {study.study_name}{where} --out serve_config.yaml")
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from tuner.config import TrialConfig
+    from tuner.measure import MeasureOptions, measure
+    from tuner.models.onnx_file import parse_input_shapes
+
+    if args.replicas == "max" and args.platform == "fpga":
+        replicas = 0
+    else:
+        try:
+            replicas = int(args.replicas)
+        except ValueError:
+            raise TunerError(f"Got {args.replicas!r} for --replicas. Use a positive integer (or 'max' on fpga).") from None
+    device = (args.device or "aws-f1") if args.platform == "fpga" else args.device
+    config = TrialConfig(args.platform, args.batch_size, args.precision, replicas,
+                         args.threads_per_replica if args.platform == "cpu" else 1, device)
+    opts = MeasureOptions(config, args.model, parse_input_shapes(args.input_shape), args.space,
+                          args.ray_address, args.load_mode, args.target_rps)
+    result = measure(opts, log=(lambda s: None) if args.json else print)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    m, meas = result["metrics"], result["measurement"]
+    kind = "ESTIMATED by the FPGA cost model" if m["estimated"] else "measured"
+    print(f"{config.label()} ({kind}):")
+    print(f"  throughput {m['throughput_rps']:,.1f} inf/s; latency p50 {m['latency_p50_ms']:.3f} ms, "
+          f"p95 {m['latency_p95_ms']:.3f} ms, p99 {m['latency_p99_ms']:.3f} ms")
+    print(f"  accuracy {m['accuracy']:.4f}; ${m['cost_usd_per_million']:.5f} per million ({result['price']['source']})")
+    if not m["estimated"]:
+        print(f"  {meas['requests']} requests in {meas['windows_used']} of {meas['windows']} windows of "
+              f"{meas['window_s']} s ({'stable' if meas['stable'] else 'NOT stable'}, cv {meas['throughput_cv']:.1%}); "
+              f"{meas['measuring_s']} s under load, {meas['wall_s']} s in all; cores {meas['hardware']['cores_used']}")
     return 0
 
 
@@ -164,10 +234,10 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serving.run import serve_foreground
 
-    return serve_foreground(args.config)
+    return serve_foreground(args.config, address=args.ray_address)
 
 
-COMMANDS = {"tune": _cmd_tune, "show": _cmd_show, "dashboard": _cmd_dashboard,
+COMMANDS = {"tune": _cmd_tune, "measure": _cmd_measure, "show": _cmd_show, "dashboard": _cmd_dashboard,
             "promote": _cmd_promote, "serve": _cmd_serve}
 
 

@@ -3,7 +3,12 @@
 The driver writes these user attributes on every trial (also what the dashboard shows):
 ``config`` (dict), ``artifact`` (path), the metric keys flat (``throughput_rps``, ...,
 ``estimated``), ``feasible``, ``constraint.<name>``, ``measurement`` (dict), ``price``
-(dict with its source), and ``failure`` for a FAIL trial.
+(dict with its source), ``failure`` for a trial that could not run, and ``reused_from``
+for a configuration whose earlier measurement was reused.
+
+Reported metrics are the first measurement, except for finalists (study attribute
+``finalists``): there, the median of all their measurements. `pareto` is the front of the
+reported metrics among feasible, COMPLETE, non-reused trials.
 """
 
 from __future__ import annotations
@@ -13,49 +18,63 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.metrics import METRIC_KEYS, OBJECTIVES
+from tuner.metrics import DIRECTIONS, METRIC_KEYS, OBJECTIVES
 from tuner.models.spec import PreparedModel
+from tuner.pareto import pareto_indices
 
 CONFIG_KEYS = ("platform", "batch_size", "precision", "replicas", "threads_per_replica")
 
 
-def trial_record(trial: FrozenTrial, pareto: set[int]) -> dict[str, Any]:
+def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> dict[str, Any]:
     attrs = trial.user_attrs
     config = attrs.get("config") or {}
-    complete = trial.state == TrialState.COMPLETE and "throughput_rps" in attrs
-    return {
+    measured = trial.state == TrialState.COMPLETE and "throughput_rps" in attrs
+    metrics = {k: attrs.get(k) for k in METRIC_KEYS} if measured else None
+    feasible = bool(attrs.get("feasible", False)) if trial.state == TrialState.COMPLETE else False
+    constraints = {k[len("constraint."):]: v for k, v in attrs.items() if k.startswith("constraint.")}
+    final = finalists.get(str(trial.number))
+    rec = {
         "number": trial.number,
         "state": trial.state.name,
-        "pareto": trial.number in pareto,
-        "feasible": bool(attrs.get("feasible", False)) if complete else False,
+        "pareto": False,
+        "feasible": feasible,
         "config": {k: config.get(k) for k in CONFIG_KEYS},
         "device": config.get("device"),
-        "metrics": {k: attrs.get(k) for k in METRIC_KEYS} if complete else None,
-        "constraints": {k[len("constraint."):]: v for k, v in attrs.items() if k.startswith("constraint.")},
+        "metrics": metrics,
+        "constraints": constraints,
         "artifact": attrs.get("artifact"),
         "failure": attrs.get("failure"),
+        "reused_from": attrs.get("reused_from"),
+        "remeasured": None,
     }
+    if final and measured:
+        rec["metrics"] = dict(final["metrics"])
+        rec["feasible"] = bool(final["feasible"])
+        rec["constraints"] = dict(final["constraints"])
+        rec["remeasured"] = {"samples": final["samples"], "spread": final["spread"],
+                             "throughput_cv": final["throughput_cv"], "first_measurement": metrics}
+    return rec
 
 
-def pareto_numbers(study: optuna.Study) -> set[int]:
-    """Numbers of the feasible Pareto-optimal trials (Optuna's best_trials are feasible only)."""
-    try:
-        return {t.number for t in study.best_trials}
-    except ValueError:  # no complete trials yet
-        return set()
+def mark_pareto(records: list[dict[str, Any]]) -> None:
+    """Set `pareto` on the feasible, measured, non-reused records that no other dominates."""
+    pool = [r for r in records if r["feasible"] and r["metrics"] and r["reused_from"] is None]
+    points = [[r["metrics"][k] for k in OBJECTIVES] for r in pool]
+    for i in pareto_indices(points, DIRECTIONS):
+        pool[i]["pareto"] = True
 
 
 def study_record(study: optuna.Study) -> dict[str, Any]:
-    pareto = pareto_numbers(study)
+    finalists = study.user_attrs.get("finalists", {})
+    records = [trial_record(t, finalists) for t in study.get_trials(deepcopy=False)]
+    mark_pareto(records)
     return {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
         "objectives": study.metric_names or list(OBJECTIVES),
-        "trials": [trial_record(t, pareto) for t in study.get_trials(deepcopy=False)],
+        "trials": records,
     }
 
 
 def study_model(study: optuna.Study) -> PreparedModel:
     return PreparedModel.from_dict(study.user_attrs["model"])
-
-

@@ -121,15 +121,17 @@ class Platforms(_Strict):
 
 
 class MeasurementSettings(_Strict):
-    """How a measured (cpu/gpu) trial is timed."""
+    """How a measured (cpu/gpu) trial is timed; see tuner/evaluators/protocol.py."""
 
-    warmup_s: float = Field(0.5, ge=0, description="Load before measuring, discarded.")
-    window_s: float = Field(1.0, gt=0, description="Length of one measurement window.")
-    min_windows: int = Field(3, ge=1, description="Windows measured at least.")
-    max_windows: int = Field(6, ge=1, description="Give up on stability after this many.")
+    warmup_s: float = Field(0.3, ge=0, description="Load before measuring, discarded.")
+    window_s: float = Field(2.0, gt=0, description="Shortest measurement window.")
+    min_windows: int = Field(3, ge=1, description="Windows that must agree; figures come from them.")
+    max_windows: int = Field(8, ge=1, description="Give up on stability after this many windows.")
     stable_pct: float = Field(10.0, gt=0, description="Last windows agree within this %.")
+    target_requests: int = Field(3152, ge=1, description="Requests wanted in the reported windows.")
+    max_measuring_s: float = Field(30.0, gt=0, description="Most time under load per trial.")
     min_requests_per_window: int = Field(3, ge=1, description="A window lasts until this many.")
-    trial_timeout_s: float = Field(300.0, gt=0, description="A trial taking longer fails.")
+    trial_timeout_s: float = Field(600.0, gt=0, description="A trial taking longer fails.")
 
     @model_validator(mode="after")
     def _check(self) -> "MeasurementSettings":
@@ -137,6 +139,22 @@ class MeasurementSettings(_Strict):
             raise ValueError(
                 f"max_windows ({self.max_windows}) must be >= min_windows ({self.min_windows})"
             )
+        return self
+
+
+class LoadSpec(_Strict):
+    """The load a trial is measured under."""
+
+    mode: Literal["offline", "server"] = Field(
+        "offline", description="offline: closed loop, saturating. server: Poisson arrivals at target_rps.")
+    target_rps: float | None = Field(None, gt=0, description="Arrival rate (requests/s) in server mode.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="Longest wait for a batch to fill (server mode, and when served).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LoadSpec":
+        if self.mode == "server" and self.target_rps is None:
+            raise ValueError("server mode needs target_rps (requests per second), e.g. target_rps: 500")
         return self
 
 
@@ -160,6 +178,7 @@ class SearchSpace(_Strict):
     platforms: Platforms
     constraints: ConstraintsSpec = ConstraintsSpec()
     measurement: MeasurementSettings = MeasurementSettings()
+    load: LoadSpec = LoadSpec()
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
     def enabled_platforms(self) -> list[str]:

@@ -16,9 +16,21 @@ COLUMNS = (
     ("p99 ms", lambda r: _num(r, "latency_p99_ms", "{:.3f}")),
     ("accuracy", lambda r: _num(r, "accuracy", "{:.4f}")),
     ("$/M inf", lambda r: _num(r, "cost_usd_per_million", "{:.5f}")),
-    ("source", lambda r: "" if r["metrics"] is None else ("ESTIMATED" if r["metrics"]["estimated"] else "measured")),
-    ("state", lambda r: r["state"] if r["state"] != "COMPLETE" else ("pareto" if r["pareto"] else ("ok" if r["feasible"] else "infeasible"))),
+    ("source", lambda r: _source(r)),
+    ("state", lambda r: r["state"] if r["state"] != "COMPLETE" else ("pareto" if r["pareto"] else ("ok" if r["feasible"] else ("not runnable" if r["metrics"] is None else "infeasible")))),
 )
+
+
+def _source(rec: dict[str, Any]) -> str:
+    if rec["metrics"] is None:
+        return ""
+    if rec["metrics"]["estimated"]:
+        return "ESTIMATED"
+    if rec.get("reused_from") is not None:
+        return f"reused #{rec['reused_from']}"
+    if rec.get("remeasured"):
+        return f"median of {rec['remeasured']['samples']}"
+    return "measured"
 
 
 def _num(rec: dict[str, Any], key: str, fmt: str) -> str:

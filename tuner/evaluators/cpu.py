@@ -1,9 +1,17 @@
-"""CPU evaluator: one ONNX Runtime session per replica, closed-loop load, real clocks.
+"""CPU evaluator: one ONNX Runtime session per replica, real load, real clocks.
 
-A `ReplicaBench` is one replica. It owns its session (with `threads` intra-op threads,
-optionally pinned to given cores) and runs calls of `batch_size` instances back to back.
-The Ray runner wraps it in an actor per replica; `measure_local` runs replicas in threads
-of this process (for use without Ray). Either way `protocol.run_protocol` drives the windows.
+A `ReplicaBench` is one replica process: pinned to its cores for its whole life, it keeps
+the sessions it has built (so a later trial of the same variant does not rebuild them) and
+generates load itself, so no client process competes for its cores. Two load modes:
+
+- offline: calls of `batch_size` instances back to back (closed loop, MLPerf Offline);
+- server: single-instance requests arriving as a Poisson process at a given rate, batched
+  like the server batches them (up to `batch_size`, waiting at most `max_wait_s` for a batch
+  to fill); a request's latency runs from its arrival to its batch's completion, so it
+  includes queueing and the batching wait (MLPerf Server).
+
+The Ray runner wraps it in an actor per replica; `measure_local` runs replicas as threads
+of this process (no Ray). Either way `protocol.run_protocol` drives the windows.
 """
 
 from __future__ import annotations
@@ -12,17 +20,20 @@ import os
 import platform
 import socket
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from tuner.evaluators.protocol import WindowSample, run_protocol
+from tuner.evaluators.protocol import LoadSpec, WindowSample, run_protocol
 from tuner.metrics import PerfResult
-from tuner.models.data import synthetic_inputs
 from tuner.models.spec import InputSpec
 from tuner.search_space import MeasurementSettings
+
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+_SESSIONS_KEPT = 4
 
 
 def cpu_model_name() -> str:
@@ -34,9 +45,6 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -55,34 +63,53 @@ def session_options(threads: int) -> ort.SessionOptions:
     return opts
 
 
+def timing_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndarray]:
+    """Seeded inputs for timing: values do not change the work of dense kernels."""
+    rng = np.random.default_rng(batch)
+    feeds = {}
+    for s in specs:
+        shape = (batch, *s.shape)
+        if np.issubdtype(np.dtype(s.dtype), np.floating):
+            feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
+        else:
+            feeds[s.name] = rng.integers(0, 2 if s.dtype == "bool" else 10, shape).astype(s.dtype)
+    return feeds
+
+
 class ReplicaBench:
-    """One replica: an ONNX Runtime session and a closed-loop load generator.
+    """One replica: pinned cores, cached ONNX Runtime sessions, a built-in load generator.
 
     Args:
-        model: the ONNX model's bytes (or a path).
-        inputs: the model's inputs (per-instance shapes).
-        batch_size: instances per call.
-        threads: intra-op threads of the session.
+        threads: intra-op threads of every session of this replica.
         cpu_ids: cores to pin this process to, or None to leave placement to the OS.
         providers: ONNX Runtime execution providers, in order of preference.
     """
 
-    def __init__(
-        self,
-        model: bytes | str,
-        inputs: tuple[InputSpec, ...],
-        batch_size: int,
-        threads: int,
-        cpu_ids: list[int] | None = None,
-        providers: tuple[str, ...] = ("CPUExecutionProvider",),
-    ) -> None:
+    def __init__(self, threads: int, cpu_ids: list[int] | None = None,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
         if cpu_ids:
             os.sched_setaffinity(0, cpu_ids)
-        self._cpu_ids = cpu_ids
+        self._cpu_ids = list(cpu_ids) if cpu_ids else None
         self._threads = threads
+        self._providers = list(providers)
+        self._sessions: OrderedDict[str, ort.InferenceSession] = OrderedDict()
+        self._session: ort.InferenceSession | None = None
+        self._feeds: dict[str, np.ndarray] = {}
+        self._batch = 0
+
+    def prepare(self, key: str, model: bytes | str, inputs: tuple[InputSpec, ...], batch_size: int) -> bool:
+        """Make `key`'s model current at `batch_size`; returns True if the session was cached."""
+        cached = key in self._sessions
+        if cached:
+            self._sessions.move_to_end(key)
+        else:
+            self._sessions[key] = ort.InferenceSession(model, session_options(self._threads), providers=self._providers)
+            while len(self._sessions) > _SESSIONS_KEPT:
+                self._sessions.popitem(last=False)
+        self._session = self._sessions[key]
+        self._feeds = timing_inputs(inputs, batch_size)
         self._batch = batch_size
-        self._session = ort.InferenceSession(model, session_options(threads), providers=list(providers))
-        self._feeds = synthetic_inputs(inputs, batch_size, seed=batch_size)
+        return cached
 
     def info(self) -> dict[str, Any]:
         return {
@@ -93,12 +120,12 @@ class ReplicaBench:
             "pinned": bool(self._cpu_ids),
             "threads": self._threads,
             "onnxruntime": ort.__version__,
+            "providers": self._session.get_providers() if self._session else self._providers,
             "session_config": {"intra_op_num_threads": self._threads, "inter_op_num_threads": 1, **SESSION_CONFIG},
-            "providers": self._session.get_providers(),
         }
 
     def run_for(self, seconds: float, min_calls: int) -> WindowSample:
-        """Call the model back to back for at least `seconds` and `min_calls` calls."""
+        """Offline: call the model back to back for at least `seconds` and `min_calls` calls."""
         lat: list[float] = []
         run, feeds = self._session.run, self._feeds
         start = time.perf_counter()
@@ -109,26 +136,55 @@ class ReplicaBench:
             run(None, feeds)
             now = time.perf_counter()
             lat.append(now - t0)
-        return WindowSample(latencies_s=np.asarray(lat), elapsed_s=now - start, batch_size=self._batch)
+        return WindowSample(np.asarray(lat), now - start, self._batch)
+
+    def serve_for(self, seconds: float, rate_rps: float, max_wait_s: float, seed: int) -> WindowSample:
+        """Server: Poisson arrivals at `rate_rps` for `seconds`, batched up to batch_size.
+
+        Stops early when requests wait more than 10 s (the replica is overloaded); the window
+        then reports what completed, and its throughput shows the shortfall.
+        """
+        rng = np.random.default_rng(seed)
+        arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * seconds * 1.5) + 16))
+        arrivals = arrivals[arrivals < seconds]
+        run, feeds, cap = self._session.run, self._feeds, self._batch
+        lat: list[np.ndarray] = []
+        start = time.perf_counter()
+        i, n = 0, len(arrivals)
+        while i < n:
+            now = time.perf_counter() - start
+            if arrivals[i] > now:
+                time.sleep(arrivals[i] - now)
+            deadline = arrivals[i] + max_wait_s
+            while True:  # let the batch fill until it is full or the first request waited enough
+                now = time.perf_counter() - start
+                ready = int(np.searchsorted(arrivals, now, side="right")) - i
+                if ready >= cap or now >= deadline or i + ready >= n:
+                    break
+                time.sleep(max(0.0, min(deadline, arrivals[i + ready]) - now))
+            take = max(1, min(cap, ready))
+            run(None, {k: v[:take] for k, v in feeds.items()})
+            done = time.perf_counter() - start
+            lat.append(done - arrivals[i : i + take])
+            i += take
+            if i < n and done - arrivals[i] > 10.0:
+                break
+        latencies = np.concatenate(lat) if lat else np.empty(0)
+        elapsed = max(time.perf_counter() - start, seconds if i >= n else 0.0)
+        return WindowSample(latencies, elapsed, 1)
 
 
-Broadcast = Callable[[str, tuple], list]
-
-
-def measure_local(
-    model: bytes | str,
-    inputs: tuple[InputSpec, ...],
-    batch_size: int,
-    replicas: int,
-    threads: int,
-    settings: MeasurementSettings,
-    providers: tuple[str, ...] = ("CPUExecutionProvider",),
-) -> PerfResult:
+def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size: int, replicas: int,
+                  threads: int, settings: MeasurementSettings, load: LoadSpec | None = None,
+                  providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> PerfResult:
     """Measure `replicas` replicas as threads of this process (no Ray needed)."""
-    benches = [ReplicaBench(model, inputs, batch_size, threads, None, providers) for _ in range(replicas)]
+    benches = [ReplicaBench(threads, None, providers) for _ in range(replicas)]
+    for b in benches:
+        b.prepare("model", model, inputs, batch_size)
     with ThreadPoolExecutor(max_workers=replicas) as pool:
 
-        def broadcast(method: str, args: tuple) -> list:
-            return list(pool.map(lambda b: getattr(b, method)(*args), benches))
+        def broadcast(method: str, args: tuple | list[tuple]) -> list:
+            per = args if isinstance(args, list) else [args] * len(benches)
+            return list(pool.map(lambda ba: getattr(ba[0], method)(*ba[1]), zip(benches, per)))
 
-        return run_protocol(broadcast, settings)
+        return run_protocol(broadcast, settings, load or LoadSpec())

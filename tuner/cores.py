@@ -1,0 +1,98 @@
+"""Exclusive cores for trials: which cores of which node each replica is pinned to. Pure.
+
+Ray counts CPUs per node but does not say which cores a worker runs on, and several Ray
+nodes may share one machine (a test cluster, or containers on one host). So the cores of
+each host are split between the nodes on it, in proportion to their Ray CPUs and never more
+than the host has; a node's usable CPUs are its share. A trial gets, for every replica, a
+set of distinct cores on one node; cores held by a running trial are given to no other.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeCores:
+    """A node and the host cores it may use."""
+
+    node_id: str
+    host: str
+    cores: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one replica runs: a node and the cores it is pinned to."""
+
+    node_id: str
+    cores: tuple[int, ...]
+
+
+def split_host_cores(nodes: list[tuple[str, str, int]], host_cores: dict[str, list[int]]) -> list[NodeCores]:
+    """Give each node (id, host, Ray CPUs) its own slice of its host's cores.
+
+    Nodes are served in id order; a node never gets more cores than its Ray CPUs, and the
+    nodes of one host never get more than the host has (later nodes may get fewer).
+    """
+    out = []
+    offset: dict[str, int] = {}
+    for node_id, host, cpus in sorted(nodes):
+        cores = host_cores.get(host, [])
+        start = offset.get(host, 0)
+        take = tuple(cores[start : start + max(0, int(cpus))])
+        offset[host] = start + len(take)
+        out.append(NodeCores(node_id, host, take))
+    return out
+
+
+@dataclass
+class CoreAllocator:
+    """Thread-safe reservations of cores; `reserve` waits until a layout fits."""
+
+    nodes: list[NodeCores]
+    _busy: set[tuple[str, int]] = field(default_factory=set)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def usable_cpus(self) -> dict[str, int]:
+        return {n.node_id: len(n.cores) for n in self.nodes}
+
+    def can_ever_fit(self, replicas: int, threads: int) -> bool:
+        """Whether the layout fits the empty cluster (else waiting for it would never end)."""
+        return self._place(replicas, threads, busy=set()) is not None
+
+    def try_reserve(self, replicas: int, threads: int) -> list[Placement] | None:
+        with self._cond:
+            placement = self._place(replicas, threads, self._busy)
+            if placement is not None:
+                self._busy |= {(p.node_id, c) for p in placement for c in p.cores}
+            return placement
+
+    def reserve(self, replicas: int, threads: int, timeout_s: float | None = None) -> list[Placement] | None:
+        """Reserve cores for every replica, waiting for running trials to release them."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._place(replicas, threads, self._busy) is not None, timeout_s)
+            if not ok:
+                return None
+            placement = self._place(replicas, threads, self._busy)
+            assert placement is not None
+            self._busy |= {(p.node_id, c) for p in placement for c in p.cores}
+            return placement
+
+    def release(self, placement: list[Placement]) -> None:
+        with self._cond:
+            self._busy -= {(p.node_id, c) for p in placement for c in p.cores}
+            self._cond.notify_all()
+
+    def _place(self, replicas: int, threads: int, busy: set[tuple[str, int]]) -> list[Placement] | None:
+        """First fit, filling the node with the most free cores first (spreads parallel trials)."""
+        free = {n.node_id: [c for c in n.cores if (n.node_id, c) not in busy] for n in self.nodes}
+        out: list[Placement] = []
+        for _ in range(replicas):
+            node = max(free, key=lambda k: (len(free[k]), k), default=None)
+            if node is None or len(free[node]) < threads:
+                return None
+            cores, free[node] = free[node][:threads], free[node][threads:]
+            out.append(Placement(node, tuple(cores)))
+        return out

@@ -1,0 +1,100 @@
+"""The Ray cluster: a local one started by tuner (default) or an existing one by address."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from tuner.cluster_info import ClusterInfo
+from tuner.cores import CoreAllocator, NodeCores, split_host_cores
+from tuner.errors import TunerError
+from tuner.evaluators.cpu import cpu_model_name
+
+
+def _probe() -> tuple[str, list[int], str]:
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return socket.gethostname(), cores, cpu_model_name()
+
+
+class RayCluster:
+    """Connects to (or starts) Ray, and learns which cores each node may use."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.started_here = address is None
+        t0 = time.perf_counter()
+        try:
+            if address is None:
+                ray.init(
+                    address="local",  # a new cluster, never a stale one from /tmp/ray
+                    num_cpus=num_cpus or os.cpu_count(),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                )
+            else:
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise TunerError(
+                f"Could not connect to the Ray cluster at {address!r}: {exc}. Check the address "
+                "(ray status on the head node prints it). Ray 2.60 clusters use token "
+                "authentication, which Ray only sends to an explicit address when asked: run "
+                "with RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN=<ray get-auth-token on the head> "
+                "if ~/.ray/auth_token is not the cluster's). Or drop --ray-address to start a "
+                "local cluster."
+            ) from None
+        self.start_s = time.perf_counter() - t0
+        self.nodes = self._probe_nodes()
+        self.allocator = CoreAllocator(self.nodes)
+
+    def _probe_nodes(self) -> list[NodeCores]:
+        """Ask every node which host it is on and which cores it may use."""
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        probe = ray.remote(num_cpus=0, max_retries=1)(_probe)
+        refs = [
+            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
+            for n in alive
+        ]
+        results = ray.get(refs, timeout=120)
+        host_cores: dict[str, list[int]] = {}
+        self.cpu_models: dict[str, str] = {}
+        rows = []
+        for node, (host, cores, model) in zip(alive, results):
+            host_cores[host] = sorted(set(host_cores.get(host, [])) | set(cores))
+            self.cpu_models[node["NodeID"]] = model
+            rows.append((node["NodeID"], host, int(node["Resources"].get("CPU", 0))))
+        return split_host_cores(rows, host_cores)
+
+    def info(self, fpga_devices: dict[str, int], gpu_evaluator: bool = False) -> ClusterInfo:
+        cpus = [len(n.cores) for n in self.nodes]
+        gpus = sum(float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive"))
+        return ClusterInfo(
+            total_cpus=sum(cpus),
+            max_node_cpus=max(cpus, default=0),
+            total_gpus=gpus,
+            nodes=len(self.nodes),
+            gpu_evaluator=gpu_evaluator,
+            fpga_devices=fpga_devices,
+        )
+
+    def hardware_key(self) -> str:
+        """What a CPU measurement depends on: the CPU models of the nodes."""
+        return " + ".join(sorted(set(self.cpu_models.values())))
+
+    def describe(self) -> str:
+        res = ray.cluster_resources()
+        where = "local cluster started by tuner" if self.started_here else "existing cluster"
+        usable = sum(len(n.cores) for n in self.nodes)
+        return (
+            f"Ray {ray.__version__}, {where}: {len(self.nodes)} node(s), {int(res.get('CPU', 0))} CPU "
+            f"({usable} usable as exclusive cores), {int(res.get('GPU', 0))} GPU; {self.hardware_key()}"
+        )
+
+    def shutdown(self) -> None:
+        if ray.is_initialized():
+            ray.shutdown()

@@ -1,0 +1,152 @@
+"""Run one configuration on the cluster: exclusive cores, pinned replicas, time-out, failures.
+
+A CPU trial reserves distinct cores for each replica (waiting while other trials hold them),
+takes one pinned actor per replica from the pool, and drives the measurement protocol. An
+FPGA trial reserves one core and runs the analytical cost model as a Ray task. Workers get
+the model's bytes from the object store, so a multi-node cluster needs no shared files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, OutOfMemoryError, RayActorError, RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from tuner.config import TrialConfig
+from tuner.evaluators.fpga import evaluate_fpga
+from tuner.evaluators.protocol import run_protocol
+from tuner.metrics import PerfResult
+from tuner.models.spec import PreparedModel
+from tuner.runner.cluster import RayCluster
+from tuner.runner.pool import ActorPool
+from tuner.search_space import LoadSpec, MeasurementSettings
+
+_OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
+
+
+class TrialFailed(Exception):
+    """A trial could not be measured. `infeasible` marks causes the config itself implies
+    (out of memory, a layout the cluster can never hold): they are reported to the sampler as
+    constraint violations, not FAIL, so it learns and does not propose them again."""
+
+    def __init__(self, reason: str, *, infeasible: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.infeasible = infeasible
+
+
+@dataclass
+class TrialRunner:
+    """Runs configurations on `cluster`; thread-safe, so several trials can be in flight."""
+
+    model: PreparedModel
+    settings: MeasurementSettings
+    load: LoadSpec
+    fpga_catalog: dict[str, Any]
+    cluster: RayCluster
+    pool: ActorPool = field(default_factory=ActorPool)
+
+    def __post_init__(self) -> None:
+        self._refs: dict[str, ray.ObjectRef] = {}
+
+    def _model_ref(self, precision: str) -> ray.ObjectRef:
+        if precision not in self._refs:
+            with open(self.model.variants[precision].path, "rb") as f:
+                self._refs[precision] = ray.put(f.read())
+        return self._refs[precision]
+
+    def run(self, config: TrialConfig) -> PerfResult:
+        if config.platform == "cpu":
+            return self._run_cpu(config)
+        if config.platform == "fpga":
+            return self._run_fpga(config)
+        raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
+
+    def _reserve(self, replicas: int, threads: int):
+        alloc = self.cluster.allocator
+        if not alloc.can_ever_fit(replicas, threads):
+            raise TrialFailed(
+                f"{replicas} replica(s) x {threads} thread(s) can never be placed: usable cores per "
+                f"node are {alloc.usable_cpus()} (a replica's threads must share one node)",
+                infeasible=True,
+            )
+        return alloc.reserve(replicas, threads)
+
+    def _run_fpga(self, config: TrialConfig) -> PerfResult:
+        placement = self._reserve(1, 1)
+        try:
+            self.pool.make_room(placement[0])
+            task = ray.remote(num_cpus=1, max_retries=0)(evaluate_fpga).options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(placement[0].node_id, soft=False))
+            t0 = time.perf_counter()
+            ref = task.remote(self._model_ref("int8"), self.model.input_shapes(1), config,
+                              self.fpga_catalog[config.device])
+            try:
+                result = ray.get(ref, timeout=self.settings.trial_timeout_s)
+            except GetTimeoutError:
+                ray.cancel(ref, force=True)
+                raise TrialFailed(f"FPGA estimate timed out after {self.settings.trial_timeout_s} s") from None
+            except RayError as exc:
+                raise TrialFailed(f"FPGA estimate failed: {_short(exc)}") from None
+            result.details["trial_wall_s"] = round(time.perf_counter() - t0, 3)
+            return result
+        finally:
+            self.cluster.allocator.release(placement)
+
+    def _run_cpu(self, config: TrialConfig) -> PerfResult:
+        t_wait = time.perf_counter()
+        placement = self._reserve(config.replicas, config.threads_per_replica)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + self.settings.trial_timeout_s
+        actors, reused = self.pool.acquire(placement)
+        healthy = False
+
+        def broadcast(method: str, args: tuple | list[tuple]) -> list:
+            per = args if isinstance(args, list) else [args] * len(actors)
+            refs = [getattr(a, method).remote(*x) for a, x in zip(actors, per)]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GetTimeoutError("trial deadline passed")
+            return ray.get(refs, timeout=remaining)
+
+        try:
+            variant = self.model.variants[config.precision]
+            cached = broadcast("prepare", (variant.sha256, self._model_ref(config.precision),
+                                           self.model.inputs, config.batch_size))
+            result = run_protocol(broadcast, self.settings, self.load)
+            healthy = True
+        except GetTimeoutError:
+            raise TrialFailed(f"timed out after {self.settings.trial_timeout_s} s; its Ray actors were killed") from None
+        except OutOfMemoryError as exc:
+            raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
+        except RayActorError as exc:
+            raise TrialFailed(f"a replica's worker died: {_short(exc)}") from None
+        except RayError as exc:
+            text = str(exc)
+            if any(m in text for m in _OOM_MARKERS):
+                raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
+            raise TrialFailed(f"replica failed: {_short(exc)}") from None
+        finally:
+            self.pool.release(placement, actors, healthy)
+            self.cluster.allocator.release(placement)
+        result.details.update(
+            trial_wall_s=round(time.perf_counter() - t0, 3),
+            queued_s=round(t0 - t_wait, 3),
+            actors_reused=reused,
+            sessions_cached=sum(bool(c) for c in cached),
+            placement=[{"node_id": p.node_id, "cores": list(p.cores)} for p in placement],
+        )
+        return result
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+
+def _short(exc: BaseException, limit: int = 400) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    msg = lines[-1] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {msg}"[:limit]
