@@ -147,8 +147,9 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
         perf = fut.result()
     except TrialFailed as exc:
         if exc.infeasible:
-            ctx.study.tell(trial, record_not_runnable(trial, exc.reason))
+            ctx.study.tell(trial, record_not_runnable(trial, exc.reason, key))
             stats.not_runnable += 1
+            stats.measured_keys[key] = trial.number
             ctx.log(_line(done + 1, target, trial.number, config, f"INFEASIBLE (cannot run: {exc.reason})"))
             return 1
         trial.set_user_attr("failure", exc.reason)

@@ -77,8 +77,10 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str) -> list[float]:
     return outcome.metrics.objective_values()
 
 
-def record_not_runnable(trial: optuna.Trial, reason: str) -> list[float]:
-    """A configuration that cannot run here: a constraint violation the sampler learns from."""
+def record_not_runnable(trial: optuna.Trial, reason: str, key: str) -> list[float]:
+    """A configuration that cannot run here (out of memory, a layout the cluster cannot hold):
+    a constraint violation the sampler learns from, keyed so it is never tried again."""
+    trial.set_user_attr("measure_key", key)
     trial.set_constraint("runnable", 1.0)
     trial.set_user_attr("constraint.runnable", 1.0)
     trial.set_user_attr("feasible", False)
