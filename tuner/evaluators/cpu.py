@@ -22,15 +22,17 @@ import socket
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
-from tuner.evaluators.protocol import LoadSpec, WindowSample, run_protocol
+from tuner.evaluators.protocol import WindowSample, run_protocol
 from tuner.metrics import PerfResult
 from tuner.models.spec import InputSpec
-from tuner.search_space import MeasurementSettings
+
+if TYPE_CHECKING:  # replica processes import this module: keep pydantic and optuna out of them
+    from tuner.search_space import LoadSpec, MeasurementSettings
 
 SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 _SESSIONS_KEPT = 4
@@ -187,4 +189,8 @@ def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size:
             per = args if isinstance(args, list) else [args] * len(benches)
             return list(pool.map(lambda ba: getattr(ba[0], method)(*ba[1]), zip(benches, per)))
 
-        return run_protocol(broadcast, settings, load or LoadSpec())
+        if load is None:
+            from tuner.search_space import LoadSpec
+
+            load = LoadSpec()
+        return run_protocol(broadcast, settings, load)

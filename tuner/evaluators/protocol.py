@@ -20,12 +20,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from tuner.metrics import PerfResult, latency_percentiles_ms
-from tuner.search_space import LoadSpec, MeasurementSettings
+
+if TYPE_CHECKING:  # replica processes import this module: keep pydantic and optuna out of them
+    from tuner.search_space import LoadSpec, MeasurementSettings
 
 Z_99 = 2.576
 
@@ -98,7 +100,7 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
                 and _spread_ok([w[1] for w in recent], settings.stable_pct):
             stable = True
             break
-        if time.perf_counter() - measure0 + window > settings.max_measuring_s:
+        if len(windows) >= settings.min_windows and time.perf_counter() - measure0 + window > settings.max_measuring_s:
             break
     measuring_s = time.perf_counter() - measure0
     used = windows[-settings.min_windows :]
