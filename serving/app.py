@@ -7,37 +7,52 @@ class in the signature, not a string).
 
 Concurrent requests are batched by `@serve.batch`, counted in instances rather than requests,
 so one ONNX Runtime call never sees more than `batch_size` instances.
+
+Requests are JSON or binary (the binary tensor data extension, `serving.wire`). A replica
+answers every problem with a V2 error body ``{"error": message}``: 400 for a bad request,
+404 for an unknown model, 408 when the body does not arrive within ``args.body_timeout_s``,
+413 for a body over the limit (checked from content-length before reading, and while
+reading), 415 for a content-type that is neither V2 JSON nor V2 binary, 500 if inference
+fails. Overload and time-outs are Ray Serve's (configured in `serving.serve_config`): its proxy
+answers 503 when ``max_queued_requests`` are waiting, and 408 after
+``http_options.request_timeout_s``, both with a text/plain body (Ray offers no JSON form).
+Application metrics: see `serving.metrics`.
 """
 
 import asyncio
 import logging
+import time
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application, Deployment
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.protocol import (
-    InputMeta,
-    ProtocolError,
-    TensorMeta,
-    decode_body,
-    format_infer_response,
-    parse_infer_request,
-    requested_outputs,
-    v2_datatype,
-)
 import tuner
-from tuner.config import PRECISIONS
-from tuner.errors import TunerError, field_error
-from tuner.evaluators.cpu import session_options
+from serving.metrics import ServerMetrics
+from serving.model import (  # re-exported for callers that know them from here
+    ORT_TYPES,
+    ServeArgs,
+    describe_model,
+    load_session,
+    require_model_file,
+)
+from serving.v2types import HEADER_LENGTH, ProtocolError, RequestTimeout
+from serving.wire import (
+    body_too_large,
+    check_content_type,
+    encode_infer_response,
+    max_body_bytes_for,
+    parse_request,
+)
+
+__all__ = ["ModelDeployment", "ModelServer", "ServeArgs", "build_app", "describe_model",
+           "load_session", "max_ongoing_requests_for", "max_queued_requests_for"]
 
 logger = logging.getLogger("ray.serve")
 
@@ -46,51 +61,9 @@ Tensors = dict[str, np.ndarray]
 
 PLATFORM = "onnxruntime_onnx"
 MODEL_VERSION = "1"
-
-_ORT_TYPES: dict[str, np.dtype] = {
-    f"tensor({ort_name})": np.dtype(np_name)
-    for ort_name, np_name in [
-        ("float", "float32"), ("float16", "float16"), ("double", "float64"), ("bool", "bool"),
-        ("int8", "int8"), ("int16", "int16"), ("int32", "int32"), ("int64", "int64"),
-        ("uint8", "uint8"), ("uint16", "uint16"), ("uint32", "uint32"), ("uint64", "uint64"),
-    ]
-}
-
-
-class ServeArgs(BaseModel):
-    """The ``args`` of the application in the Serve config; unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_name: str = Field(min_length=1, description="Name in the URL: /v2/models/NAME/infer.")
-    model_path: str = Field(description="Absolute path to the .onnx file every replica loads.")
-    precision: str = Field(description=f"Precision of the model file, one of {PRECISIONS}.")
-    batch_size: int = Field(ge=1, description="Most instances per ONNX Runtime call and request.")
-    threads_per_replica: int = Field(ge=1, description="ONNX Runtime intra-op threads per replica.")
-    batch_wait_timeout_s: float = Field(
-        default=0.005, ge=0, description="Longest wait for a batch to fill, in seconds."
-    )
-    input_shapes: dict[str, list[int]] = Field(
-        default_factory=dict,
-        description="Per-instance shape (no batch dim) of inputs whose other dims are dynamic.",
-    )
-
-    @field_validator("model_path")
-    @classmethod
-    def _absolute_onnx(cls, value: str) -> str:
-        if not Path(value).is_absolute() or Path(value).suffix != ".onnx":
-            raise ValueError(
-                f"Got {value!r} for model_path. It must be an absolute path to an .onnx file, "
-                "because replicas run in other working directories. Write the full path."
-            )
-        return value
-
-    @field_validator("precision")
-    @classmethod
-    def _known_precision(cls, value: str) -> str:
-        if value not in PRECISIONS:
-            raise ValueError(f"Got {value!r} for precision. Use one of {list(PRECISIONS)}.")
-        return value
+#: Queued requests per request a replica runs: 4 x max_ongoing_requests per replica is about
+#: eight batches waiting per replica, a short wait, before the proxy answers 503.
+QUEUE_FACTOR = 4
 
 
 def max_ongoing_requests_for(batch_size: int) -> int:
@@ -98,78 +71,39 @@ def max_ongoing_requests_for(batch_size: int) -> int:
     return 2 * batch_size
 
 
-def require_model_file(model_path: str) -> Path:
-    """The model file as a Path, or a TunerError that says how to get it back."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise field_error(
-            "model_path", model_path, "The ONNX model file does not exist on this node.",
-            "Re-run the tuner to export the model again, or point args.model_path in the Serve "
-            "config at the .onnx file.",
-        )
-    return path
+def max_queued_requests_for(max_ongoing_requests: int, replicas: int) -> int:
+    """Requests the proxy holds when every replica is full; more are answered 503 at once."""
+    return QUEUE_FACTOR * max_ongoing_requests * replicas
 
 
-def load_session(args: ServeArgs) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with `threads_per_replica` intra-op threads."""
-    options = session_options(args.threads_per_replica)  # the options the trial measured with
-    return ort.InferenceSession(
-        str(require_model_file(args.model_path)), options, providers=["CPUExecutionProvider"]
-    )
-
-
-def _client_dtype(ort_type: str, what: str) -> np.dtype:
-    """The dtype clients see: float16 tensors are exchanged as float32."""
-    if ort_type not in _ORT_TYPES:
-        raise TunerError(f"Got type {ort_type} for {what}. Served types: {list(_ORT_TYPES)}.")
-    dtype = _ORT_TYPES[ort_type]
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
-
-
-def describe_model(
-    session: ort.InferenceSession, args: ServeArgs
-) -> tuple[list[InputMeta], list[TensorMeta]]:
-    """Client-facing input and output metadata, with dynamic per-instance dims resolved.
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused past `limit` bytes or `timeout_s` seconds.
 
     Raises:
-        TunerError: an input keeps a dynamic dim that `args.input_shapes` does not fix, an
-            `input_shapes` entry names no input or contradicts the model, or dim 0 is fixed.
+        PayloadTooLarge: content-length or the bytes read exceed `limit` (HTTP 413).
+        RequestTimeout: the body did not arrive within `timeout_s` (HTTP 408).
     """
-    names = [i.name for i in session.get_inputs()]
-    unknown = sorted(set(args.input_shapes) - set(names))
-    if unknown:
-        raise field_error("args.input_shapes", unknown, f"The model's inputs are {names}.",
-                          "Remove or rename these entries.")
-    inputs = []
-    for node in session.get_inputs():
-        dims = list(node.shape)
-        # A fixed dim 0 only works as a batch of one: requests are concatenated along it.
-        if not dims or (isinstance(dims[0], int) and (dims[0], args.batch_size) != (1, 1)):
-            raise field_error(f"the first dimension of input {node.name!r}", dims,
-                              "tuner batches along dimension 0, so it must be dynamic.",
-                              "Export the model with a dynamic batch axis (dynamic_shapes).")
-        given = args.input_shapes.get(node.name)
-        per_instance = [d if isinstance(d, int) else -1 for d in dims[1:]]
-        if given is not None:
-            if len(given) != len(per_instance) or any(
-                g < 1 or (p != -1 and g != p) for g, p in zip(given, per_instance)
-            ):
-                raise field_error(f"args.input_shapes[{node.name!r}]", given,
-                                  f"The model's per-instance shape is {dims[1:]} (no batch dim).",
-                                  "Give one positive size per dimension, matching fixed ones.")
-            per_instance = list(given)
-        if -1 in per_instance:
-            raise field_error(f"the shape of input {node.name!r}", dims,
-                              "Dimensions after the batch must be fixed to validate requests.",
-                              f"Set args.input_shapes: {{{node.name}: [...]}} in the config.")
-        dtype = _client_dtype(node.type, f"input {node.name!r}")
-        inputs.append(InputMeta(node.name, v2_datatype(dtype), [-1, *per_instance]))
-    outputs = [
-        TensorMeta(o.name, v2_datatype(_client_dtype(o.type, f"output {o.name!r}")),
-                   [-1] + [d if isinstance(d, int) else -1 for d in o.shape[1:]])
-        for o in session.get_outputs()
-    ]
-    return inputs, outputs
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise body_too_large(int(declared), limit, declared=True)
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit, limit, declared=False)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestTimeout(
+            f"Got no complete request body within {timeout_s} s (args.body_timeout_s). A "
+            "replica holds a request slot while it waits, so slow uploads are cut off. Send "
+            "the body at once, or raise args.body_timeout_s in the Serve config."
+        ) from None
 
 
 def _instances(request: Tensors) -> int:
@@ -190,7 +124,7 @@ fastapi_app = FastAPI(title="tuner: Open Inference Protocol (V2)")
 
 @fastapi_app.exception_handler(ProtocolError)
 async def _protocol_error(_: Request, exc: ProtocolError) -> JSONResponse:
-    return _error(400, str(exc))
+    return _error(exc.status, str(exc))
 
 
 @fastapi_app.exception_handler(StarletteHTTPException)
@@ -220,7 +154,10 @@ class ModelServer:
         self._session: ort.InferenceSession | None = None
         session = load_session(args)
         self._inputs, self._outputs = describe_model(session, args)
-        self._model_dtypes = {i.name: _ORT_TYPES[i.type] for i in session.get_inputs()}
+        self._model_dtypes = {i.name: ORT_TYPES[i.type] for i in session.get_inputs()}
+        self._max_body_bytes = args.max_body_bytes or max_body_bytes_for(
+            self._inputs, args.batch_size)
+        self._metrics = ServerMetrics(args.model_name, args.batch_size)
         self._infer_batch.set_max_batch_size(args.batch_size)
         self._infer_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
         self._session = session
@@ -240,7 +177,8 @@ class ModelServer:
     @fastapi_app.get("/v2")
     def server_metadata(self) -> dict[str, Any]:
         """V2 server metadata."""
-        return {"name": "tuner", "version": tuner.__version__, "extensions": []}
+        return {"name": "tuner", "version": tuner.__version__,
+                "extensions": ["binary_tensor_data"]}
 
     @fastapi_app.get("/v2/health/live")
     def live(self) -> dict[str, bool]:
@@ -264,7 +202,8 @@ class ModelServer:
             "platform": PLATFORM,
             "inputs": [meta.to_v2() for meta in self._inputs],
             "outputs": [meta.to_v2() for meta in self._outputs],
-            "parameters": {"precision": self._args.precision, "batch_size": self._args.batch_size},
+            "parameters": {"precision": self._args.precision, "batch_size": self._args.batch_size,
+                           "max_body_bytes": self._max_body_bytes},
         }
 
     @fastapi_app.get("/v2/models/{name}/ready")
@@ -276,29 +215,53 @@ class ModelServer:
 
     @fastapi_app.post("/v2/models/{name}/infer")
     @fastapi_app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
-        """V2 inference: 400 with {"error"} for a bad request, 404 for an unknown model."""
-        self._check_model(name, version)
-        body = decode_body(await request.body())
-        tensors = parse_infer_request(body, self._inputs, self._args.batch_size)
-        wanted = requested_outputs(body, [o.name for o in self._outputs])
+    async def infer(self, name: str, request: Request, version: str | None = None) -> Response:
+        """V2 inference, JSON or binary; errors as {"error"} (see the module docstring)."""
+        started = time.perf_counter()
         try:
-            results = await self._infer_batch(tensors)
+            response = await self._infer(name, version, request)
+        except ProtocolError as exc:
+            response = _error(exc.status, str(exc))
+        except StarletteHTTPException as exc:
+            response = _error(exc.status_code, str(exc.detail))
+        self._metrics.request(response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _infer(self, name: str, version: str | None, request: Request) -> Response:
+        self._check_model(name, version)
+        header_length = request.headers.get(HEADER_LENGTH)
+        check_content_type(request.headers.get("content-type"), header_length)
+        body = await read_body(request, self._max_body_bytes, self._args.body_timeout_s)
+        parsed = parse_request(body, header_length, self._inputs,
+                               [o.name for o in self._outputs], self._args.batch_size)
+        try:
+            results = await self._infer_batch(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page
             logger.exception("Inference failed")
             return _error(500, f"Inference failed: {type(exc).__name__}: {exc}")
-        return JSONResponse(
-            format_infer_response(name, {k: results[k] for k in wanted}, body.get("id"))
-        )
+        binary = [n for n, is_binary in parsed.outputs.items() if is_binary]
+        encoded = encode_infer_response(name, {n: results[n] for n in parsed.outputs},
+                                        parsed.id, binary)
+        return Response(encoded.body, headers=encoded.headers)
 
     # The real limits are set per replica in __init__; decorator arguments are fixed at import.
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0, batch_size_fn=_count_instances)
     async def _infer_batch(self, requests: list[Tensors]) -> list[Tensors]:
         # A worker thread keeps the event loop (health checks, request parsing) responsive.
-        return await asyncio.to_thread(self._run_batch, requests)
+        timings: list[tuple[int, float]] = []
+        results = await asyncio.to_thread(self._run_batch, requests, timings)
+        for instances, seconds in timings:  # recorded on the event loop's thread
+            self._metrics.batch(instances, seconds)
+        return results
 
-    def _run_batch(self, requests: list[Tensors]) -> list[Tensors]:
-        """Concatenate the requests' instances, run them in chunks of batch_size, split back."""
+    def _run_batch(self, requests: list[Tensors],
+                   timings: list[tuple[int, float]] | None = None) -> list[Tensors]:
+        """Concatenate the requests' instances, run them in chunks of batch_size, split back.
+
+        Args:
+            requests: one tensor dict per request.
+            timings: if given, gets (instances, seconds) of every ONNX Runtime call appended.
+        """
         counts = [_instances(r) for r in requests]
         merged = {
             name: np.concatenate([r[name] for r in requests]).astype(dtype, copy=False)
@@ -309,7 +272,11 @@ class ModelServer:
         total, step = sum(counts), self._args.batch_size
         for start in range(0, total, step):
             chunk = {n: a[start : start + step] for n, a in merged.items()}
-            for n, out in zip(names, self._session.run(names, chunk)):
+            began = time.perf_counter()
+            outs = self._session.run(names, chunk)
+            if timings is not None:
+                timings.append((min(step, total - start), time.perf_counter() - began))
+            for n, out in zip(names, outs):
                 if out.ndim == 0 or out.shape[0] != min(step, total - start):
                     raise RuntimeError(
                         f"Output {n!r} has shape {out.shape}: not one row per instance.")
@@ -334,7 +301,9 @@ def build_app(args: ServeArgs) -> Application:
         TunerError: the model file is missing (checked here so the deploy fails at once).
     """
     require_model_file(args.model_path)
+    max_ongoing = max_ongoing_requests_for(args.batch_size)
     return ModelDeployment.options(
-        max_ongoing_requests=max_ongoing_requests_for(args.batch_size),
+        max_ongoing_requests=max_ongoing,
+        max_queued_requests=max_queued_requests_for(max_ongoing, 1),
         ray_actor_options={"num_cpus": args.threads_per_replica},
     ).bind(args)

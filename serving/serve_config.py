@@ -4,6 +4,22 @@ The file is a standard Ray Serve multi-application config, so ``serve run FILE``
 ``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
 `ServeDeploySchema`, plus what Ray cannot know: our application's ``args`` and that the
 model file exists.
+
+Limits and updates it sets (Ray Serve 2.60 behaviour):
+
+- ``max_ongoing_requests`` per replica (2 x batch_size: one batch runs while the next fills).
+- ``max_queued_requests``: requests the proxy holds while every replica is full; one more is
+  answered at once with HTTP 503 (text/plain "Request dropped due to backpressure ...", plus
+  ``Retry-After`` from ``backpressure_config``; Ray has no JSON form for it).
+- ``http_options.request_timeout_s``: Ray's proxy answers HTTP 408 (text/plain "Request ...
+  timed out after N s.") when a request takes longer end to end. A client can change or
+  disable it per request with Ray's ``x-request-timeout-seconds`` header; the replica's own
+  ``args.body_timeout_s`` (same value) still bounds how long a slow upload holds a replica.
+- ``max_surge_percent: 100``: on an update that restarts replicas, the replacements start
+  beside the old ones, which keep serving until replacements are running, then drain. With
+  no room for the replacements, the old replicas keep serving and the update waits.
+- ``graceful_shutdown_timeout_s``: how long a stopping replica may finish in-flight requests
+  (the request time-out, since no request can legitimately take longer).
 """
 
 from __future__ import annotations
@@ -17,7 +33,12 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
-from serving.app import ModelDeployment, ServeArgs, max_ongoing_requests_for
+from serving.app import (
+    ModelDeployment,
+    ServeArgs,
+    max_ongoing_requests_for,
+    max_queued_requests_for,
+)
 from tuner.errors import TunerError, field_error
 
 IMPORT_PATH = "serving.app:build_app"
@@ -47,6 +68,13 @@ def make_serve_config(
     port: int = 8000,
     batch_wait_timeout_s: float = 0.005,
     app_name: str = "tuner",
+    max_ongoing_requests: int | None = None,
+    max_queued_requests: int | None = None,
+    request_timeout_s: float = 30.0,
+    graceful_shutdown_timeout_s: float | None = None,
+    max_surge_percent: int = 100,
+    max_body_bytes: int | None = None,
+    retry_after_s: float = 1.0,
 ) -> dict[str, Any]:
     """A Ray Serve multi-application config that serves one model over V2 REST.
 
@@ -62,6 +90,17 @@ def make_serve_config(
         port: HTTP port.
         batch_wait_timeout_s: longest wait for a batch to fill.
         app_name: the Serve application's name.
+        max_ongoing_requests: requests one replica takes at once; None: 2 x batch_size.
+        max_queued_requests: requests the proxy holds when every replica is full before it
+            answers 503; None: 4 x max_ongoing_requests x replicas.
+        request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
+            longest a replica waits for a request body.
+        graceful_shutdown_timeout_s: how long a stopping replica may finish its requests;
+            None: request_timeout_s.
+        max_surge_percent: extra replicas, in percent of `replicas`, an update may start
+            before stopping old ones (100: a whole new set starts beside the old one).
+        max_body_bytes: largest request body (413 above it); None derives it from the model.
+        retry_after_s: the ``Retry-After`` header of a 503 (overloaded) response.
 
     Returns:
         A dict that validates as `ray.serve.schema.ServeDeploySchema`.
@@ -69,11 +108,18 @@ def make_serve_config(
     Raises:
         TunerError: an argument breaks a rule (named, with the value and the fix).
     """
+    for name, value in (("request_timeout_s", request_timeout_s), ("retry_after_s", retry_after_s),
+                        ("graceful_shutdown_timeout_s", graceful_shutdown_timeout_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < float("inf")):
+            raise field_error(name, value, "It must be a positive number of seconds.",
+                              "Pass e.g. 30.")
     try:
         args = ServeArgs(
             model_name=model_name, model_path=model_path, precision=precision,
             batch_size=batch_size, threads_per_replica=threads_per_replica,
             batch_wait_timeout_s=batch_wait_timeout_s, input_shapes=input_shapes or {},
+            max_body_bytes=max_body_bytes, body_timeout_s=request_timeout_s,
         )
     except ValidationError as exc:
         message = _validation_message(exc, "args")
@@ -84,10 +130,19 @@ def make_serve_config(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise field_error("port", port, "It must be an integer from 1 to 65535.",
                           "Pick a free port.")
-    return {
+    max_ongoing = _positive_int("max_ongoing_requests", max_ongoing_requests,
+                                max_ongoing_requests_for(batch_size))
+    max_queued = _positive_int("max_queued_requests", max_queued_requests,
+                               max_queued_requests_for(max_ongoing, replicas))
+    if (isinstance(max_surge_percent, bool) or not isinstance(max_surge_percent, int)
+            or not 0 <= max_surge_percent <= 100):
+        raise field_error("max_surge_percent", max_surge_percent,
+                          "It must be an integer from 0 to 100 (Ray's rule).",
+                          "Pass 100 for zero-downtime updates, 0 to stop old replicas first.")
+    config = {
         # One proxy on the head node: a single, predictable endpoint URL.
         "proxy_location": "HeadOnly",
-        "http_options": {"host": host, "port": port},
+        "http_options": {"host": host, "port": port, "request_timeout_s": request_timeout_s},
         "applications": [
             {
                 "name": app_name,
@@ -99,13 +154,34 @@ def make_serve_config(
                         "name": DEPLOYMENT_NAME,
                         "num_replicas": replicas,
                         # Serve's default (5) would silently cap batches.
-                        "max_ongoing_requests": max_ongoing_requests_for(batch_size),
+                        "max_ongoing_requests": max_ongoing,
+                        "max_queued_requests": max_queued,
+                        "backpressure_config": {"retry_after_s": retry_after_s},
+                        "max_surge_percent": max_surge_percent,
+                        "graceful_shutdown_timeout_s": (
+                            graceful_shutdown_timeout_s or request_timeout_s),
                         "ray_actor_options": {"num_cpus": threads_per_replica},
                     }
                 ],
             }
         ],
     }
+    try:
+        ServeDeploySchema.model_validate(config)
+    except ValidationError as exc:
+        raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
+                         f"{_validation_message(exc, 'config')}") from None
+    return config
+
+
+def _positive_int(name: str, value: int | None, default: int) -> int:
+    """`value`, or `default` when it is None; a TunerError unless it is an integer >= 1."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise field_error(name, value, "It must be an integer >= 1.",
+                          f"Pass a positive count, or leave it out for {default}.")
+    return value
 
 
 def write_serve_config(config: dict[str, Any], path: Path, comment: str = "") -> Path:

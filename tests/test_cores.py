@@ -48,3 +48,23 @@ def test_reserve_waits_until_a_running_trial_releases() -> None:
     t.join(5)
     assert got and got[0] is not None
     assert alloc.reserve(2, 1, timeout_s=0.1) is None  # one core is taken: times out
+
+
+def test_an_exclusive_trial_holds_its_whole_host() -> None:
+    alloc = CoreAllocator(split_host_cores([("a", "vm", 1), ("b", "vm", 1), ("c", "other", 1)],
+                                           {"vm": [0, 1], "other": [0]}))
+    first = alloc.try_reserve(1, 1, exclusive=True)
+    assert first is not None
+    host = "other" if first[0].node_id == "c" else "vm"
+    second = alloc.try_reserve(1, 1, exclusive=True)
+    assert second is not None and second[0].node_id not in {first[0].node_id}
+    assert alloc.try_reserve(1, 1) is None            # both hosts held: nothing else runs
+    alloc.release(first, exclusive=True)
+    third = alloc.try_reserve(1, 1)
+    assert third is not None
+    assert {n.host for n in alloc.nodes if n.node_id == third[0].node_id} == {host}
+
+
+def test_shared_hosts_run_side_by_side() -> None:
+    alloc = CoreAllocator(split_host_cores([("a", "vm", 2)], {"vm": [0, 1]}))
+    assert alloc.try_reserve(1, 1) is not None and alloc.try_reserve(1, 1) is not None

@@ -157,3 +157,11 @@ def test_missing_or_malformed_file(tmp_path: Path) -> None:
     empty.write_text("devices: {}\n")
     with pytest.raises(TunerError, match="devices"):
         load_devices(empty)
+
+
+def test_pool_window_limits_are_sourced_per_dpu_family() -> None:
+    devices = load_devices()
+    assert devices["u50"].pool_kernel_max == 8 and "PG367" in devices["u50"].sources["pool_kernel_max"]
+    assert devices["u200"].pool_kernel_max == 16 and "PG400" in devices["u200"].sources["pool_kernel_max"]
+    assert "pool_kernel_max" in devices["zcu104"].unverified  # assumed, see its source
+    assert devices["vck190"].pool_kernel_max is None  # no limit known: every pool on the DPU

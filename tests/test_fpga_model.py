@@ -15,10 +15,12 @@ from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.fpga import dpu_model
 from tuner.fpga.devices import load_devices
-from tuner.fpga.dpu_model import estimate
+from tuner.fpga.dpu_model import estimate, offchip_bytes, tiled_cycles
 from tuner.fpga.graph import LayerCost
+from tuner.fpga.params import DpuParams
 
 DEVICES = load_devices()
+PARAMS = dpu_model.load_params()
 
 
 def conv(name: str, c_in: int, c_out: int, hw: int, k: int = 3, groups: int = 1) -> LayerCost:
@@ -104,16 +106,23 @@ def test_big_fully_connected_layer_is_memory_bound() -> None:
     result = estimate([fc("fc", 4096, 4096)], DEVICES["zcu104"], 1, 1)
     (layer,) = result.per_layer
     assert layer.bound == "memory"
-    bytes_per_us = 19.2e9 * dpu_model.MEMORY_EFFICIENCY / 1e6
-    expected_us = 4096 * 4096 / bytes_per_us + dpu_model.LAYER_OVERHEAD_US
+    bytes_per_us = 19.2e9 * PARAMS.memory_efficiency / 1e6
+    overhead_us = PARAMS.layer_overhead_cycles / 300
+    expected_us = (4096 * 4096 + 4096 + 4096) / bytes_per_us + overhead_us
     assert layer.time_us == pytest.approx(expected_us, rel=1e-6)
+    assert result.limited_by == "memory_bandwidth"
 
 
-def test_shared_bandwidth_caps_throughput_across_cores() -> None:
+def test_busy_cores_share_the_off_chip_bandwidth() -> None:
     starved = dataclasses.replace(DEVICES["zcu102"], memory_bandwidth_gbps=0.5)
     one, three = (estimate([fc("fc", 2048, 2048)], starved, 1, r) for r in (1, 3))
     assert three.limited_by == "memory_bandwidth"
-    assert three.throughput_rps < 1.5 * one.throughput_rps
+    assert three.throughput_rps < 1.2 * one.throughput_rps
+    assert three.latency_ms > 2.5 * one.latency_ms  # each core gets a third of the bandwidth
+    # A compute-bound model scales with the cores instead.
+    heavy = [conv("c", 256, 256, 56)]
+    rate1, rate3 = (estimate(heavy, DEVICES["zcu102"], 1, r).throughput_rps for r in (1, 3))
+    assert rate3 == pytest.approx(3 * rate1, rel=0.02)
 
 
 def test_unsupported_layer_runs_on_host_and_costs_time() -> None:
@@ -122,16 +131,73 @@ def test_unsupported_layer_runs_on_host_and_costs_time() -> None:
     without = estimate(SMALL_NET, DEVICES["u50"], 1, 1)
     assert with_host.host_layers == ("softmax",)
     assert with_host.per_layer[-1].bound == "host"
-    assert with_host.latency_ms > without.latency_ms + dpu_model.HOST_LAYER_OVERHEAD_US / 1e3
+    assert with_host.latency_ms > without.latency_ms + PARAMS.host_layer_overhead_us / 1e3
+    assert with_host.host_ms > without.host_ms
+
+
+def test_pool_window_beyond_the_dpu_limit_runs_on_host() -> None:
+    def gap(window: int) -> LayerCost:
+        return LayerCost("gap", "GlobalAveragePool", "pool", 1000 * window * window, 0,
+                         1000 * window * window, 1000, True, c_in=1000, c_out=1000, h_out=1,
+                         w_out=1, kernel_h=window, kernel_w=window)
+
+    u50, u200 = DEVICES["u50"], DEVICES["u200"]  # pooling windows up to 8 / 16 (PG367 / PG400)
+    assert estimate([gap(7)], u50, 1, 1).host_layers == ()
+    assert estimate([gap(14)], u50, 1, 1).host_layers == ("gap",)
+    assert estimate([gap(14)], u200, 1, 1).host_layers == ()
+    assert dpu_model.runs_on_host(gap(14), u50) and not dpu_model.runs_on_host(gap(14), u200)
+
+
+def test_host_work_overlaps_the_dpu_in_throughput_but_not_in_latency() -> None:
+    device = DEVICES["zcu104"]
+    slow_host = PARAMS.replace(host_call_overhead_ms={"shared_ddr": 50.0, "pcie": 50.0})
+    base, host_bound = (estimate(SMALL_NET, device, 1, 1, p) for p in (PARAMS, slow_host))
+    assert host_bound.latency_ms == pytest.approx(base.latency_ms + 50 - PARAMS.host_call_overhead_ms["shared_ddr"])
+    assert host_bound.limited_by == "host_cpu"
+    assert host_bound.throughput_rps == pytest.approx(1e3 / host_bound.host_ms)
+    assert base.throughput_rps == pytest.approx(1e3 / base.dpu_ms)  # the DPU is the slower stage
 
 
 def test_pcie_cards_pay_for_input_transfer() -> None:
     layers = [dataclasses.replace(conv("c", 3, 64, 224), graph_input_bytes=3 * 224 * 224)]
     card = DEVICES["u200"]
     board = dataclasses.replace(card, host_link="shared_ddr")
-    extra_ms = estimate(layers, card, 4, 1).latency_ms - estimate(layers, board, 4, 1).latency_ms
-    transfer_ms = 4 * 3 * 224 * 224 / (dpu_model.PCIE_GBPS * 1e9) * 1e3
+    same_host = PARAMS.replace(host_call_overhead_ms={"shared_ddr": 0.4, "pcie": 0.4})
+    extra_ms = (estimate(layers, card, 4, 1, same_host).latency_ms
+                - estimate(layers, board, 4, 1, same_host).latency_ms)
+    transfer_ms = 4 * 3 * 224 * 224 / (PARAMS.pcie_gbps * 1e9) * 1e3
     assert extra_ms > transfer_ms
+
+
+def test_tiled_cycles_of_conv_depthwise_and_fc() -> None:
+    zcu = DEVICES["zcu104"]  # PP 8, ICP 16, OCP 16
+    dense = conv("c", 20, 40, 14)  # ceil(20/16)=2, ceil(40/16)=3, 14 rows, ceil(14/8)=2, 3x3
+    cycles, util = tiled_cycles(dense, zcu, 0.5)
+    assert cycles == 2 * 3 * 14 * 2 * 9
+    assert util == pytest.approx(dense.macs / (cycles * 8 * 16 * 16))
+    dw = conv("d", 64, 64, 28, groups=64)  # 4 channel tiles, 28 rows, ceil(28/4)=7, 3x3
+    cycles, util = tiled_cycles(dw, zcu, 0.5)
+    assert cycles == 4 * 28 * 7 * 9 and util == pytest.approx(1.0)
+    cycles, _ = tiled_cycles(fc("f", 512, 1000), zcu, 0.5)
+    assert cycles == 32 * 63  # one row: 1 of 8 pixel lanes busy
+
+
+def test_off_chip_bytes_reread_only_when_nothing_fits() -> None:
+    layer = conv("c", 256, 256, 56)  # 802 KB in and out, 590 KB weights
+    assert offchip_bytes(layer, 1, 4e6, 0.5) == layer.input_bytes + layer.output_bytes + layer.weight_bytes
+    assert offchip_bytes(layer, 3, 4e6, 0.5) == 3 * (layer.input_bytes + layer.output_bytes) + layer.weight_bytes
+    small = offchip_bytes(layer, 1, 512 * 1024, 0.5)  # neither fits 256 KB: re-reads
+    tiles_in, tiles_w = -(-layer.input_bytes // (256 * 1024)), -(-layer.weight_bytes // (256 * 1024))
+    extra = min((tiles_in - 1) * layer.weight_bytes, (tiles_w - 1) * layer.input_bytes)
+    assert small == layer.input_bytes + layer.output_bytes + layer.weight_bytes + extra > 0
+
+
+def test_clock_scales_dpu_time() -> None:
+    heavy = [conv("c", 256, 256, 56), conv("c2", 256, 256, 56)]
+    fast = estimate(heavy, DEVICES["u50"], 1, 1)
+    slow = estimate(heavy, dataclasses.replace(DEVICES["u50"], clock_mhz=150), 1, 1)
+    assert slow.dpu_ms == pytest.approx(2 * (fast.dpu_ms - PARAMS.call_overhead_us / 1e3)
+                                        + PARAMS.call_overhead_us / 1e3, rel=0.02)
 
 
 def test_estimate_reports_gops_power_and_is_deterministic() -> None:

@@ -129,3 +129,49 @@ def test_fixed_trial_rebuilds_the_same_config() -> None:
         study.tell(trial, 0.0)
         again = space.suggest(optuna.trial.FixedTrial(trial.params), TWO_CPUS)
         assert again == cfg
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 4])
+def test_enumerate_is_exactly_what_suggest_can_return(cpus: int) -> None:
+    space = load_space("default")
+    cluster = ClusterInfo(total_cpus=cpus, max_node_cpus=cpus, fpga_devices={"aws-f1": 2})
+    grid = space.enumerate(cluster)
+    assert len(grid) == len(set(grid))
+    layouts = {(r, t) for r in range(1, cpus + 1) for t in range(1, cpus + 1) if r * t <= cpus}
+    assert len(grid) == 3 * 9 * len(layouts) + 9 * 2  # cpu precisions x batches x layouts + fpga
+    study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
+    seen = []
+    study.optimize(lambda trial: seen.append(space.suggest(trial, cluster)) or 0.0, n_trials=len(grid) + 10)
+    assert len(seen) == len(grid) and set(seen) == set(grid)  # brute force over suggest() visits the grid, nothing else
+    for config in grid:
+        assert space.suggest(optuna.trial.FixedTrial(space.params_for(config)), cluster) == config
+
+
+@pytest.mark.parametrize("name", ["default", "cpu-only", "latency-slo"])
+def test_shipped_spaces_load(name: str) -> None:
+    space = load_space(name)
+    assert space.enumerate(TWO_CPUS)
+
+
+def test_latency_slo_space_sets_a_p95_constraint_and_server_load() -> None:
+    space = load_space("latency-slo")
+    assert space.constraints.latency_p95_ms_max == 20 and space.load.mode == "server" and space.load.target_rps == 500
+
+
+def test_server_load_without_a_rate_is_refused(tmp_path: Path) -> None:
+    f = write(tmp_path, "platforms:\n  cpu:\n    precision: {type: categorical, choices: [fp32]}\n"
+                        "    batch_size: {type: int, low: 1, high: 4, pow2: true}\n"
+                        "    replicas: {type: int, low: 1, high: 2}\n"
+                        "    threads_per_replica: {type: int, low: 1, high: 2}\n"
+                        "load: {mode: server}\n")
+    with pytest.raises(TunerError, match="server mode needs target_rps"):
+        load_space(f)
+
+
+def test_objectives_are_validated(tmp_path: Path) -> None:
+    base = ("platforms:\n  cpu:\n    precision: {type: categorical, choices: [fp32]}\n"
+            "    batch_size: {type: int, low: 1, high: 4, pow2: true}\n"
+            "    replicas: {type: int, low: 1, high: 2}\n    threads_per_replica: {type: int, low: 1, high: 2}\n")
+    assert load_space(write(tmp_path, "objectives: [cost_usd_per_million]\n" + base)).objectives == ["cost_usd_per_million"]
+    with pytest.raises(TunerError, match="objectives"):
+        load_space(write(tmp_path, "objectives: [accuracy]\n" + base))

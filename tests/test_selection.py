@@ -52,3 +52,15 @@ def test_explicit_fpga_trial_names_the_best_servable_one() -> None:
 def test_unknown_policy_lists_known_ones() -> None:
     with pytest.raises(TunerError, match="cheapest"):
         choose(RECORDS, "best", {"cpu"})
+
+
+def test_cheapest_respects_an_slo_and_fastest_a_budget() -> None:
+    assert choose(RECORDS, "cheapest", {"cpu"}, slo_ms=5.0).trial["number"] == 0   # #1 misses 5 ms
+    assert choose(RECORDS, "fastest", {"cpu"}, max_cost=0.3).trial["number"] == 1
+    with pytest.raises(TunerError, match="No feasible Pareto trial meets"):
+        choose(RECORDS, "fastest", {"cpu"}, max_cost=0.01)
+
+
+def test_knee_picks_the_balanced_point() -> None:
+    recs = [rec(0, "cpu", 1.0, 1000, 1.0), rec(1, "cpu", 0.1, 10, 100.0), rec(2, "cpu", 0.4, 700, 20.0)]
+    assert choose(recs, "knee", {"cpu"}).trial["number"] == 2

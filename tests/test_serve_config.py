@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ray.serve import Application
-from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+from ray.serve.schema import (
+    DeploymentSchema,
+    HTTPOptionsSchema,
+    ServeApplicationSchema,
+    ServeDeploySchema,
+)
 
 from serving.app import ModelDeployment, ServeArgs, build_app
 from serving.serve_config import load_serve_config, make_serve_config, write_serve_config
@@ -45,6 +50,7 @@ def test_generated_config_uses_no_key_ray_would_silently_ignore(model_file: Path
     app = config["applications"][0]
     assert set(app) <= set(ServeApplicationSchema.model_fields)
     assert set(app["deployments"][0]) <= set(DeploymentSchema.model_fields)
+    assert set(config["http_options"]) <= set(HTTPOptionsSchema.model_fields)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 64])
@@ -56,9 +62,49 @@ def test_max_ongoing_requests_lets_a_batch_form_while_another_runs(
 
 
 def test_binds_loopback_by_default_and_takes_host_and_port(model_file: Path) -> None:
-    assert _config(model_file)["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    http = _config(model_file)["http_options"]
+    assert (http["host"], http["port"]) == ("127.0.0.1", 8000)
     http = _config(model_file, host="0.0.0.0", port=9123)["http_options"]
-    assert http == {"host": "0.0.0.0", "port": 9123}
+    assert (http["host"], http["port"]) == ("0.0.0.0", 9123)
+
+
+def _deployment(config: dict) -> DeploymentSchema:
+    (app,) = ServeDeploySchema.model_validate(config).applications
+    return app.deployments[0]
+
+
+def test_limits_and_update_policy_defaults_as_ray_reads_them(model_file: Path) -> None:
+    config = _config(model_file, batch_size=16, replicas=2)
+    schema = ServeDeploySchema.model_validate(config)
+    assert schema.http_options.request_timeout_s == 30.0
+    deployment = _deployment(config)
+    assert deployment.max_ongoing_requests == 32
+    assert deployment.max_queued_requests == 4 * 32 * 2  # about eight batches per replica
+    assert deployment.max_surge_percent == 100  # replacements start beside the old replicas
+    assert deployment.graceful_shutdown_timeout_s == 30.0  # in-flight requests may finish
+    assert deployment.backpressure_config.status_code == 503
+    assert deployment.backpressure_config.retry_after_s == 1.0
+    args = ServeArgs.model_validate(config["applications"][0]["args"])
+    assert args.max_body_bytes is None and args.body_timeout_s == 30.0
+
+
+def test_limits_and_update_policy_can_be_set(model_file: Path) -> None:
+    config = _config(model_file, max_ongoing_requests=1, max_queued_requests=1,
+                     request_timeout_s=5, graceful_shutdown_timeout_s=12, max_surge_percent=0,
+                     max_body_bytes=1000, retry_after_s=3)
+    deployment = _deployment(config)
+    assert (deployment.max_ongoing_requests, deployment.max_queued_requests) == (1, 1)
+    assert deployment.max_surge_percent == 0 and deployment.graceful_shutdown_timeout_s == 12
+    assert deployment.backpressure_config.retry_after_s == 3
+    assert config["http_options"]["request_timeout_s"] == 5
+    args = ServeArgs.model_validate(config["applications"][0]["args"])
+    assert args.max_body_bytes == 1000 and args.body_timeout_s == 5
+
+
+def test_queue_bound_grows_with_the_replicas_it_feeds(model_file: Path) -> None:
+    one = _deployment(_config(model_file, replicas=1)).max_queued_requests
+    three = _deployment(_config(model_file, replicas=3)).max_queued_requests
+    assert three == 3 * one > 0
 
 
 def test_args_are_the_applications_typed_args(model_file: Path) -> None:
@@ -96,6 +142,15 @@ def test_build_app_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
         ({"model_name": ""}, "args.model_name"),
         ({"replicas": 0}, "replicas"),
         ({"port": 70000}, "port"),
+        ({"max_surge_percent": 101}, "max_surge_percent"),
+        ({"max_surge_percent": 50.0}, "max_surge_percent"),
+        ({"max_queued_requests": 0}, "max_queued_requests"),
+        ({"max_ongoing_requests": -1}, "max_ongoing_requests"),
+        ({"request_timeout_s": 0}, "request_timeout_s"),
+        ({"request_timeout_s": float("inf")}, "request_timeout_s"),
+        ({"graceful_shutdown_timeout_s": -1.0}, "graceful_shutdown_timeout_s"),
+        ({"retry_after_s": "1"}, "retry_after_s"),
+        ({"max_body_bytes": 0}, "args.max_body_bytes"),
     ],
 )
 def test_bad_arguments_raise_tuner_error_naming_the_field(

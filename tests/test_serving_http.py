@@ -7,7 +7,9 @@ to it, and at the end check that stopping it leaves none of its processes behind
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,12 +28,16 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from serving.app import ModelServer, ServeArgs, describe_model, load_session
+from serving.protocol import HEADER_LENGTH
 from serving.serve_config import make_serve_config, write_serve_config
+from serving.wire import decode_infer_response, encode_infer_request, max_body_bytes_for
 from tuner.errors import TunerError
 
 READY_TIMEOUT_S = 120.0
 MODEL = "digits"
 BATCH = 4
+#: The derived body limit of the digits model (64 values per instance), see serving.wire.
+DIGITS_BODY_LIMIT = 64 * 1024 + BATCH * 64 * 40
 
 
 def _client() -> requests.Session:
@@ -88,6 +94,23 @@ def test_batch_is_concatenated_run_in_chunks_of_batch_size_and_split_back(tmp_pa
     assert spy.sizes == [2, 2, 1]
     for request, result in zip(requests_, results):
         np.testing.assert_allclose(result["y"], request["x"] @ w, rtol=1e-6)
+
+
+def test_every_onnx_runtime_call_is_timed_for_the_metrics(tmp_path: Path) -> None:
+    _matmul_model(tmp_path / "m.onnx", ["N", 4])
+    replica = ModelServer(_args(tmp_path / "m.onnx", batch_size=2))
+    timings: list[tuple[int, float]] = []
+    replica._run_batch([{"x": np.ones((n, 4), np.float32)} for n in (2, 1, 2)], timings)
+    assert [n for n, _ in timings] == [2, 2, 1] and all(t > 0 for _, t in timings)
+
+
+def test_body_limit_is_derived_from_the_model_unless_given(tmp_path: Path) -> None:
+    _matmul_model(tmp_path / "m.onnx", ["N", 4])
+    derived = ModelServer(_args(tmp_path / "m.onnx", batch_size=8))
+    assert derived._max_body_bytes == max_body_bytes_for(derived._inputs, 8)
+    assert derived._max_body_bytes == 64 * 1024 + 8 * 4 * 40
+    explicit = ModelServer(_args(tmp_path / "m.onnx", batch_size=8, max_body_bytes=5000))
+    assert explicit._max_body_bytes == 5000
 
 
 def test_fp16_model_is_served_with_float32_inputs_and_outputs(tmp_path: Path) -> None:
@@ -185,13 +208,9 @@ def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    work = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    config = make_serve_config(model_name=MODEL, model_path=str(digits_onnx), precision="fp32",
-                               batch_size=BATCH, replicas=2, threads_per_replica=1, port=port)
-    config_path = write_serve_config(config, work / "serve_config.yaml", comment="integration test")
+def start_server(config: dict, work: Path, ready_timeout_s: float = READY_TIMEOUT_S) -> Server:
+    """Write `config`, run it with `serve_foreground` in a new session, wait for readiness."""
+    config_path = write_serve_config(config, work / "serve_config.yaml", comment="test server")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = work / "serve.log"
     with open(log, "wb") as out:
@@ -201,18 +220,30 @@ def server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
              "sys.exit(serve_foreground(Path(sys.argv[1]), address='local'))", str(config_path)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
-    srv = Server(proc, f"http://127.0.0.1:{port}", log)
+    srv = Server(proc, f"http://127.0.0.1:{config['http_options']['port']}", log)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + ready_timeout_s
         while True:
             assert proc.poll() is None, f"server exited early:\n{log.read_text()[-4000:]}"
             try:
                 if client.get(f"{srv.base}/v2/health/ready", timeout=2).status_code == 200:
-                    break
+                    return srv
             except requests.RequestException:  # refused, or held while replicas start
                 pass
             assert time.monotonic() < deadline, f"not ready in time:\n{log.read_text()[-4000:]}"
             time.sleep(0.5)
+    except BaseException:
+        srv.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = make_serve_config(model_name=MODEL, model_path=str(digits_onnx), precision="fp32",
+                               batch_size=BATCH, replicas=2, threads_per_replica=1,
+                               port=_free_port())
+    srv = start_server(config, tmp_path_factory.mktemp("serve"))
+    try:
         yield srv
     finally:
         srv.stop()
@@ -251,7 +282,8 @@ def test_metadata_describes_inputs_outputs_and_deployment(server: Server) -> Non
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
     (output,) = meta["outputs"]
     assert output["datatype"] == "FP32" and output["shape"] == [-1, 10]
-    assert meta["parameters"] == {"precision": "fp32", "batch_size": BATCH}
+    assert meta["parameters"] == {"precision": "fp32", "batch_size": BATCH,
+                                  "max_body_bytes": DIGITS_BODY_LIMIT}
 
 
 @pytest.mark.integration
@@ -332,6 +364,128 @@ def test_unknown_model_gets_404_with_error(server: Server) -> None:
         assert "nope" in response.json()["error"]
 
 
+def _post_binary(base: str, x: np.ndarray, binary_outputs: bool = False,
+                 model: str = MODEL) -> requests.Response:
+    encoded = encode_infer_request({"x": x}, binary=True, binary_outputs=binary_outputs,
+                                   request_id="bin")
+    return client.post(f"{base}/v2/models/{model}/infer", data=encoded.body,
+                       headers=encoded.headers, timeout=30)
+
+
+@pytest.mark.integration
+def test_server_metadata_names_the_binary_extension(server: Server) -> None:
+    assert client.get(f"{server.base}/v2").json()["extensions"] == ["binary_tensor_data"]
+
+
+@pytest.mark.integration
+def test_binary_request_matches_onnxruntime_with_json_outputs(
+    server: Server, digits_onnx: Path
+) -> None:
+    x = np.random.default_rng(7).random((3, 1, 8, 8), dtype=np.float32)
+    response = _post_binary(server.base, x)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    (output,) = response.json()["outputs"]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(3, 10)
+    assert np.allclose(got, _reference(digits_onnx, x), atol=1e-5)
+
+
+@pytest.mark.integration
+def test_binary_outputs_come_back_as_json_header_and_bytes(
+    server: Server, digits_onnx: Path
+) -> None:
+    x = np.random.default_rng(8).random((BATCH, 1, 8, 8), dtype=np.float32)
+    response = _post_binary(server.base, x, binary_outputs=True)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers[HEADER_LENGTH])
+    (entry,) = json.loads(response.content[:length])["outputs"]
+    assert entry["parameters"] == {"binary_data_size": BATCH * 10 * 4} and "data" not in entry
+    assert len(response.content) == length + BATCH * 10 * 4
+    decoded = decode_infer_response(response.content, response.headers[HEADER_LENGTH])
+    assert decoded.id == "bin"
+    assert np.allclose(decoded.outputs[entry["name"]], _reference(digits_onnx, x), atol=1e-5)
+    # Asked per output, as Triton clients do.
+    body = {"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                        "data": [0.0] * 64}],
+            "outputs": [{"name": entry["name"], "parameters": {"binary_data": True}}]}
+    per_output = client.post(f"{server.base}/v2/models/{MODEL}/infer", json=body, timeout=30)
+    assert per_output.headers["content-type"] == "application/octet-stream"
+    assert len(per_output.content) == int(per_output.headers[HEADER_LENGTH]) + 40
+
+
+@pytest.mark.integration
+def test_bad_binary_request_gets_400_naming_the_size(server: Server) -> None:
+    encoded = encode_infer_request({"x": np.zeros((1, 1, 8, 8), np.float32)}, binary=True)
+    response = client.post(f"{server.base}/v2/models/{MODEL}/infer",
+                           data=encoded.body[:-4], headers=encoded.headers, timeout=30)
+    assert response.status_code == 400
+    assert "only 252 bytes follow" in response.json()["error"]
+
+
+@pytest.mark.integration
+def test_oversized_body_gets_413_naming_the_limit_before_and_while_reading(
+    server: Server
+) -> None:
+    url = f"{server.base}/v2/models/{MODEL}/infer"
+    huge = b"{" + b" " * (DIGITS_BODY_LIMIT + 10) + b"}"
+    declared = client.post(url, data=huge, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    assert f"at most {DIGITS_BODY_LIMIT} bytes" in declared.json()["error"]
+    assert f"{len(huge)} bytes" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no content-length: the limit applies while reading
+        for i in range(0, len(huge), 8192):
+            yield huge[i : i + 8192]
+
+    streamed = client.post(url, data=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert f"more than {DIGITS_BODY_LIMIT} bytes" in streamed.json()["error"]
+    assert client.post(url, json=_good()).status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_wrong_content_type_gets_415(server: Server, content_type: str) -> None:
+    response = client.post(f"{server.base}/v2/models/{MODEL}/infer",
+                           data=json.dumps(_good()), headers={"content-type": content_type})
+    assert response.status_code == 415
+    assert content_type in response.json()["error"]
+
+
+def _metrics_port(srv: Server) -> int:
+    for pid in _session_pids(srv.proc.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if found := re.search(r"--metrics[-_]export[-_]port=(\d+)", cmdline):
+            return int(found.group(1))
+    raise AssertionError("no Ray process of the server names its metrics export port")
+
+
+@pytest.mark.integration
+def test_application_metrics_reach_rays_prometheus_endpoint(server: Server) -> None:
+    url = f"{server.base}/v2/models/{MODEL}/infer"
+    assert client.post(url, json=_good()).status_code == 200
+    assert client.post(url, json={"inputs": []}).status_code == 400
+    metrics_url = f"http://127.0.0.1:{_metrics_port(server)}/metrics"
+    deadline, text = time.monotonic() + 60, ""
+    wanted = ['ray_tuner_infer_requests_total{', 'status="200"', 'status="400"',
+              "ray_tuner_infer_batch_size_bucket{", "ray_tuner_infer_request_latency_ms_bucket{",
+              "ray_tuner_infer_batch_latency_ms_count{"]
+    while not all(w in text for w in wanted):  # Ray exports every few seconds
+        assert time.monotonic() < deadline, [w for w in wanted if w not in text]
+        time.sleep(2)
+        try:
+            text = client.get(metrics_url, timeout=5).text
+        except requests.RequestException:
+            pass
+    line = next(x for x in text.splitlines()
+                if x.startswith("ray_tuner_infer_requests_total{") and 'status="200"' in x)
+    assert f'model="{MODEL}"' in line and 'deployment="ModelServer"' in line
+
+
 @pytest.mark.integration
 def test_sigint_stops_the_server_and_leaves_no_processes(server: Server) -> None:
     assert _session_pids(server.proc.pid), "the server should be running before we stop it"
@@ -340,3 +494,145 @@ def test_sigint_stops_the_server_and_leaves_no_processes(server: Server) -> None
     assert code == 0, server.log.read_text()[-3000:]
     with pytest.raises(requests.ConnectionError):
         client.get(f"{server.base}/v2/health/live", timeout=2)
+
+
+# --- Overload, time-outs and slow clients, on a deliberately slow model -----------------------
+
+SLOW_TIMEOUT_S = 4.0
+
+
+def _slow_model(path: Path, size: int = 256) -> None:
+    """y = x, after int(max(x[:, 0])) products of size x size matrices: x[:, 0] sets the work."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["s_in", "w"], ["s_out"])],
+        "spin", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [size, size])])
+    nodes = [
+        helper.make_node("Gather", ["x", "zero_i"], ["col"], axis=1),
+        helper.make_node("ReduceMax", ["col"], ["m"], keepdims=0),
+        helper.make_node("Cast", ["m"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "true", "s0"], ["s_final"], body=body),
+        helper.make_node("ReduceSum", ["s_final"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero_f"], ["nothing"]),
+        helper.make_node("Add", ["x", "nothing"], ["y"]),
+    ]
+    weights = [numpy_helper.from_array(np.array(0, np.int64), "zero_i"),
+               numpy_helper.from_array(np.array(True), "true"),
+               numpy_helper.from_array(np.full((size, size), 1 / size, np.float32), "s0"),
+               numpy_helper.from_array(np.eye(size, dtype=np.float32), "w"),
+               numpy_helper.from_array(np.array(0.0, np.float32), "zero_f")]
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def _units_per_second(path: Path) -> float:
+    """How many units of work (x[0, 0]) one thread runs per second here."""
+    session = load_session(_args(path))
+    x = np.zeros((1, 4), np.float32)
+    x[0, 0] = 400
+    session.run(None, {"x": x})
+    started = time.perf_counter()
+    session.run(None, {"x": x})
+    return 400 / (time.perf_counter() - started)
+
+
+@dataclass
+class Slow:
+    server: Server
+    units_per_s: float
+
+    def body(self, seconds: float) -> dict:
+        x = np.zeros((1, 4), np.float32)
+        x[0, 0] = round(seconds * self.units_per_s)
+        return _infer_body(x)
+
+    def post(self, seconds: float) -> tuple[requests.Response, float]:
+        started = time.monotonic()
+        response = _client().post(f"{self.server.base}/v2/models/slow/infer",
+                                  json=self.body(seconds), timeout=60)
+        return response, time.monotonic() - started
+
+    def wait_serving(self, timeout_s: float = 60) -> None:
+        """Until a quick request succeeds (a previous test's work may still be running)."""
+        deadline = time.monotonic() + timeout_s
+        while self.post(0)[0].status_code != 200:
+            assert time.monotonic() < deadline, "the server stopped serving"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="class")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slow]:
+    """One replica that takes one request at a time and queues one more; 4 s time-out."""
+    work = tmp_path_factory.mktemp("slow")
+    _slow_model(work / "slow.onnx")
+    rate = _units_per_second(work / "slow.onnx")
+    config = make_serve_config(
+        model_name="slow", model_path=str(work / "slow.onnx"), precision="fp32", batch_size=1,
+        replicas=1, threads_per_replica=1, port=_free_port(), max_ongoing_requests=1,
+        max_queued_requests=1, request_timeout_s=SLOW_TIMEOUT_S)
+    config["applications"][0]["args"]["body_timeout_s"] = 1.0  # before the proxy's time-out
+    srv = start_server(config, work)
+    try:
+        yield Slow(srv, rate)
+    finally:
+        _, leftovers = srv.stop()
+        assert leftovers == []
+
+
+@pytest.mark.integration
+class TestOverload:
+    def test_slow_model_takes_the_time_asked(self, slow: Slow) -> None:
+        slow.wait_serving()
+        response, elapsed = slow.post(1.0)
+        assert response.status_code == 200, response.text
+        assert 0.5 < elapsed < 3.0
+
+    def test_flood_gets_quick_503s_and_the_server_keeps_serving(self, slow: Slow) -> None:
+        slow.wait_serving()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(lambda _: slow.post(3.0), range(6)))
+        statuses = sorted(r.status_code for r, _ in results)
+        assert set(statuses) == {200, 503}, statuses
+        # One request runs, one waits in the proxy's queue, the rest are refused at once.
+        assert 1 <= statuses.count(200) <= 3, statuses
+        for response, elapsed in results:
+            if response.status_code == 503:
+                assert elapsed < 1.5, elapsed
+                assert "backpressure" in response.text  # Ray's own text/plain body
+                assert response.headers["content-type"].startswith("text/plain")
+                assert response.headers["retry-after"] == "1"
+        assert slow.post(0)[0].status_code == 200
+
+    def test_request_past_the_time_out_gets_408_from_rays_proxy(self, slow: Slow) -> None:
+        slow.wait_serving()
+        response, elapsed = slow.post(SLOW_TIMEOUT_S + 3)
+        assert response.status_code == 408
+        assert SLOW_TIMEOUT_S - 0.5 < elapsed < SLOW_TIMEOUT_S + 2.5
+        assert "timed out after 4.0s" in response.text  # Ray's own text/plain body
+        slow.wait_serving()  # the ONNX Runtime call runs to its end, then the replica is free
+
+    def test_slow_upload_gets_408_from_the_replica(self, slow: Slow) -> None:
+        slow.wait_serving()
+        port = int(slow.server.base.rsplit(":", 1)[1])
+        head = (b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        started, data = time.monotonic(), b""
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.sendall(head + b'{"inputs": [')  # and then nothing more
+            while b"body_timeout_s" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        elapsed = time.monotonic() - started
+        assert data.startswith(b"HTTP/1.1 408"), data[:300]
+        assert b"body_timeout_s" in data and elapsed < SLOW_TIMEOUT_S - 1
+        slow.wait_serving()

@@ -49,8 +49,8 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
     try:
         cluster = RayCluster(nodes.address)
         try:
-            runner = runner_for(model, cluster, MeasurementSettings(warmup_s=0.1, window_s=1, min_windows=2,
-                                                                    max_windows=2, target_requests=50))
+            settings = MeasurementSettings(warmup_s=0.1, window_s=1, min_windows=2, max_windows=2, target_requests=50)
+            runner = TrialRunner(model, settings, LoadSpec(), {}, cluster, share_hosts=True)
             results: list = []
             threads = [threading.Thread(target=lambda: results.append(runner.run(cpu()))) for _ in range(2)]
             for t in threads:
@@ -62,6 +62,16 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
             assert placed[0]["node_id"] != placed[1]["node_id"]
             assert set(placed[0]["cores"]).isdisjoint(placed[1]["cores"])
             assert all(r.details["queued_s"] < 1.0 for r in results)  # ran side by side
+            # By default a measured trial takes its host whole: both nodes are on this machine,
+            # so the second trial waits for the first.
+            exclusive = runner_for(model, cluster, settings)
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(exclusive.run(cpu()))) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            assert sorted(r.details["queued_s"] > 1.0 for r in results) == [False, True]
             runner.shutdown()
         finally:
             cluster.shutdown()

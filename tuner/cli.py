@@ -65,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-measure the K best measured Pareto trials before ending (default 3; 0 = off)")
     p.add_argument("--finalist-repeats", type=int, default=3, metavar="N",
                    help="extra measurements of each finalist, interleaved (default 3)")
+    p.add_argument("--sampler", default="default", choices=["default", "tpe", "gp", "nsga2", "random", "grid"],
+                   help="search strategy (default: tuner's structured sampler; see README)")
+    p.add_argument("--timeout-s", type=float, default=None, metavar="S",
+                   help="stop asking for new trials after S seconds (running ones finish)")
+    p.add_argument("--patience", type=int, default=None, metavar="K",
+                   help="stop when the feasible front's hypervolume has not improved for K trials")
+    p.add_argument("--share-hosts", action="store_true",
+                   help="let parallel trials measure on the same machine (distinct cores); by default a "
+                        "measured trial has its machine to itself, as trials side by side disturb each other")
+    p.add_argument("--warm-start", default=None, metavar="STUDY",
+                   help="start a new study by measuring the Pareto configurations of an earlier study (same storage)")
     _load_args(p)
 
     p = sub.add_parser("measure", help="measure (or estimate, on FPGA) one configuration, no study",
@@ -102,11 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: the only study in the storage)")
     _storage_arg(p)
     p.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the policy's pick")
-    p.add_argument("--policy", default="cheapest", choices=["cheapest", "fastest", "lowest-latency"],
-                   help="how to choose among feasible Pareto trials (default cheapest)")
+    p.add_argument("--policy", default="cheapest", choices=["cheapest", "fastest", "lowest-latency", "knee"],
+                   help="cheapest meeting the SLO (default), fastest / lowest-latency within --max-cost, or "
+                        "knee (closest to the ideal point)")
+    p.add_argument("--slo-ms", type=float, default=None, help="p95 SLO for the choice (default: the study's)")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="cost budget per million inferences")
+    p.add_argument("--dry-run", action="store_true", help="print the choice, why, and the runners-up; write nothing")
     p.add_argument("--out", type=Path, default=Path("serve_config.yaml"), help="where to write the Serve config")
     p.add_argument("--host", default="127.0.0.1", help="HTTP host the server will bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port the server will use (default 8000)")
+    p.add_argument("--deploy", action="store_true",
+                   help="deploy to a running Ray cluster (tuner's local serving cluster unless --ray-address), "
+                        "detached, then verify it under load and roll back if it falls short")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --deploy: the cluster's dashboard (http://HOST:8265) or HOST:PORT (dashboard on 8265)")
+    p.add_argument("--verify-s", type=float, default=15.0, help="seconds of verification load (0: skip; default 15)")
+    p.add_argument("--tolerance", type=float, default=0.10,
+                   help="verification passes within this share of the trial's throughput and p95 (default 0.10)")
+
+    p = sub.add_parser("rollback", help="redeploy the promotion that was active before the current one",
+                       description="Restore the previous promotion of a study (a rolling update: no request fails).")
+    p.add_argument("--study", default=None, help="study name (default: the only study in the storage)")
+    _storage_arg(p)
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="the cluster's dashboard (default: tuner's local serving cluster)")
+
+    p = sub.add_parser("undeploy", help="stop tuner's local serving cluster",
+                       description="Shut down Serve and the local Ray cluster that tuner promote --deploy started.")
 
     p = sub.add_parser("serve", help="run a Serve config in the foreground (same as `serve run CONFIG`)",
                        description="Run the promoted Ray Serve application in the foreground; Ctrl-C stops it.")
@@ -124,7 +156,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                        study=args.study, storage=args.storage, trials=args.trials, parallel=args.parallel,
                        ray_address=args.ray_address, seed=args.seed, remeasure=args.remeasure,
                        finalists=args.finalists, finalist_repeats=args.finalist_repeats,
-                       load_mode=args.load_mode, target_rps=args.target_rps)
+                       load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
+                       timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
+                       share_hosts=args.share_hosts)
     study = tune(opts)
     where = f" --storage {args.storage}" if args.storage else ""
     print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "
@@ -172,7 +206,7 @@ def _pick_study(name: str | None, storage: str | None):
     from tuner.storage import load_study, open_storage
 
     if name is None:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage, create=False))]
         if len(names) != 1:
             raise TunerError(f"Pass --study NAME: the storage {storage or DEFAULT_STORAGE} holds "
                              f"{len(names)} studies ({', '.join(names) or 'none'}).")
@@ -211,7 +245,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     from tuner.promote import promote
 
     study = _pick_study(args.study, args.storage)
-    result = promote(study, args.out, args.trial, args.policy, args.host, args.port)
+    result = promote(study, args.out, args.trial, args.policy, args.host, args.port, slo_ms=args.slo_ms,
+                     max_cost=args.max_cost, dry_run=args.dry_run)
     t, c = result.choice.trial, result.config
     m = t["metrics"]
     if result.choice.better_unservable:
@@ -227,7 +262,35 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         print(f"  runner-up #{r['number']}: {r['config']['platform']} {r['config']['precision']} b{r['config']['batch_size']} "
               f"{r['config']['replicas']}x{r['config']['threads_per_replica']}: {rm['throughput_rps']:,.0f} inf/s, "
               f"p95 {rm['latency_p95_ms']:.3f} ms, ${rm['cost_usd_per_million']:.5f}/M")
-    print(f"wrote {args.out}\nnext: tuner serve {args.out}   (or: serve run {args.out})")
+    if args.dry_run:
+        print("dry run: nothing written or deployed")
+        return 0
+    print(f"wrote {args.out}")
+    if not args.deploy:
+        print(f"next: tuner serve {args.out}   (or: serve run {args.out}; or tuner promote ... --deploy)")
+        return 0
+    from tuner.promotion import deploy_promotion
+
+    entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance)
+    if entry.get("rolled_back_to") is not None:
+        print(f"promotion of trial #{t['number']} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
+        return 1
+    print("stop the local serving cluster with: tuner undeploy")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from tuner.promotion import rollback
+
+    target = rollback(_pick_study(args.study, args.storage), args.ray_address)
+    print(f"trial #{target['trial']} is serving again")
+    return 0
+
+
+def _cmd_undeploy(args: argparse.Namespace) -> int:
+    from serving.deploy import stop_local_cluster
+
+    print("stopped tuner's local serving cluster" if stop_local_cluster() else "no local serving cluster was running")
     return 0
 
 
@@ -238,7 +301,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"tune": _cmd_tune, "measure": _cmd_measure, "show": _cmd_show, "dashboard": _cmd_dashboard,
-            "promote": _cmd_promote, "serve": _cmd_serve}
+            "promote": _cmd_promote, "rollback": _cmd_rollback, "undeploy": _cmd_undeploy, "serve": _cmd_serve}
 
 
 def _quiet_libraries() -> None:
@@ -253,17 +316,25 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: trials cancelled and recorded
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if args.command != "serve":  # serve forwards signals to `serve run` itself
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return COMMANDS[args.command](args)
     except TunerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("\ninterrupted. Measured trials are saved in the storage; rerun the same command to "
-              "continue the study.", file=sys.stderr)
+        print("\ninterrupted: trials in flight were cancelled and recorded as FAIL; measured trials are saved "
+              "in the storage. Rerun the same command to continue the study.", file=sys.stderr)
         return 130
 
 

@@ -1,5 +1,10 @@
 """Exclusive cores for trials: which cores of which node each replica is pinned to. Pure.
 
+With `exclusive=True` a reservation also takes its hosts whole: no other trial runs on a
+machine while it measures there. Distinct cores are not enough on every machine: on this
+project's 2-vCPU VM a trial measured beside another on the other vCPU lost 35-40%
+(experiments/interference.py), so measured trials share a host only when asked to.
+
 Ray counts CPUs per node but does not say which cores a worker runs on, and several Ray
 nodes may share one machine (a test cluster, or containers on one host). So the cores of
 each host are split between the nodes on it, in proportion to their Ray CPUs and never more
@@ -53,7 +58,24 @@ class CoreAllocator:
 
     nodes: list[NodeCores]
     _busy: set[tuple[str, int]] = field(default_factory=set)
+    _held: dict[str, int] = field(default_factory=dict)  # host -> exclusive reservations on it
     _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def set_nodes(self, nodes: list[NodeCores]) -> None:
+        """Replace the node list (a node left or joined); running reservations stay held."""
+        with self._cond:
+            self.nodes = list(nodes)
+            self._cond.notify_all()
+
+    def busy_nodes(self) -> set[str]:
+        with self._cond:
+            return {node for node, _core in self._busy}
+
+    def free_cores(self) -> int:
+        """Cores no running trial holds, over the whole cluster."""
+        with self._cond:
+            live = {(n.node_id, c) for n in self.nodes for c in n.cores}
+            return len(live - self._busy)
 
     def usable_cpus(self) -> dict[str, int]:
         return {n.node_id: len(n.cores) for n in self.nodes}
@@ -62,32 +84,50 @@ class CoreAllocator:
         """Whether the layout fits the empty cluster (else waiting for it would never end)."""
         return self._place(replicas, threads, busy=set()) is not None
 
-    def try_reserve(self, replicas: int, threads: int) -> list[Placement] | None:
+    def try_reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement] | None:
         with self._cond:
-            placement = self._place(replicas, threads, self._busy)
-            if placement is not None:
-                self._busy |= {(p.node_id, c) for p in placement for c in p.cores}
-            return placement
+            return self._take(self._place(replicas, threads, self._busy, exclusive), exclusive)
 
-    def reserve(self, replicas: int, threads: int, timeout_s: float | None = None) -> list[Placement] | None:
+    def reserve(self, replicas: int, threads: int, timeout_s: float | None = None,
+                exclusive: bool = False) -> list[Placement] | None:
         """Reserve cores for every replica, waiting for running trials to release them."""
         with self._cond:
-            ok = self._cond.wait_for(lambda: self._place(replicas, threads, self._busy) is not None, timeout_s)
+            ok = self._cond.wait_for(
+                lambda: self._place(replicas, threads, self._busy, exclusive) is not None, timeout_s)
             if not ok:
                 return None
-            placement = self._place(replicas, threads, self._busy)
-            assert placement is not None
-            self._busy |= {(p.node_id, c) for p in placement for c in p.cores}
-            return placement
+            return self._take(self._place(replicas, threads, self._busy, exclusive), exclusive)
 
-    def release(self, placement: list[Placement]) -> None:
+    def release(self, placement: list[Placement], exclusive: bool = False) -> None:
         with self._cond:
             self._busy -= {(p.node_id, c) for p in placement for c in p.cores}
+            if exclusive:
+                for host in self._hosts(placement):
+                    self._held[host] -= 1
+                    if not self._held[host]:
+                        del self._held[host]
             self._cond.notify_all()
 
-    def _place(self, replicas: int, threads: int, busy: set[tuple[str, int]]) -> list[Placement] | None:
-        """First fit, filling the node with the most free cores first (spreads parallel trials)."""
-        free = {n.node_id: [c for c in n.cores if (n.node_id, c) not in busy] for n in self.nodes}
+    def _hosts(self, placement: list[Placement]) -> set[str]:
+        host_of = {n.node_id: n.host for n in self.nodes}
+        return {host_of.get(p.node_id, "?") for p in placement}
+
+    def _take(self, placement: list[Placement] | None, exclusive: bool) -> list[Placement] | None:
+        if placement is not None:
+            self._busy |= {(p.node_id, c) for p in placement for c in p.cores}
+            if exclusive:
+                for host in self._hosts(placement):
+                    self._held[host] = self._held.get(host, 0) + 1
+        return placement
+
+    def _place(self, replicas: int, threads: int, busy: set[tuple[str, int]],
+               exclusive: bool = False) -> list[Placement] | None:
+        """First fit, filling the node with the most free cores first (spreads parallel trials).
+        A host held by an exclusive trial takes nothing else; an exclusive trial takes only
+        hosts where nothing runs."""
+        busy_hosts = {n.host for n in self.nodes for c in n.cores if (n.node_id, c) in busy}
+        usable = [n for n in self.nodes if n.host not in self._held and not (exclusive and n.host in busy_hosts)]
+        free = {n.node_id: [c for c in n.cores if (n.node_id, c) not in busy] for n in usable}
         out: list[Placement] = []
         for _ in range(replicas):
             node = max(free, key=lambda k: (len(free[k]), k), default=None)

@@ -13,7 +13,7 @@ from tuner.storage import DEFAULT_STORAGE, open_storage
 def run_dashboard(storage_url: str | None, host: str, port: int) -> int:
     import optuna_dashboard
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: the dashboard has no authentication and anyone who can reach "
               "this port can read and edit the study.")

@@ -26,6 +26,7 @@ from tuner.outcome import copy_measurement, make_outcome, measure_key, record, r
 from tuner.prices import PriceTable
 from tuner.runner import TrialFailed, TrialRunner
 from tuner.search_space import LoadSpec, SearchSpace
+from tuner.stopping import Stopper
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LoopContext:
     hardware: str
     remeasure: bool = False
     log: Callable[[str], None] = print
+    stopper: Stopper | None = None
 
 
 @dataclass
@@ -50,6 +52,7 @@ class LoopStats:
     not_runnable: int = 0
     failed: int = 0
     measured_keys: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
 
 
 class Heartbeat:
@@ -86,40 +89,75 @@ def _line(done: int, target: int, number: int, config: TrialConfig, text: str) -
     return f"[{done:>3}/{target}] #{number:<3} {config.label():<30} {text}"
 
 
+def _open_slots(study: optuna.Study, target: int) -> int:
+    """Trials still to start, counting every driver's: COMPLETE and RUNNING trials in storage."""
+    optuna.storages.fail_stale_trials(study)  # a dead driver's RUNNING trials stop holding slots
+    return target - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+
+
+def _surplus(study: optuna.Study, trial: optuna.Trial, target: int) -> bool:
+    """Whether `target` trials numbered before this one are already done or running.
+
+    Several drivers (machines sharing a PostgreSQL study) may ask at once; deciding by trial
+    number makes exactly `target` of them go ahead, whoever asked first.
+    """
+    ahead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+             if t.number < trial.number]
+    return len(ahead) >= target
+
+
 def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
-    """Run trials until the study has `target` COMPLETE trials."""
+    """Run trials until the study has `target` COMPLETE trials (from this and other drivers)."""
     study, stats = ctx.study, LoopStats()
-    stats.measured_keys = _known_measurements(study)
-    done = complete_count(study)
     in_flight: dict[Future, tuple[optuna.Trial, TrialConfig, str, float, Heartbeat]] = {}
     waiting: list[tuple[optuna.Trial, TrialConfig, str]] = []  # duplicates of in-flight trials
     executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="trial")
     try:
         while True:
-            while len(in_flight) + len(waiting) < parallel and done + len(in_flight) + len(waiting) < target:
+            stats.measured_keys = _known_measurements(study)  # other drivers measure too
+            while len(in_flight) + len(waiting) < parallel and _open_slots(study, target) > 0:
+                stop = ctx.stopper.reason() if ctx.stopper else None
+                if stop:
+                    if stats.stopped is None:
+                        ctx.log(f"stopping early: {stop}")
+                    stats.stopped = stop
+                    break
                 trial = study.ask()
+                if _surplus(study, trial, target):
+                    trial.set_user_attr("surplus", "another driver took the last trial of the target")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    break
+                done = complete_count(study)
                 config = ctx.space.suggest(trial, ctx.cluster)
                 trial.set_user_attr("config", config.to_dict())
                 key = measure_key(config, ctx.model, ctx.load, ctx.hardware)
                 if not ctx.remeasure and key in stats.measured_keys:
-                    done += _reuse(ctx, trial, config, stats.measured_keys[key], done, target, stats)
+                    _reuse(ctx, trial, config, stats.measured_keys[key], done, target, stats)
                 elif not ctx.remeasure and key in {v[2] for v in in_flight.values()}:
                     waiting.append((trial, config, key))
                 else:
                     fut = executor.submit(ctx.runner.run, config)
                     in_flight[fut] = (trial, config, key, time.perf_counter(), Heartbeat(study, trial))
+            if not in_flight and waiting:  # the original failed: measure the duplicate itself
+                trial, config, key = waiting.pop(0)
+                fut = executor.submit(ctx.runner.run, config)
+                in_flight[fut] = (trial, config, key, time.perf_counter(), Heartbeat(study, trial))
             if not in_flight:
-                break
+                if stats.stopped or complete_count(study) >= target:
+                    break
+                if _open_slots(study, target) <= 0:  # other drivers' trials are running: wait for them
+                    time.sleep(2.0)
+                continue
             finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for fut in finished:
                 trial, config, key, t0, beat = in_flight.pop(fut)
                 beat.stop()
-                done += _finish(ctx, fut, trial, config, key, time.perf_counter() - t0, done, target, stats)
+                _finish(ctx, fut, trial, config, key, time.perf_counter() - t0, complete_count(study), target, stats)
                 if stats.failed > max(3, target):
                     raise TunerError(f"{stats.failed} trials failed in this run; stopping. See the failures above.")
             for item in [w for w in waiting if w[2] in stats.measured_keys]:
                 waiting.remove(item)
-                done += _reuse(ctx, item[0], item[1], stats.measured_keys[item[2]], done, target, stats)
+                _reuse(ctx, item[0], item[1], stats.measured_keys[item[2]], complete_count(study), target, stats)
     except BaseException:
         for trial, *_rest, beat in list(in_flight.values()):
             beat.stop()
@@ -137,6 +175,8 @@ def _reuse(ctx: LoopContext, trial, config, source_number: int, done: int, targe
     source = ctx.study.get_trials(deepcopy=False)[source_number]
     ctx.study.tell(trial, copy_measurement(trial, source))
     stats.reused += 1
+    if ctx.stopper:
+        ctx.stopper.observe(None, False)  # a repeat adds nothing to the front
     ctx.log(_line(done + 1, target, trial.number, config, f"already measured in trial #{source_number}: reused, not re-measured"))
     return 1
 
@@ -147,7 +187,9 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
         perf = fut.result()
     except TrialFailed as exc:
         if exc.infeasible:
-            ctx.study.tell(trial, record_not_runnable(trial, exc.reason, key))
+            ctx.study.tell(trial, record_not_runnable(trial, exc.reason, key, ctx.space.objectives))
+            if ctx.stopper:
+                ctx.stopper.observe(None, False)
             stats.not_runnable += 1
             stats.measured_keys[key] = trial.number
             ctx.log(_line(done + 1, target, trial.number, config, f"INFEASIBLE (cannot run: {exc.reason})"))
@@ -165,7 +207,9 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
         ctx.log(_line(done, target, trial.number, config, f"FAILED: {type(exc).__name__}: {exc}"))
         return 0
     outcome = make_outcome(config, perf, ctx.model, ctx.prices, ctx.constraints)
-    ctx.study.tell(trial, record(trial, outcome, key))
+    ctx.study.tell(trial, record(trial, outcome, key, ctx.space.objectives))
+    if ctx.stopper:
+        ctx.stopper.observe(outcome.metrics.to_dict(), outcome.feasible)
     stats.measured += 1
     stats.measured_keys[key] = trial.number
     m = outcome.metrics

@@ -13,7 +13,7 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.fpga.devices import load_devices
-from tuner.models.prepare import prepare_model
+from tuner.models.prepare import check_model_arg, prepare_model
 from tuner.outcome import make_outcome
 from tuner.prices import load_prices
 from tuner.runner import RayCluster, TrialFailed, TrialRunner
@@ -62,6 +62,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
     load = resolve_load(space, opts.load_mode, opts.target_rps)
     prices = load_prices(space.prices)
     devices = load_devices()
+    check_model_arg(opts.model, opts.input_shapes)
     cluster = RayCluster(opts.ray_address)
     runner = None
     try:

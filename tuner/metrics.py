@@ -11,10 +11,25 @@ from typing import Any
 
 import numpy as np
 
-# Objectives in study order, with their directions. Names are set on the study so the
-# dashboard shows them.
-OBJECTIVES: tuple[str, ...] = ("throughput_rps", "latency_p95_ms", "cost_usd_per_million")
-DIRECTIONS: tuple[str, ...] = ("maximize", "minimize", "minimize")
+# The objectives a study may use, with their directions. The default study uses all three,
+# in this order; names are set on the study so the dashboard shows them.
+OBJECTIVE_DIRECTIONS: dict[str, str] = {
+    "throughput_rps": "maximize",
+    "latency_p95_ms": "minimize",
+    "cost_usd_per_million": "minimize",
+}
+OBJECTIVES: tuple[str, ...] = tuple(OBJECTIVE_DIRECTIONS)
+DIRECTIONS: tuple[str, ...] = tuple(OBJECTIVE_DIRECTIONS.values())
+
+
+def directions_for(objectives: tuple[str, ...] | list[str]) -> list[str]:
+    return [OBJECTIVE_DIRECTIONS[o] for o in objectives]
+
+
+def worst_values(objectives: tuple[str, ...] | list[str]) -> list[float]:
+    """Objective values told for a configuration that could not run at all: nothing was
+    measured (0 throughput, unbounded latency and cost), and it is infeasible anyway."""
+    return [0.0 if OBJECTIVE_DIRECTIONS[o] == "maximize" else float("inf") for o in objectives]
 
 METRIC_KEYS: tuple[str, ...] = (
     "throughput_rps",
@@ -62,8 +77,8 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def objective_values(self) -> list[float]:
-        return [float(getattr(self, name)) for name in OBJECTIVES]
+    def objective_values(self, objectives: tuple[str, ...] | list[str] = OBJECTIVES) -> list[float]:
+        return [float(getattr(self, name)) for name in objectives]
 
 
 def latency_percentiles_ms(latencies_s: np.ndarray) -> tuple[float, float, float]:

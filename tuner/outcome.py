@@ -13,15 +13,10 @@ from typing import Any
 import optuna
 
 from tuner.config import TrialConfig
-from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible
+from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible, worst_values
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
 from tuner.search_space import LoadSpec
-
-# Objective values told for a configuration that could not run at all (out of memory, a
-# layout the cluster cannot hold): nothing was measured, and it is infeasible anyway.
-NOT_RUNNABLE_VALUES = [0.0, float("inf"), float("inf")]
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -61,7 +56,7 @@ def measure_key(config: TrialConfig, model: PreparedModel, load: LoadSpec, hardw
     return json.dumps([config.to_dict(), variant, load.model_dump(), where], sort_keys=True)
 
 
-def record(trial: optuna.Trial, outcome: Outcome, key: str) -> list[float]:
+def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: list[str]) -> list[float]:
     """Write the outcome on the trial (constraints for the sampler, attributes for people and
     the dashboard) and return the objective values to tell."""
     for name, value in outcome.constraints.items():
@@ -74,10 +69,10 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str) -> list[float]:
     trial.set_user_attr("price", outcome.price)
     trial.set_user_attr("measurement", outcome.details)
     trial.set_user_attr("measure_key", key)
-    return outcome.metrics.objective_values()
+    return outcome.metrics.objective_values(objectives)
 
 
-def record_not_runnable(trial: optuna.Trial, reason: str, key: str) -> list[float]:
+def record_not_runnable(trial: optuna.Trial, reason: str, key: str, objectives: list[str]) -> list[float]:
     """A configuration that cannot run here (out of memory, a layout the cluster cannot hold):
     a constraint violation the sampler learns from, keyed so it is never tried again."""
     trial.set_user_attr("measure_key", key)
@@ -85,7 +80,7 @@ def record_not_runnable(trial: optuna.Trial, reason: str, key: str) -> list[floa
     trial.set_user_attr("constraint.runnable", 1.0)
     trial.set_user_attr("feasible", False)
     trial.set_user_attr("failure", reason)
-    return list(NOT_RUNNABLE_VALUES)
+    return worst_values(objectives)
 
 
 def copy_measurement(trial: optuna.Trial, source: optuna.trial.FrozenTrial) -> list[float]:

@@ -48,11 +48,19 @@ def _fpga_choices(space: SearchSpace) -> list[str]:
 
 
 def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEFAULT_POLICY,
-            host: str = "127.0.0.1", port: int = 8000) -> Promotion:
+            host: str = "127.0.0.1", port: int = 8000, *, slo_ms: float | None = None,
+            max_cost: float | None = None, dry_run: bool = False) -> Promotion:
+    """Choose a trial and write its Serve config (not with `dry_run`: then only choose)."""
     from serving.serve_config import make_serve_config, write_serve_config
 
-    records = study_record(study)["trials"]
-    choice = explicit(records, trial, SERVABLE) if trial is not None else choose(records, policy, SERVABLE)
+    record = study_record(study)
+    records = record["trials"]
+    if slo_ms is None:
+        slo_ms = study.user_attrs.get("search_space", {}).get("constraints", {}).get("latency_p95_ms_max")
+    if trial is not None:
+        choice = explicit(records, trial, SERVABLE)
+    else:
+        choice = choose(records, policy, SERVABLE, slo_ms=slo_ms, max_cost=max_cost, objectives=record["objectives"])
     number = choice.trial["number"]
     config = rematerialise(study, number)
     model = study_model(study)
@@ -73,7 +81,8 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
         input_shapes={s.name: list(s.shape) for s in model.inputs},
         host=host,
         port=port,
+        batch_wait_timeout_s=study.user_attrs.get("load", {}).get("batch_wait_timeout_s", 0.005),
     )
-    write_serve_config(serve_config, out, comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
-    study.set_user_attr("last_promotion", {"trial": number, "out": str(out.resolve()), "reason": choice.reason})
+    if not dry_run:
+        write_serve_config(serve_config, out, comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
     return Promotion(choice, config, serve_config, out)

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.metrics import DIRECTIONS, METRIC_KEYS, OBJECTIVES
+from tuner.metrics import METRIC_KEYS, OBJECTIVES, directions_for
 from tuner.models.spec import PreparedModel
 from tuner.pareto import pareto_indices
 
@@ -56,22 +56,23 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> dict[str, Any
     return rec
 
 
-def mark_pareto(records: list[dict[str, Any]]) -> None:
+def mark_pareto(records: list[dict[str, Any]], objectives: list[str]) -> None:
     """Set `pareto` on the feasible, measured, non-reused records that no other dominates."""
     pool = [r for r in records if r["feasible"] and r["metrics"] and r["reused_from"] is None]
-    points = [[r["metrics"][k] for k in OBJECTIVES] for r in pool]
-    for i in pareto_indices(points, DIRECTIONS):
+    points = [[r["metrics"][k] for k in objectives] for r in pool]
+    for i in pareto_indices(points, directions_for(objectives)):
         pool[i]["pareto"] = True
 
 
 def study_record(study: optuna.Study) -> dict[str, Any]:
     finalists = study.user_attrs.get("finalists", {})
     records = [trial_record(t, finalists) for t in study.get_trials(deepcopy=False)]
-    mark_pareto(records)
+    objectives = study.metric_names or list(OBJECTIVES)
+    mark_pareto(records, objectives)
     return {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
-        "objectives": study.metric_names or list(OBJECTIVES),
+        "objectives": objectives,
         "trials": records,
     }
 

@@ -175,38 +175,41 @@ class PriceOverride(_Strict):
 class SearchSpace(_Strict):
     """A validated search space file."""
 
+    objectives: list[Literal["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]] = Field(
+        default_factory=lambda: ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"],
+        min_length=1, description="Objectives to optimise (throughput maximised, the others minimised).")
     platforms: Platforms
     constraints: ConstraintsSpec = ConstraintsSpec()
     measurement: MeasurementSettings = MeasurementSettings()
     load: LoadSpec = LoadSpec()
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _unique_objectives(self) -> "SearchSpace":
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives {self.objectives} repeat a name; list each once")
+        return self
+
     def enabled_platforms(self) -> list[str]:
         return [p for p in ("cpu", "gpu", "fpga") if getattr(self.platforms, p) is not None]
 
     def suggest(self, trial: optuna.trial.BaseTrial, cluster: ClusterInfo) -> TrialConfig:
         """Sample one configuration the cluster can run (impossible ones are never asked)."""
-        platforms = self.available_platforms(cluster)
-        platform = trial.suggest_categorical("platform", platforms)
-        space = getattr(self.platforms, platform)
-        precision = trial.suggest_categorical(f"precision.{platform}", space.precision.choices)
-        batch_size = _suggest_int(trial, f"batch_size.{platform}", space.batch_size)
-        device = None
-        if getattr(space, "device", None) is not None:
-            device = str(trial.suggest_categorical(f"device.{platform}", space.device.choices))
-        if platform == "cpu":
-            cores = cluster.total_cpus
-            r_hi = min(space.replicas.high, cores // max(1, space.threads_per_replica.low))
-            replicas = _suggest_int(trial, "replicas.cpu", space.replicas, high=r_hi)
-            t_hi = min(space.threads_per_replica.high, cores // replicas, cluster.max_node_cpus)
-            threads = _suggest_int(trial, "threads_per_replica.cpu", space.threads_per_replica, high=t_hi)
-        else:
-            r_hi = space.replicas.high
-            if platform == "fpga" and device is not None:
-                r_hi = min(r_hi, cluster.fpga_cores(device))
-            replicas = _suggest_int(trial, f"replicas.{platform}", space.replicas, high=r_hi)
-            threads = 1
-        return TrialConfig(platform, batch_size, str(precision), replicas, threads, device)
+        from tuner.space_sampling import suggest
+
+        return suggest(self, trial, cluster)
+
+    def enumerate(self, cluster: ClusterInfo) -> list[TrialConfig]:
+        """Every configuration `suggest` can return on this cluster (the grid)."""
+        from tuner.space_sampling import enumerate_configs
+
+        return enumerate_configs(self, cluster)
+
+    def params_for(self, config: TrialConfig) -> dict[str, Any]:
+        """The study params that make `suggest` return `config` (for enqueueing it)."""
+        from tuner.space_sampling import params_for
+
+        return params_for(self, config)
 
     def available_platforms(self, cluster: ClusterInfo) -> list[str]:
         """Platforms both enabled here and runnable on the cluster (see `platform_notes`)."""
@@ -219,15 +222,6 @@ class SearchSpace(_Strict):
             for p in self.enabled_platforms()
             if not cluster.can_run(p)
         ]
-
-
-def _suggest_int(trial: optuna.trial.BaseTrial, name: str, spec: IntParam, high: int | None = None) -> int:
-    hi = spec.high if high is None else min(spec.high, high)
-    hi = max(hi, spec.low)
-    if spec.pow2:
-        lo_k, hi_k = spec.low.bit_length() - 1, hi.bit_length() - 1
-        return 2 ** trial.suggest_int(name.replace("batch_size", "batch_size_log2"), lo_k, hi_k)
-    return trial.suggest_int(name, spec.low, hi, step=spec.step, log=spec.log)
 
 
 SHIPPED_DIR = resources.files("search_spaces")

@@ -17,15 +17,17 @@ from tuner.finalists import remeasure_finalists
 from tuner.fpga.devices import load_devices
 from tuner.loop import LoopContext, complete_count, run_trials
 from tuner.memory import PeakMemory
-from tuner.metrics import DIRECTIONS, OBJECTIVES
-from tuner.models.prepare import model_name, prepare_model
+from tuner.metrics import directions_for
+from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable, load_prices
 from tuner.records import study_record
 from tuner.runner import RayCluster, TrialRunner
+from tuner.samplers import SAMPLERS, SamplerContext, make_sampler
 from tuner.search_space import LoadSpec, SearchSpace, load_space
 from tuner.seeds import seed_params
-from tuner.storage import DEFAULT_STORAGE, open_storage
+from tuner.stopping import Stopper
+from tuner.storage import DEFAULT_STORAGE, check_url, open_storage
 from tuner.table import format_table
 
 
@@ -45,14 +47,30 @@ class TuneOptions:
     finalist_repeats: int = 3
     load_mode: str | None = None
     target_rps: float | None = None
+    sampler: str = "default"
+    timeout_s: float | None = None
+    patience: int | None = None
+    warm_start: str | None = None
+    share_hosts: bool = False
 
 
-def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE with a constant liar (for trials in flight); it reads the constraints
-    set with `trial.set_constraint`."""
-    return optuna.samplers.TPESampler(
-        multivariate=True, group=True, constant_liar=True, n_startup_trials=10, seed=seed
-    )
+def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
+    """What the default sampler knows before any trial: each variant's accuracy, and the cost
+    model's prediction for every FPGA configuration (computed here; it takes a second)."""
+    from tuner.evaluators.fpga import evaluate_fpga
+
+    estimates = {}
+    fpga = [c for c in space.enumerate(info) if c.platform == "fpga"]
+    if fpga and "int8" in model.variants:
+        data = open(model.variants["int8"].path, "rb").read()
+        for c in fpga:
+            perf = evaluate_fpga(data, model.input_shapes(1), c, devices[c.device])
+            estimates[c] = {"throughput_rps": perf.throughput_rps, "latency_p95_ms": perf.latency_p95_ms,
+                            "cost_usd_per_million": prices.cost_usd_per_million(c, perf.throughput_rps)}
+    return SamplerContext(space, info, accuracy={p: v.accuracy for p, v in model.variants.items()},
+                          fp32_accuracy=model.fp32_accuracy, estimates=estimates, usd_per_hour=prices.usd_per_hour,
+                          accuracy_floor_ratio=space.constraints.accuracy_min_ratio,
+                          slo_ms=space.constraints.latency_p95_ms_max)
 
 
 def resolve_load(space: SearchSpace, mode: str | None, target_rps: float | None) -> LoadSpec:
@@ -72,11 +90,14 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     """Run (or continue) a study; returns it once it has `opts.trials` COMPLETE trials."""
     if opts.trials < 1 or opts.parallel < 1:
         raise TunerError(f"Got --trials {opts.trials} --parallel {opts.parallel}. Both must be >= 1.")
+    if opts.sampler not in SAMPLERS:
+        raise TunerError(f"Got {opts.sampler!r} for --sampler. Choose one of: {', '.join(SAMPLERS)}.")
     space = load_space(opts.space)
     load = resolve_load(space, opts.load_mode, opts.target_rps)
     prices = load_prices(space.prices)
     devices = load_devices()
-    storage = open_storage(opts.storage)  # fail on a bad URL before anything slow starts
+    check_model_arg(opts.model, opts.input_shapes)  # bad input fails before anything slow starts
+    check_url(opts.storage)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     with PeakMemory() as memory:
@@ -93,13 +114,19 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             check_prices(space, platforms, prices)
             precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
             model = prepare_model(opts.model, opts.input_shapes, precisions, log)
-            study = open_study(opts, storage, model, space, prices, load)
-            runner = TrialRunner(model, space.measurement, load, devices, cluster)
+            storage = open_storage(opts.storage)
+            context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
+            study = open_study(opts, storage, model, space, prices, load, make_sampler(opts.sampler, opts.seed, context))
+            runner = TrialRunner(model, space.measurement, load, devices, cluster, share_hosts=opts.share_hosts)
+            stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
-                              load, cluster.hardware_key(), opts.remeasure, log)
-            if complete_count(study) == 0 and not study.get_trials(deepcopy=False):
-                for params in seed_params(space, info):
-                    study.enqueue_trial(params, skip_if_exists=True)
+                              load, cluster.hardware_key(), opts.remeasure, log, stopper)
+            if not study.get_trials(deepcopy=False):
+                if opts.warm_start:
+                    warm_start(study, opts.warm_start, opts.storage, space, info, log)
+                if opts.sampler != "default":  # the default sampler picks its own start
+                    for params in seed_params(space, info):
+                        study.enqueue_trial(params, skip_if_exists=True)
             done = complete_count(study)
             log(f"study {study.study_name!r}: {done} complete trials, running until {opts.trials}"
                 f"{f' with {opts.parallel} in parallel' if opts.parallel > 1 else ''} ({load.mode} load)")
@@ -118,6 +145,26 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     return study
 
 
+def warm_start(study: optuna.Study, source: str, storage: str | None, space: SearchSpace, info, log) -> int:
+    """Enqueue the feasible Pareto configurations of an earlier study (new model version, new
+    prices, new cluster): measured again here, first. Returns how many were enqueued."""
+    from tuner.storage import load_study
+
+    earlier = study_record(load_study(source, storage))["trials"]
+    grid = set(space.enumerate(info))
+    picked = []
+    for r in earlier:
+        if r["pareto"]:
+            config = TrialConfig.from_dict({**r["config"], "device": r.get("device")})
+            if config in grid and config not in picked:
+                picked.append(config)
+    for config in picked:
+        study.enqueue_trial(space.params_for(config), skip_if_exists=True)
+    log(f"warm start: {len(picked)} Pareto configuration(s) of study {source!r} enqueued first"
+        f"{'' if picked else ' (none fits this search space and cluster)'}")
+    return len(picked)
+
+
 def check_prices(space: SearchSpace, platforms: list[str], prices: PriceTable) -> None:
     for pl in platforms:
         devices = getattr(getattr(space.platforms, pl), "device", None)
@@ -126,13 +173,18 @@ def check_prices(space: SearchSpace, platforms: list[str], prices: PriceTable) -
 
 
 def open_study(opts: TuneOptions, storage, model: PreparedModel, space: SearchSpace, prices: PriceTable,
-               load: LoadSpec) -> optuna.Study:
+               load: LoadSpec, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     name = opts.study or model_name(opts.model)
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
-                                sampler=make_sampler(opts.seed), load_if_exists=True)
+    objectives = list(space.objectives)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions_for(objectives),
+                                sampler=sampler, load_if_exists=True)
+    if study.metric_names and study.metric_names != objectives:
+        raise TunerError(
+            f"Study {name!r} optimises {study.metric_names}, but the search space asks for {objectives}. "
+            "Use the same objectives to continue it, or pass --study NEW_NAME.")
     known = study.user_attrs.get("model")
     if known is None:
-        study.set_metric_names(list(OBJECTIVES))
+        study.set_metric_names(objectives)
         study.set_user_attr("model", model.to_dict())
         study.set_user_attr("fp32_accuracy", model.fp32_accuracy)
         study.set_user_attr("accuracy_metric", model.accuracy_metric)

@@ -15,7 +15,7 @@ import onnx
 from tuner.config import TrialConfig
 from tuner.errors import field_error
 from tuner.fpga.devices import FpgaDevice
-from tuner.fpga.dpu_model import FpgaEstimate, estimate
+from tuner.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
 from tuner.fpga.graph import LayerCost, analyze_graph
 from tuner.metrics import PerfResult
 
@@ -31,6 +31,7 @@ def evaluate_fpga(
     input_shapes: dict[str, list[int]],
     config: TrialConfig,
     device: FpgaDevice,
+    all_layers: bool = False,
 ) -> PerfResult:
     """Estimate the speed of one FPGA configuration.
 
@@ -39,6 +40,8 @@ def evaluate_fpga(
         input_shapes: full shape of each graph input for one instance, batch dim 1 included.
         config: the trial; platform must be "fpga" and precision "int8".
         device: the catalog entry of config.device.
+        all_layers: put every layer in details["layers"] (`tuner estimate --layers`), not only
+            the TOP_LAYERS slowest.
 
     Returns:
         A PerfResult with estimated=True and the model's facts in `details`.
@@ -68,7 +71,7 @@ def evaluate_fpga(
         latency_p95_ms=result.latency_ms,
         latency_p99_ms=result.latency_ms,
         estimated=True,
-        details=_details(result, device),
+        details=_details(result, device, all_layers),
     )
 
 
@@ -90,19 +93,30 @@ def _analysis(model_bytes: bytes, input_shapes: dict[str, list[int]]) -> tuple[L
     return _ANALYSES[key]
 
 
-def _details(result: FpgaEstimate, device: FpgaDevice) -> dict[str, Any]:
-    top = sorted(result.per_layer, key=lambda layer: layer.time_us, reverse=True)[:TOP_LAYERS]
-    return {
+def _details(result: FpgaEstimate, device: FpgaDevice, all_layers: bool) -> dict[str, Any]:
+    timed = [layer for layer in result.per_layer if layer.time_us > 0]
+    top = sorted(timed, key=lambda layer: layer.time_us, reverse=True)[:TOP_LAYERS]
+    details = {
         "device": device.key,
         "dpu": f"{device.dpu} {device.arch}",
         "clock_mhz": device.clock_mhz,
+        "peak_tops": round(device.peak_tops, 4),
         "gops_per_instance": result.total_gops_per_instance,
         "host_layers": list(result.host_layers),
         "limited_by": result.limited_by,
+        "dpu_ms": result.dpu_ms,
+        "host_ms": result.host_ms,
+        "engines_used": result.engines_used,
         "power_w": result.power_w,
-        "top_layers": [
-            {"name": layer.name, "op_type": layer.op_type, "kind": layer.kind,
-             "time_us": round(layer.time_us, 2), "bound": layer.bound}
-            for layer in top
-        ],
+        "top_layers": [_layer_dict(layer) for layer in top],
     }
+    if all_layers:
+        details["layers"] = [_layer_dict(layer) for layer in result.per_layer]
+    return details
+
+
+def _layer_dict(layer: LayerEstimate) -> dict[str, Any]:
+    return {"name": layer.name, "op_type": layer.op_type, "kind": layer.kind, "macs": layer.macs,
+            "time_us": round(layer.time_us, 2), "bound": layer.bound,
+            "utilisation": round(layer.utilisation, 3),
+            "offchip_bytes": int(layer.offchip_bytes)}

@@ -50,6 +50,8 @@ class FpgaDevice:
         host_link: "pcie" (Alveo, AWS F1) or "shared_ddr" (edge boards with their own CPU).
         price_key: key of the device's row in the price table, e.g. "fpga.aws-f1".
         power_w: board power when a sourced figure exists, else None.
+        pool_kernel_max: largest pooling window (per side) the DPU runs; a larger one (e.g. a
+            global average pool over 14 x 14) runs on the host CPU. None: no limit known.
         sources: source of each parameter, keyed by parameter name.
         unverified: names of the parameters whose figures are unverified.
     """
@@ -69,6 +71,7 @@ class FpgaDevice:
     host_link: str
     price_key: str
     power_w: float | None = None
+    pool_kernel_max: int | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     unverified: frozenset[str] = frozenset()
 
@@ -121,6 +124,7 @@ class _DeviceSpec(BaseModel):
     onchip_buffer_kb: _Float
     host_link: _HostLink
     power_w: _Float | None = None
+    pool_kernel_max: _Int | None = None
 
     @model_validator(mode="after")
     def _engines_match_cores(self) -> "_DeviceSpec":
@@ -199,7 +203,8 @@ def _schema_error(path: Path, exc: ValidationError) -> TunerError:
             f"{path}: {where}", where.rsplit(".", 1)[-1],
             "Unknown key: a device has description, price_key, dpu, arch, pp, icp, ocp, cores, "
             "batch_engines, clock_mhz, memory_bandwidth_gbps, onchip_buffer_kb, host_link and "
-            "optional power_w; each parameter has value, source and optional unverified.",
+            "optional power_w and pool_kernel_max; each parameter has value, source and "
+            "optional unverified.",
             "Remove or rename the key.",
         )
     if err["type"] == "missing":
@@ -219,7 +224,7 @@ _FIXES = {
 
 def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
     params = ("dpu", "arch", "pp", "icp", "ocp", "cores", "batch_engines", "clock_mhz",
-              "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w")
+              "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max")
     sourced = {name: getattr(spec, name) for name in params if getattr(spec, name) is not None}
     engines = spec.batch_engines.value
     per_core = tuple(engines) if isinstance(engines, list) else (engines,) * spec.cores.value
@@ -239,6 +244,7 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
         host_link=spec.host_link.value,
         price_key=spec.price_key,
         power_w=spec.power_w.value if spec.power_w is not None else None,
+        pool_kernel_max=spec.pool_kernel_max.value if spec.pool_kernel_max is not None else None,
         sources={name: s.source for name, s in sourced.items()},
         unverified=frozenset(name for name, s in sourced.items() if s.unverified),
     )

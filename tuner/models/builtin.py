@@ -96,6 +96,28 @@ BUILTINS: dict[str, BuiltinModel] = {
 }
 
 
+def _zoo_entries() -> dict[str, BuiltinModel]:
+    """Reference architectures of tuner.models.zoo (random weights, seeded), as built-ins."""
+    from tuner.models import zoo
+
+    entries = {}
+    for name, arch in zoo.ARCHITECTURES.items():
+        inputs = (InputSpec("x", tuple(arch.input_shape), "float32"),)
+
+        def build(path: Path, log: Callable[[str], None], arch=arch) -> None:
+            log(f"exporting {arch.name} (reference architecture, seeded random weights)")
+            export_onnx(arch.build().eval(), torch.zeros(2, *arch.input_shape), path)
+
+        def data(inputs=inputs) -> EvalData:
+            return EvalData(synthetic_inputs(inputs, 32, seed=0), synthetic_inputs(inputs, 64, seed=1), None)
+
+        entries[name] = BuiltinModel(name, inputs, arch.description, zoo, build, data)
+    return entries
+
+
+BUILTINS.update({k: v for k, v in _zoo_entries().items() if k not in BUILTINS})
+
+
 def builtin_key(model: BuiltinModel) -> str:
     """Hash of what determines the fp32 file: model code, exporter code, library versions."""
     from tuner.models import export

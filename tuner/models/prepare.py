@@ -28,6 +28,18 @@ def model_name(model_arg: str) -> str:
     return model_arg if model_arg in BUILTINS else Path(model_arg).stem
 
 
+def check_model_arg(model_arg: str, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a bad --model / --input-shape in milliseconds, before anything slow starts."""
+    from tuner.models.onnx_file import load_checked, resolve_inputs
+
+    if model_arg in BUILTINS:
+        if input_shapes:
+            raise TunerError(f"--input-shape applies to ONNX files only; {model_arg!r} is built in. Drop it.")
+        return
+    path = Path(model_arg)
+    resolve_inputs(load_checked(path), input_shapes, path)
+
+
 def prepare_model(
     model_arg: str,
     input_shapes: dict[str, tuple[int, ...]],

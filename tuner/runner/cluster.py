@@ -14,11 +14,26 @@ from tuner.cluster_info import ClusterInfo
 from tuner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.errors import TunerError
 from tuner.evaluators.cpu import cpu_model_name
+from tuner.runner.pool import ActorPool
 
 
 def _probe() -> tuple[str, list[int], str]:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     return socket.gethostname(), cores, cpu_model_name()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at `address`."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if address in ("auto", "local") or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise TunerError(
+            f"Got {address!r} for --ray-address, but nothing answers there ({exc}). Start the cluster "
+            "(ray start --head on that machine prints its address), fix the address, or drop "
+            "--ray-address to let tuner start a local cluster.") from None
 
 
 class RayCluster:
@@ -38,6 +53,7 @@ class RayCluster:
                     log_to_driver=False,
                 )
             else:
+                _check_reachable(address)
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise TunerError(
@@ -51,6 +67,8 @@ class RayCluster:
         self.start_s = time.perf_counter() - t0
         self.nodes = self._probe_nodes()
         self.allocator = CoreAllocator(self.nodes)
+        # One pool per cluster: idle actors hold Ray CPUs, so every runner must be able to evict them.
+        self.pool = ActorPool()
 
     def _probe_nodes(self) -> list[NodeCores]:
         """Ask every node which host it is on and which cores it may use."""
@@ -60,15 +78,21 @@ class RayCluster:
             probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
             for n in alive
         ]
-        results = ray.get(refs, timeout=120)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=60)
+        answered = [(n, ray.get(r)) for n, r in zip(alive, refs) if r in ready]  # a dying node may not answer
         host_cores: dict[str, list[int]] = {}
         self.cpu_models: dict[str, str] = {}
         rows = []
-        for node, (host, cores, model) in zip(alive, results):
+        for node, (host, cores, model) in answered:
             host_cores[host] = sorted(set(host_cores.get(host, [])) | set(cores))
             self.cpu_models[node["NodeID"]] = model
             rows.append((node["NodeID"], host, int(node["Resources"].get("CPU", 0))))
         return split_host_cores(rows, host_cores)
+
+    def refresh(self) -> None:
+        """Re-learn the nodes after one left (or joined): cores of a dead node are never offered."""
+        self.nodes = self._probe_nodes()
+        self.allocator.set_nodes(self.nodes)
 
     def info(self, fpga_devices: dict[str, int], gpu_evaluator: bool = False) -> ClusterInfo:
         cpus = [len(n.cores) for n in self.nodes]
@@ -97,4 +121,5 @@ class RayCluster:
 
     def shutdown(self) -> None:
         if ray.is_initialized():
+            self.pool.shutdown()
             ray.shutdown()

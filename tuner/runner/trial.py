@@ -9,7 +9,7 @@ the model's bytes from the object store, so a multi-node cluster needs no shared
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -22,7 +22,6 @@ from tuner.evaluators.protocol import run_protocol
 from tuner.metrics import PerfResult
 from tuner.models.spec import PreparedModel
 from tuner.runner.cluster import RayCluster
-from tuner.runner.pool import ActorPool
 from tuner.search_space import LoadSpec, MeasurementSettings
 
 _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
@@ -48,10 +47,11 @@ class TrialRunner:
     load: LoadSpec
     fpga_catalog: dict[str, Any]
     cluster: RayCluster
-    pool: ActorPool = field(default_factory=ActorPool)
+    share_hosts: bool = False  # measured trials take their hosts whole unless asked to share
 
     def __post_init__(self) -> None:
         self._refs: dict[str, ray.ObjectRef] = {}
+        self.pool = self.cluster.pool  # shared by every runner of the cluster
 
     def _model_ref(self, precision: str) -> ray.ObjectRef:
         if precision not in self._refs:
@@ -66,7 +66,7 @@ class TrialRunner:
             return self._run_fpga(config)
         raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
 
-    def _reserve(self, replicas: int, threads: int):
+    def _reserve(self, replicas: int, threads: int, exclusive: bool = False):
         alloc = self.cluster.allocator
         if not alloc.can_ever_fit(replicas, threads):
             raise TrialFailed(
@@ -74,7 +74,7 @@ class TrialRunner:
                 f"node are {alloc.usable_cpus()} (a replica's threads must share one node)",
                 infeasible=True,
             )
-        return alloc.reserve(replicas, threads)
+        return alloc.reserve(replicas, threads, exclusive=exclusive)
 
     def _run_fpga(self, config: TrialConfig) -> PerfResult:
         placement = self._reserve(1, 1)
@@ -99,7 +99,8 @@ class TrialRunner:
 
     def _run_cpu(self, config: TrialConfig) -> PerfResult:
         t_wait = time.perf_counter()
-        placement = self._reserve(config.replicas, config.threads_per_replica)
+        exclusive = not self.share_hosts
+        placement = self._reserve(config.replicas, config.threads_per_replica, exclusive)
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.settings.trial_timeout_s
         actors, reused = self.pool.acquire(placement)
@@ -124,6 +125,7 @@ class TrialRunner:
         except OutOfMemoryError as exc:
             raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
         except RayActorError as exc:
+            self.cluster.refresh()  # its node may be gone
             raise TrialFailed(f"a replica's worker died: {_short(exc)}") from None
         except RayError as exc:
             text = str(exc)
@@ -132,7 +134,7 @@ class TrialRunner:
             raise TrialFailed(f"replica failed: {_short(exc)}") from None
         finally:
             self.pool.release(placement, actors, healthy)
-            self.cluster.allocator.release(placement)
+            self.cluster.allocator.release(placement, exclusive)
         result.details.update(
             trial_wall_s=round(time.perf_counter() - t0, 3),
             queued_s=round(t0 - t_wait, 3),
@@ -143,6 +145,7 @@ class TrialRunner:
         return result
 
     def shutdown(self) -> None:
+        """Release this runner's idle actors (the cluster's pool is shared)."""
         self.pool.shutdown()
 
 

@@ -1,0 +1,89 @@
+"""Record a landscape: measure every configuration of a search space on this machine.
+
+One row per configuration, columns named as in `tuner show --json` (the config keys, then
+the metric keys), plus `device`, `feasible`, the measurement's `stable`, `requests`,
+`throughput_cv`, and `trial_wall_s`. FPGA rows come from the cost model (`estimated` true).
+The same runner and protocol as a study are used; configurations are measured in a shuffled
+order so slow drift of the machine does not line up with one parameter.
+Writes experiments/results/grid_<model>.csv and grid_<model>.json (machine, space, cluster).
+
+    python experiments/record_grid.py --model digits-cnn [--space default] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+from common import RESULTS, machine
+
+from tuner.fpga.devices import load_devices
+from tuner.metrics import METRIC_KEYS
+from tuner.models.prepare import prepare_model
+from tuner.outcome import make_outcome
+from tuner.prices import load_prices
+from tuner.records import CONFIG_KEYS
+from tuner.runner import RayCluster, TrialFailed, TrialRunner
+from tuner.search_space import load_space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="digits-cnn")
+    parser.add_argument("--space", default="default")
+    parser.add_argument("--limit", type=int, default=None, help="measure only the first N (for a trial run)")
+    parser.add_argument("--seed", type=int, default=0, help="order of measurement")
+    args = parser.parse_args()
+    space = load_space(args.space)
+    prices = load_prices(space.prices)
+    devices = load_devices()
+    cluster = RayCluster(None)
+    rows = []
+    t0 = time.perf_counter()
+    try:
+        info = cluster.info({k: d.cores for k, d in devices.items()})
+        grid = space.enumerate(info)
+        random.Random(args.seed).shuffle(grid)
+        grid = grid[: args.limit] if args.limit else grid
+        precisions = {c.precision for c in grid}
+        model = prepare_model(args.model, {}, precisions, log=print)
+        runner = TrialRunner(model, space.measurement, space.load, devices, cluster)
+        constraints = space.constraints.to_constraints()
+        for i, config in enumerate(grid):
+            row = {k: getattr(config, k) for k in CONFIG_KEYS} | {"device": config.device}
+            try:
+                outcome = make_outcome(config, runner.run(config), model, prices, constraints)
+                d = outcome.details
+                row |= outcome.metrics.to_dict() | {
+                    "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
+                    "requests": d.get("requests"), "throughput_cv": d.get("throughput_cv"),
+                    "trial_wall_s": d.get("trial_wall_s")}
+            except TrialFailed as exc:
+                row |= {k: None for k in METRIC_KEYS} | {"feasible": False, "runnable": False, "failure": exc.reason}
+            rows.append(row)
+            print(f"[{i + 1}/{len(grid)}] {config.label()}: {row.get('throughput_rps')} inf/s, "
+                  f"p95 {row.get('latency_p95_ms')} ms", flush=True)
+        runner.shutdown()
+        cluster_desc = {"total_cpus": info.total_cpus, "max_node_cpus": info.max_node_cpus,
+                        "fpga_devices": info.fpga_devices, "description": cluster.describe()}
+    finally:
+        cluster.shutdown()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    keys = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
+            "throughput_cv", "trial_wall_s"]
+    with open(RESULTS / f"grid_{args.model}.csv", "w") as f:
+        f.write(",".join(keys) + "\n")
+        for r in sorted(rows, key=lambda r: (r["platform"], r["precision"], r["batch_size"], r["replicas"], r["threads_per_replica"])):
+            f.write(",".join("" if r.get(k) is None else str(r[k]) for k in keys) + "\n")
+    meta = {"machine": machine(), "model": args.model, "space": space.model_dump(mode="json", exclude_none=True),
+            "cluster": cluster_desc, "fp32_accuracy": model.fp32_accuracy, "accuracy_metric": model.accuracy_metric,
+            "accuracy": {p: v.accuracy for p, v in model.variants.items()}, "configurations": len(rows),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+    (RESULTS / f"grid_{args.model}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {RESULTS / f'grid_{args.model}.csv'} ({len(rows)} rows, {meta['wall_s']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Deploy a Serve config to a running Ray cluster, detached from the CLI, and wait for it.
+
+tuner uses Ray's own tools: ``ray start`` for a local serving cluster and ``serve deploy`` /
+``serve status`` (the dashboard's REST API) for deployments. A new config for the running
+application is a rolling update with ``max_surge_percent: 100``: the new replicas start beside
+the old ones and take traffic once ready, then the old ones drain (blue/green per replica), so
+a switch fails no request. That needs room for both versions at once: the local serving
+cluster tuner starts declares twice this machine's cores as Ray CPUs for that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from tuner.errors import TunerError
+
+STATE_FILE = "serve-cluster.json"
+
+
+@dataclass(frozen=True)
+class ServeCluster:
+    """A Ray cluster to deploy to: its GCS address and dashboard URL (Serve's REST API)."""
+
+    address: str
+    dashboard_url: str
+    temp_dir: str | None = None  # set when tuner started it (its processes live there)
+
+
+def _env() -> dict[str, str]:
+    # Ray sends its auth token to an explicit address only in token mode.
+    return {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+
+
+def _ray_bin(name: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _state_path() -> Path:
+    from tuner.models.cache import cache_root
+
+    return cache_root() / STATE_FILE
+
+
+def _alive(cluster: ServeCluster) -> bool:
+    out = subprocess.run([_ray_bin("serve"), "status", "--address", cluster.dashboard_url], capture_output=True,
+                         text=True, timeout=60, env=_env())
+    return out.returncode == 0
+
+
+def local_cluster(start: bool = True) -> ServeCluster | None:
+    """tuner's local serving cluster: the one it started before if still alive, else a new one."""
+    state = _state_path()
+    if state.exists():
+        try:
+            known = ServeCluster(**json.loads(state.read_text()))
+            if _alive(known):
+                return known
+        except (ValueError, TypeError, subprocess.TimeoutExpired):
+            pass
+    if not start:
+        return None
+    port, dash = _free_port(), _free_port()
+    temp_dir = f"/tmp/tuner-serve-{os.getuid()}-{port}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cmd = [_ray_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
+           "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--num-cpus={2 * cores}",
+           f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env())
+    if out.returncode != 0:
+        raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")
+    cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(asdict(cluster)))
+    return cluster
+
+
+def stop_local_cluster() -> bool:
+    """Stop tuner's local serving cluster (only its processes). Returns whether one ran."""
+    state = _state_path()
+    if not state.exists():
+        return False
+    cluster = ServeCluster(**json.loads(state.read_text()))
+    subprocess.run([_ray_bin("serve"), "shutdown", "-y", "--address", cluster.dashboard_url],
+                   capture_output=True, text=True, timeout=120, env=_env())
+    if cluster.temp_dir:
+        _kill_processes_under(cluster.temp_dir)
+    state.unlink(missing_ok=True)
+    return True
+
+
+def _kill_processes_under(marker: str) -> None:
+    """Kill the processes whose command line names `marker` (the cluster's temp dir)."""
+    import psutil
+
+    victims = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(marker in part for part in (p.info["cmdline"] or [])) and p.pid != os.getpid():
+            victims.append(p)
+    for p in victims:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(victims, timeout=15)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def status(cluster: ServeCluster) -> dict:
+    out = subprocess.run([_ray_bin("serve"), "status", "--address", cluster.dashboard_url], capture_output=True,
+                         text=True, timeout=60, env=_env())
+    if out.returncode != 0:
+        raise TunerError(f"serve status failed on {cluster.dashboard_url}: {out.stderr.strip()[-400:]}")
+    return yaml.safe_load(out.stdout) or {}
+
+
+def deploy(cluster: ServeCluster, config_path: Path, app_name: str, timeout_s: float = 300.0) -> float:
+    """`serve deploy` the config, then wait until the application runs it; returns seconds taken."""
+    t0 = time.monotonic()
+    out = subprocess.run([_ray_bin("serve"), "deploy", str(config_path), "--address", cluster.dashboard_url],
+                         capture_output=True, text=True, timeout=120, env=_env())
+    if out.returncode != 0:
+        raise TunerError(f"serve deploy {config_path} failed: {out.stderr.strip()[-600:]}")
+    # The controller applies a new config asynchronously: first wait for the application to
+    # leave its old RUNNING state (a config identical to the running one never does).
+    started = time.monotonic()
+    while time.monotonic() - started < 10.0:
+        if status(cluster).get("applications", {}).get(app_name, {}).get("status") != "RUNNING":
+            break
+        time.sleep(0.5)
+    last = None
+    while time.monotonic() - t0 < timeout_s:
+        app = status(cluster).get("applications", {}).get(app_name, {})
+        last = app
+        deps = app.get("deployments", {})
+        if app.get("status") == "RUNNING" and deps and all(d.get("status") == "HEALTHY" for d in deps.values()):
+            return time.monotonic() - t0
+        if app.get("status") == "DEPLOY_FAILED":
+            raise TunerError(f"The deployment failed: {app.get('message', '')[-800:]}")
+        time.sleep(1.0)
+    raise TunerError(
+        f"The application was not running after {timeout_s:.0f} s (last status: {json.dumps(last)[:600]}). "
+        "A new version starts beside the old one: the cluster needs room for both (Ray CPUs).")

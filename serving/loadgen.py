@@ -1,0 +1,381 @@
+"""Load generator and verification client for a V2 inference endpoint.
+
+Two modes, as MLPerf names them:
+
+- ``offline``: a closed loop. `concurrency` requests are always in flight, each carrying
+  `batch_size` instances; a finished request is followed at once by the next. It measures
+  the throughput the server sustains. Latency is measured from sending to the full response.
+- ``server``: an open loop. Requests of one instance arrive at Poisson times at `target_rps`,
+  whatever the server does. Latency is measured from the *scheduled* arrival, so a client or
+  server falling behind shows up as queueing rather than being hidden (no coordinated omission).
+
+Every 200 response is decoded and checked (one output row per instance sent); anything else
+counts as a failed request, by HTTP status and by kind. Requests go as binary tensors by
+default (JSON text is slow for large inputs: a ResNet input is 150k floats) and ask for binary
+outputs.
+
+No Ray import: asyncio and aiohttp (a dependency of ``ray[serve]``), so the client can run
+anywhere. `drive` runs for a fixed time; `drive_background` and `run_until` run until told to
+stop, e.g. across a blue/green switch that must fail no request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import aiohttp
+import numpy as np
+
+from serving.v2types import HEADER_LENGTH
+from serving.wire import ResponseError, decode_infer_response, encode_infer_request
+from tuner.errors import field_error
+
+Mode = Literal["offline", "server"]
+_PAYLOADS = 8  # distinct request bodies, cycled (built once: encoding is not part of the load)
+_SAMPLE = 5  # error messages kept
+_RETRY_PAUSE_S = 0.01  # after a connection error in a closed loop, so a dead server is not spun on
+
+
+class InputLike(Protocol):
+    """Anything with a name, a per-instance shape and a numpy dtype, e.g. `InputSpec` or
+    `InputMeta` (a leading -1, the batch dimension, is dropped)."""
+
+    name: str
+    shape: Sequence[int]
+    dtype: Any
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load run measured.
+
+    Attributes:
+        mode: "offline" or "server".
+        requests_ok: requests answered 200 with a valid response.
+        requests_failed: all other requests (sum of `failed_by_kind`).
+        failed_by_status: HTTP status -> count, for requests answered with a status other than 200.
+        failed_by_kind: "http_status", "connection", "timeout", "bad_response" or "other" -> count.
+        instances_ok: instances in the successful requests.
+        duration_s: from the first request to the last response.
+        throughput_rps: instances_ok / duration_s (instances per second).
+        latency_p50_ms, latency_p95_ms, latency_p99_ms: of successful requests; NaN if none.
+        errors_sample: the first few distinct error messages.
+    """
+
+    mode: str
+    requests_ok: int
+    requests_failed: int
+    failed_by_status: dict[int, int] = field(default_factory=dict)
+    failed_by_kind: dict[str, int] = field(default_factory=dict)
+    instances_ok: int = 0
+    duration_s: float = 0.0
+    throughput_rps: float = 0.0
+    latency_p50_ms: float = math.nan
+    latency_p95_ms: float = math.nan
+    latency_p99_ms: float = math.nan
+    errors_sample: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for a log or a report."""
+        failed = (f", {self.requests_failed} failed {self.failed_by_kind}"
+                  if self.requests_failed else "")
+        return (f"{self.mode}: {self.requests_ok} ok{failed}, {self.throughput_rps:.1f} "
+                f"instances/s, p50/p95/p99 {self.latency_p50_ms:.1f}/{self.latency_p95_ms:.1f}/"
+                f"{self.latency_p99_ms:.1f} ms over {self.duration_s:.1f} s")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    url: str
+    payloads: list[tuple[bytes, dict[str, str]]]
+    instances: int
+    mode: Mode
+    concurrency: int
+    target_rps: float
+    timeout_s: float
+    max_connections: int
+    seed: int
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    latency_s: float
+    end: float
+    status: int | None = None
+    kind: str | None = None
+    message: str = ""
+
+
+def _per_instance(spec: InputLike) -> tuple[list[int], np.dtype]:
+    shape = [int(d) for d in spec.shape]
+    if shape and shape[0] == -1:  # InputMeta: the batch dimension first
+        shape = shape[1:]
+    if any(d < 1 for d in shape):
+        raise field_error(f"the shape of input {spec.name!r}", list(spec.shape),
+                          "A per-instance shape has fixed sizes >= 1.",
+                          "Give the shape of one instance, without the batch dimension.")
+    return shape, np.dtype(spec.dtype)
+
+
+def _payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
+              seed: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Seeded request bodies: normal floats, small integers (valid ids), random booleans."""
+    rng = np.random.default_rng(seed)
+    bodies = []
+    for _ in range(_PAYLOADS):
+        tensors = {}
+        for spec in inputs:
+            shape, dtype = _per_instance(spec)
+            full = (instances, *shape)
+            if dtype == np.bool_:
+                tensors[spec.name] = rng.integers(0, 2, full).astype(bool)
+            elif dtype.kind in "iu":
+                tensors[spec.name] = rng.integers(0, 10, full).astype(dtype)
+            else:
+                tensors[spec.name] = rng.standard_normal(full).astype(dtype)
+        encoded = encode_infer_request(tensors, binary=binary, binary_outputs=binary)
+        bodies.append((encoded.body, encoded.headers))
+    return bodies
+
+
+async def _send(session: aiohttp.ClientSession, spec: _Spec, i: int, t0: float) -> _Outcome:
+    """One request; latency from `t0` (send time, or the scheduled arrival)."""
+    loop = asyncio.get_running_loop()
+    body, headers = spec.payloads[i % len(spec.payloads)]
+    try:
+        async with session.post(spec.url, data=body, headers=headers) as response:
+            content = await response.read()
+            end = loop.time()
+            if response.status != 200:
+                text = content[:200].decode("utf-8", "replace")
+                return _Outcome(False, end - t0, end, response.status, "http_status",
+                                f"HTTP {response.status}: {text}")
+            decoded = decode_infer_response(content, response.headers.get(HEADER_LENGTH))
+            rows = {name: a.shape[0] if a.ndim else 0 for name, a in decoded.outputs.items()}
+            if not rows or set(rows.values()) != {spec.instances}:
+                return _Outcome(False, end - t0, end, None, "bad_response",
+                                f"expected {spec.instances} rows per output, got {rows}")
+            return _Outcome(True, end - t0, end)
+    except ResponseError as exc:
+        kind, message = "bad_response", str(exc)
+    except asyncio.TimeoutError:  # before ClientConnectionError: ServerTimeoutError is both
+        kind, message = "timeout", f"no response within {spec.timeout_s} s"
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        kind, message = "connection", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # anything else is still one failed request, not a lost one
+        kind, message = "other", f"{type(exc).__name__}: {exc}"
+    end = loop.time()
+    return _Outcome(False, end - t0, end, None, kind, message)
+
+
+async def _drive(spec: _Spec, stop: threading.Event | None,
+                 duration_s: float | None) -> LoadResult:
+    loop = asyncio.get_running_loop()
+    outcomes: list[_Outcome] = []
+    connector = aiohttp.TCPConnector(limit=spec.max_connections)
+    timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = loop.time()
+        deadline = start + duration_s if duration_s is not None else math.inf
+
+        def running() -> bool:
+            return loop.time() < deadline and not (stop is not None and stop.is_set())
+
+        if spec.mode == "offline":
+            async def worker(w: int) -> None:
+                i = w
+                while running():
+                    outcome = await _send(session, spec, i, loop.time())
+                    outcomes.append(outcome)
+                    i += spec.concurrency
+                    if outcome.kind == "connection":
+                        await asyncio.sleep(_RETRY_PAUSE_S)
+
+            await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
+        else:
+            rng = np.random.default_rng(spec.seed)
+            tasks: set[asyncio.Task] = set()
+            arrival, i = start, 0
+            while True:
+                arrival += rng.exponential(1.0 / spec.target_rps)
+                while running() and loop.time() < arrival:  # wake up to notice a stop
+                    await asyncio.sleep(min(arrival - loop.time(), 0.1))
+                if not running() or arrival >= deadline:
+                    break
+                task = asyncio.create_task(_send(session, spec, i, arrival))
+                task.add_done_callback(lambda t: outcomes.append(t.result()))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            if tasks:
+                await asyncio.gather(*tasks)
+        elapsed = max((o.end for o in outcomes), default=loop.time()) - start
+    return _summarise(spec, outcomes, elapsed)
+
+
+def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float) -> LoadResult:
+    ok = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    latencies = np.array([o.latency_s * 1000.0 for o in ok])
+    p50, p95, p99 = (np.percentile(latencies, [50, 95, 99]).tolist() if len(ok)
+                     else [math.nan] * 3)
+    sample: list[str] = []
+    for o in failed:
+        if o.message not in sample and len(sample) < _SAMPLE:
+            sample.append(o.message)
+    duration = max(elapsed_s, 1e-9)
+    return LoadResult(
+        mode=spec.mode, requests_ok=len(ok), requests_failed=len(failed),
+        failed_by_status=dict(Counter(o.status for o in failed if o.status is not None)),
+        failed_by_kind=dict(Counter(o.kind for o in failed)),
+        instances_ok=len(ok) * spec.instances, duration_s=elapsed_s,
+        throughput_rps=len(ok) * spec.instances / duration,
+        latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99, errors_sample=tuple(sample),
+    )
+
+
+def _spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: str,
+          batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
+          seed: int, timeout_s: float, max_connections: int) -> _Spec:
+    if mode not in ("offline", "server"):
+        raise field_error("mode", mode, "The modes are 'offline' (closed loop, batches) and "
+                          "'server' (Poisson arrivals, one instance each).", "Pick one.")
+    if not inputs:
+        raise field_error("inputs", inputs, "The model's inputs are needed to build requests.",
+                          "Pass one (name, shape, dtype) per input.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise field_error("batch_size", batch_size, "It must be an integer >= 1.",
+                          "Pass the deployed batch size.")
+    if mode == "offline" and (not isinstance(concurrency, int) or concurrency < 1):
+        raise field_error("concurrency", concurrency, "Offline mode keeps this many requests "
+                          "in flight; it must be an integer >= 1.", "Pass e.g. 2 x replicas.")
+    if mode == "server" and not (isinstance(target_rps, (int, float)) and target_rps > 0):
+        raise field_error("target_rps", target_rps, "Server mode sends Poisson arrivals at this "
+                          "rate; it must be > 0 requests per second.", "Pass e.g. 50.")
+    instances = batch_size if mode == "offline" else 1
+    return _Spec(
+        url=f"{url_base.rstrip('/')}/v2/models/{model_name}/infer",
+        payloads=_payloads(inputs, instances, binary, seed), instances=instances,
+        mode=mode, concurrency=concurrency or 1, target_rps=float(target_rps or 0),
+        timeout_s=timeout_s, max_connections=max_connections, seed=seed,
+    )
+
+
+def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
+          batch_size: int, duration_s: float, concurrency: int | None = None,
+          target_rps: float | None = None, binary: bool = True, seed: int = 0,
+          timeout_s: float = 30.0, max_connections: int = 256) -> LoadResult:
+    """Load a V2 endpoint for `duration_s` seconds and measure it.
+
+    Args:
+        url_base: e.g. "http://127.0.0.1:8000".
+        model_name: the model in /v2/models/NAME/infer.
+        inputs: the model's inputs (name, per-instance shape, numpy dtype).
+        mode: "offline" (closed loop of `concurrency` requests of `batch_size` instances) or
+            "server" (Poisson arrivals at `target_rps`, one instance per request).
+        batch_size: instances per request in offline mode.
+        duration_s: how long to send; requests in flight at the end are waited for.
+        concurrency: requests in flight in offline mode.
+        target_rps: arrival rate in server mode, requests per second.
+        binary: send binary tensors and ask for binary outputs (else JSON both ways).
+        seed: seeds the payloads and the arrival times.
+        timeout_s: a request without a full response after this long fails as "timeout".
+        max_connections: open connections at most; later requests wait (and that counts).
+
+    Raises:
+        TunerError: an argument breaks a rule (named, with the value and the fix).
+    """
+    if not duration_s > 0:
+        raise field_error("duration_s", duration_s, "It must be > 0.", "Pass seconds, e.g. 10.")
+    spec = _spec(url_base, model_name, inputs, mode, batch_size, concurrency, target_rps,
+                 binary, seed, timeout_s, max_connections)
+    return asyncio.run(_drive(spec, None, duration_s))
+
+
+def run_until(stop: threading.Event, url_base: str, model_name: str,
+              inputs: Sequence[InputLike], mode: Mode, batch_size: int,
+              **options: Any) -> LoadResult:
+    """Like `drive`, but until `stop` is set (in another thread); blocks until then.
+
+    `options` are `drive`'s keyword arguments other than `duration_s`.
+    """
+    spec = _spec(url_base, model_name, inputs, mode, batch_size,
+                 options.pop("concurrency", None), options.pop("target_rps", None),
+                 options.pop("binary", True), options.pop("seed", 0),
+                 options.pop("timeout_s", 30.0), options.pop("max_connections", 256))
+    if options:
+        raise field_error("run_until's options", sorted(options), "Unknown keyword arguments.",
+                          "Use drive's keyword arguments (duration_s is replaced by `stop`).")
+    return asyncio.run(_drive(spec, stop, None))
+
+
+class BackgroundLoad:
+    """A load client running in a thread until `stop()`; see `drive_background`."""
+
+    def __init__(self, spec: _Spec) -> None:
+        self._stop = threading.Event()
+        self._result: LoadResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(spec,), name="tuner-loadgen",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, spec: _Spec) -> None:
+        try:
+            self._result = asyncio.run(_drive(spec, self._stop, None))
+        except BaseException as exc:  # handed to the caller of stop()
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        """Whether the client is still sending."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 60.0) -> LoadResult:
+        """Stop sending, wait for requests in flight, and return the measurement.
+
+        Raises:
+            TimeoutError: the client did not finish within `timeout_s`.
+        """
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError(f"The load client did not stop within {timeout_s} s.")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __enter__(self) -> BackgroundLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive() or self._result is None:
+            self.stop()
+
+
+def drive_background(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
+                     batch_size: int, concurrency: int | None = None,
+                     target_rps: float | None = None, binary: bool = True, seed: int = 0,
+                     timeout_s: float = 30.0, max_connections: int = 256) -> BackgroundLoad:
+    """Start a load client in a background thread; `stop()` on the result returns the LoadResult.
+
+    Arguments as in `drive`, without `duration_s`. Usage::
+
+        load = drive_background(url, "digits", inputs, "server", 1, target_rps=50)
+        switch_deployment()
+        result = load.stop()
+        assert result.requests_failed == 0, result.errors_sample
+
+    Raises:
+        TunerError: an argument breaks a rule (named, with the value and the fix).
+    """
+    return BackgroundLoad(_spec(url_base, model_name, inputs, mode, batch_size, concurrency,
+                                target_rps, binary, seed, timeout_s, max_connections))

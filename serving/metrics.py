@@ -1,0 +1,74 @@
+"""Application metrics of the model server, recorded with `ray.serve.metrics`.
+
+Where they appear: Ray's metrics agent on every node exports them, next to Ray Serve's own
+metrics (``ray_serve_num_http_requests_total``, ``ray_serve_http_request_latency_ms``,
+``ray_serve_deployment_queued_queries``, ``ray_serve_num_ongoing_http_requests`` ...), in the
+Prometheus text format at ``http://NODE:METRICS_EXPORT_PORT/metrics``. Ray picks the port at
+``ray start`` unless ``--metrics-export-port`` fixes it; ``ray.nodes()[i]["MetricsExportPort"]``
+or the agent's command line (``--metrics-export-port=``) tell which. Ray prefixes every name
+with ``ray_`` and adds the tags ``deployment``, ``replica`` and ``application``; counters get
+``_total``, histograms ``_bucket`` / ``_sum`` / ``_count``:
+
+- ``ray_tuner_infer_requests_total{model, status}``: inference requests answered by a replica,
+  by HTTP status (200, 400, 404, 408, 413, 415, 500). Requests that Ray's proxy answers itself
+  (503 when the queue is full, 408 on its time-out) are counted by Serve's own
+  ``ray_serve_num_http_error_requests_total``, not here.
+- ``ray_tuner_infer_request_latency_ms{model}``: from the replica receiving the request to its
+  response being ready (reading the body, parsing, waiting for the batch, inference, encoding).
+- ``ray_tuner_infer_batch_size{model}``: instances per ONNX Runtime call.
+- ``ray_tuner_infer_batch_latency_ms{model}``: wall time of one ONNX Runtime call.
+
+Metrics are exported every few seconds (Ray's report interval), not at once.
+"""
+
+from __future__ import annotations
+
+from ray.serve.metrics import Counter, Histogram
+
+#: Latency buckets from 0.5 ms to 30 s, about x2 apart.
+LATENCY_BOUNDARIES_MS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+
+
+def _pow2_up_to(limit: int) -> list[float]:
+    bounds, value = [], 1
+    while value < limit:
+        bounds.append(float(value))
+        value *= 2
+    return bounds + [float(limit)]
+
+
+class ServerMetrics:
+    """The metrics of one replica, tagged with the served model's name.
+
+    Args:
+        model_name: the served model's configured name (never the URL's: a client must not
+            be able to create new time series).
+        batch_size: the largest batch, the last bucket of the batch size histogram.
+    """
+
+    def __init__(self, model_name: str, batch_size: int) -> None:
+        tags = ("model",)
+        self._requests = Counter(
+            "tuner_infer_requests", tag_keys=("model", "status"),
+            description="Inference requests answered by a replica, by HTTP status.")
+        self._latency = Histogram(
+            "tuner_infer_request_latency_ms", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=tags,
+            description="Inference request latency inside the replica, in milliseconds.")
+        self._batch_size = Histogram(
+            "tuner_infer_batch_size", boundaries=_pow2_up_to(batch_size), tag_keys=tags,
+            description="Instances per ONNX Runtime call.")
+        self._batch_latency = Histogram(
+            "tuner_infer_batch_latency_ms", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=tags,
+            description="Wall time of one ONNX Runtime call, in milliseconds.")
+        for metric in (self._requests, self._latency, self._batch_size, self._batch_latency):
+            metric.set_default_tags({"model": model_name})
+
+    def request(self, status: int, latency_s: float) -> None:
+        """Count one answered request and record its latency."""
+        self._requests.inc(tags={"status": str(status)})
+        self._latency.observe(latency_s * 1000.0)
+
+    def batch(self, instances: int, latency_s: float) -> None:
+        """Record one ONNX Runtime call."""
+        self._batch_size.observe(instances)
+        self._batch_latency.observe(latency_s * 1000.0)

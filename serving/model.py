@@ -1,0 +1,147 @@
+"""What one replica serves: its typed args, its ONNX Runtime session, its tensors' metadata.
+
+No Ray import: tests build sessions and metadata here without a cluster. (No
+``from __future__ import annotations`` either: `ServeArgs` is the annotation Ray validates the
+Serve config's ``args`` with.)
+"""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.v2types import InputMeta, TensorMeta, v2_datatype
+from tuner.config import PRECISIONS
+from tuner.errors import TunerError, field_error
+from tuner.evaluators.cpu import session_options
+
+#: ONNX Runtime type -> numpy dtype of the tensors we serve.
+ORT_TYPES: dict[str, np.dtype] = {
+    f"tensor({ort_name})": np.dtype(np_name)
+    for ort_name, np_name in [
+        ("float", "float32"), ("float16", "float16"), ("double", "float64"), ("bool", "bool"),
+        ("int8", "int8"), ("int16", "int16"), ("int32", "int32"), ("int64", "int64"),
+        ("uint8", "uint8"), ("uint16", "uint16"), ("uint32", "uint32"), ("uint64", "uint64"),
+    ]
+}
+
+
+class ServeArgs(BaseModel):
+    """The ``args`` of the application in the Serve config; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(min_length=1, description="Name in the URL: /v2/models/NAME/infer.")
+    model_path: str = Field(description="Absolute path to the .onnx file every replica loads.")
+    precision: str = Field(description=f"Precision of the model file, one of {PRECISIONS}.")
+    batch_size: int = Field(ge=1, description="Most instances per ONNX Runtime call and request.")
+    threads_per_replica: int = Field(ge=1, description="ONNX Runtime intra-op threads per replica.")
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="Longest wait for a batch to fill, in seconds."
+    )
+    input_shapes: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Per-instance shape (no batch dim) of inputs whose other dims are dynamic.",
+    )
+    max_body_bytes: int | None = Field(
+        default=None, ge=1,
+        description="Largest request body in bytes (HTTP 413 above it); null derives it from "
+        "batch_size and the model's inputs, sized for JSON.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Longest time, in seconds, a replica waits for a request body (HTTP 408 "
+        "after it), so that slow uploads cannot hold a replica's request slots.",
+    )
+
+    @field_validator("model_path")
+    @classmethod
+    def _absolute_onnx(cls, value: str) -> str:
+        if not Path(value).is_absolute() or Path(value).suffix != ".onnx":
+            raise ValueError(
+                f"Got {value!r} for model_path. It must be an absolute path to an .onnx file, "
+                "because replicas run in other working directories. Write the full path."
+            )
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        if value not in PRECISIONS:
+            raise ValueError(f"Got {value!r} for precision. Use one of {list(PRECISIONS)}.")
+        return value
+
+
+def require_model_file(model_path: str) -> Path:
+    """The model file as a Path, or a TunerError that says how to get it back."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise field_error(
+            "model_path", model_path, "The ONNX model file does not exist on this node.",
+            "Re-run the tuner to export the model again, or point args.model_path in the Serve "
+            "config at the .onnx file.",
+        )
+    return path
+
+
+def load_session(args: ServeArgs) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with `threads_per_replica` intra-op threads."""
+    options = session_options(args.threads_per_replica)  # the options the trial measured with
+    return ort.InferenceSession(
+        str(require_model_file(args.model_path)), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _client_dtype(ort_type: str, what: str) -> np.dtype:
+    """The dtype clients see: float16 tensors are exchanged as float32."""
+    if ort_type not in ORT_TYPES:
+        raise TunerError(f"Got type {ort_type} for {what}. Served types: {list(ORT_TYPES)}.")
+    dtype = ORT_TYPES[ort_type]
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def describe_model(
+    session: ort.InferenceSession, args: ServeArgs
+) -> tuple[list[InputMeta], list[TensorMeta]]:
+    """Client-facing input and output metadata, with dynamic per-instance dims resolved.
+
+    Raises:
+        TunerError: an input keeps a dynamic dim that `args.input_shapes` does not fix, an
+            `input_shapes` entry names no input or contradicts the model, or dim 0 is fixed.
+    """
+    names = [i.name for i in session.get_inputs()]
+    unknown = sorted(set(args.input_shapes) - set(names))
+    if unknown:
+        raise field_error("args.input_shapes", unknown, f"The model's inputs are {names}.",
+                          "Remove or rename these entries.")
+    inputs = []
+    for node in session.get_inputs():
+        dims = list(node.shape)
+        # A fixed dim 0 only works as a batch of one: requests are concatenated along it.
+        if not dims or (isinstance(dims[0], int) and (dims[0], args.batch_size) != (1, 1)):
+            raise field_error(f"the first dimension of input {node.name!r}", dims,
+                              "tuner batches along dimension 0, so it must be dynamic.",
+                              "Export the model with a dynamic batch axis (dynamic_shapes).")
+        given = args.input_shapes.get(node.name)
+        per_instance = [d if isinstance(d, int) else -1 for d in dims[1:]]
+        if given is not None:
+            if len(given) != len(per_instance) or any(
+                g < 1 or (p != -1 and g != p) for g, p in zip(given, per_instance)
+            ):
+                raise field_error(f"args.input_shapes[{node.name!r}]", given,
+                                  f"The model's per-instance shape is {dims[1:]} (no batch dim).",
+                                  "Give one positive size per dimension, matching fixed ones.")
+            per_instance = list(given)
+        if -1 in per_instance:
+            raise field_error(f"the shape of input {node.name!r}", dims,
+                              "Dimensions after the batch must be fixed to validate requests.",
+                              f"Set args.input_shapes: {{{node.name}: [...]}} in the config.")
+        dtype = _client_dtype(node.type, f"input {node.name!r}")
+        inputs.append(InputMeta(node.name, v2_datatype(dtype), [-1, *per_instance]))
+    outputs = [
+        TensorMeta(o.name, v2_datatype(_client_dtype(o.type, f"output {o.name!r}")),
+                   [-1] + [d if isinstance(d, int) else -1 for d in o.shape[1:]])
+        for o in session.get_outputs()
+    ]
+    return inputs, outputs

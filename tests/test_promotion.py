@@ -1,0 +1,139 @@
+"""Promotion you can trust, on real parts: tune, promote --deploy (a detached Ray Serve
+deployment), verification under load, a bad promotion rolled back with a client running
+throughout (zero failed requests), `tuner rollback`, `tuner undeploy`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from serving.loadgen import drive_background
+from tuner.cluster_info import ClusterInfo
+from tuner.config import TrialConfig
+from tuner.models.spec import InputSpec
+from tuner.search_space import SearchSpace
+
+pytestmark = pytest.mark.integration
+
+SPACE = """
+platforms:
+  cpu:
+    precision: {type: categorical, choices: [fp32, int8]}
+    batch_size: {type: int, low: 1, high: 16, pow2: true}
+    replicas: {type: int, low: 1, high: 1}
+    threads_per_replica: {type: int, low: 1, high: 1}
+measurement: {warmup_s: 0.1, window_s: 0.5, min_windows: 2, max_windows: 3, target_requests: 200}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tuner(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=work, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def promotions(work: Path) -> list[dict]:
+    return optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db").user_attrs.get("promotions", [])
+
+
+def add_overclaimed_trial(work: Path) -> int:
+    """A trial whose recorded figures no deployment can meet (as if measured on a far faster
+    machine): promoting it must fail verification."""
+    study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
+    space = SearchSpace.model_validate(study.user_attrs["search_space"])
+    config = TrialConfig("cpu", 4, "fp32", 1, 1)
+    study.enqueue_trial(space.params_for(config))
+    trial = study.ask()
+    assert space.suggest(trial, ClusterInfo(total_cpus=os.cpu_count(), max_node_cpus=os.cpu_count())) == config
+    metrics = {"throughput_rps": 5e7, "latency_p50_ms": 0.001, "latency_p95_ms": 0.001, "latency_p99_ms": 0.001,
+               "accuracy": study.user_attrs["fp32_accuracy"], "cost_usd_per_million": 1e-9, "estimated": False}
+    trial.set_user_attr("config", config.to_dict())
+    for k, v in metrics.items():
+        trial.set_user_attr(k, v)
+    trial.set_user_attr("feasible", True)
+    trial.set_user_attr("artifact", study.user_attrs["model"]["variants"]["fp32"]["path"])
+    study.tell(trial, [metrics["throughput_rps"], metrics["latency_p95_ms"], metrics["cost_usd_per_million"]])
+    return trial.number
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory):
+    w = tmp_path_factory.mktemp("promote")
+    (w / "space.yaml").write_text(SPACE)
+    out = tuner(w, "tune", "--trials", "4", "--space", "space.yaml", "--finalists", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    yield w
+    tuner(w, "undeploy", timeout=180)
+
+
+def test_deploy_verifies_and_records_the_figures(work: Path) -> None:
+    port = free_port()
+    (work / "port").write_text(str(port))
+    out = tuner(work, "promote", "--study", "digits-cnn", "--out", "serve.yaml", "--port", str(port),
+                "--deploy", "--verify-s", "8")
+    assert out.returncode in (0, 1), out.stdout + out.stderr
+    assert "verification (offline load" in out.stdout and "served" in out.stdout and "tuned" in out.stdout
+    history = promotions(work)
+    assert len(history) == 1 and history[0]["active"]
+    v = history[0]["verification"]
+    assert v["served"]["throughput_rps"] > 0 and v["throughput_ratio"] > 0 and v["requests_failed"] == 0
+    assert history[0]["verdict"] in ("passed", "failed") and history[0]["user"]
+
+
+def test_bad_promotion_rolls_back_without_a_failed_request(work: Path) -> None:
+    port = int((work / "port").read_text())
+    good = promotions(work)[-1]["trial"]
+    bad = add_overclaimed_trial(work)
+    inputs = [InputSpec("x", (1, 8, 8), "float32")]
+    with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", inputs, "server", 1, target_rps=40) as load:
+        time.sleep(2)
+        out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(bad), "--out", "bad.yaml",
+                    "--port", str(port), "--deploy", "--verify-s", "5")
+        time.sleep(2)
+        result = load.stop()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAILED" in out.stdout and f"rolled back to trial #{good}" in out.stdout
+    assert result.requests_failed == 0, result.errors_sample      # nothing failed during both switches
+    assert result.requests_ok > 100
+    history = promotions(work)
+    assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good
+    assert history[-1]["trial"] == good and history[-1]["active"]
+
+
+def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
+    port = int((work / "port").read_text())
+    study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
+    current = promotions(work)[-1]["trial"]
+    other = next(t.number for t in study.trials if t.state.name == "COMPLETE" and t.number != current
+                 and t.user_attrs.get("throughput_rps", 0) < 1e7 and "measurement" in t.user_attrs)
+    out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(other), "--out", "other.yaml",
+                "--port", str(port), "--deploy", "--verify-s", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    back = tuner(work, "rollback", "--study", "digits-cnn")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert f"trial #{current} is serving again" in back.stdout
+    assert promotions(work)[-1]["trial"] == current
+
+
+def test_undeploy_stops_the_serving_cluster(work: Path) -> None:
+    import psutil
+
+    state = json.loads((Path(os.environ["TUNER_CACHE_DIR"]) / "serve-cluster.json").read_text())
+    out = tuner(work, "undeploy", timeout=180)
+    assert out.returncode == 0 and "stopped" in out.stdout
+    time.sleep(2)
+    left = [p for p in psutil.process_iter(["cmdline"]) if any(state["temp_dir"] in c for c in (p.info["cmdline"] or []))]
+    assert left == []
