@@ -136,7 +136,56 @@ def _write(out: Path, records: list[dict], summary: dict, scenarios: dict) -> No
             "note": "every *_estimated figure is an estimate of the analytical DPU model"}
     (out / "validation.json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=2) + "\n")
     _plots(out, records)
-    print(f"\nwrote {out}/validation.csv, validation.json, fps.png, latency.png")
+    _readme(out, records, summary)
+    print(f"\nwrote {out}/validation.csv, validation.json, fps.png, latency.png, README.md")
+
+
+def _readme(out: Path, records: list[dict], summary: dict) -> None:
+    """results/fpga/README.md: what was run and what it found (regenerated with the numbers)."""
+    lines = [
+        "# FPGA cost model vs AMD's published figures",
+        "",
+        "Written by `experiments/fpga_validation.py` (rerun it to refresh). Data: the 20 rows of",
+        "`shared/reference/fpga_calibration.csv` (AMD Model Zoo, ZCU104 2 x B4096 and U50",
+        "DPUCAHX8H). Every predicted figure is an **estimate** of the analytical model",
+        "(docs/fpga_model.md). Error factor = max(est / published, published / est).",
+        "",
+        "## Throughput: geometric-mean (worst) error factor",
+        "",
+        "| scenario | DPU model (est.) | efficiency lookup | 1-thread latency, ZCU104 (est.) | target |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        look = (f"{s['lookup_fps_geomean_error_factor']:.3f} ({s['lookup_fps_worst_error_factor']:.2f})"
+                if "lookup_fps_geomean_error_factor" in s else "-")
+        lat = (f"{s['lat_geomean_error_factor']:.3f} ({s['lat_worst_error_factor']:.2f})"
+               if s["lat_geomean_error_factor"] else "-")
+        verdict = f"{s['target']}: {'met' if s['meets_target'] else 'MISSED'}" if "target" in s else ""
+        lines.append(f"| {name} | {s['fps_geomean_error_factor']:.3f} ({s['fps_worst_error_factor']:.2f}) "
+                     f"| {look} | {lat} | {verdict} |")
+    lines += ["", "Scenarios: `shipped` = tuner/catalog/dpu_params.yaml (fitted on both boards); "
+              "`Z->U` fitted on ZCU104, tested on U50; `U->Z` fitted on U50, tested on ZCU104; "
+              "`both` refitted on all rows here; `prior` = no fit. The lookup baseline uses each "
+              "architecture's measured efficiency on the fitting board (median for one it lacks).",
+              "", "## Held-out rows (each board predicted by the fit on the other)", "",
+              "| board | model | published fps | est. fps | x | lookup fps | x |",
+              "|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["scenario"] in ("Z->U", "U->Z"):
+            lines.append(f"| {r['board']} | {r['model']} | {r['fps_published']:g} | {r['fps_estimated']:.1f} "
+                         f"| {r['fps_error_factor']:.2f} | {r['lookup_fps']:.1f} | {r['lookup_error_factor']:.2f} |")
+    lines += ["", "## Shipped parameters, every row", "",
+              "| board | model | published fps | est. fps | x | published lat ms | est. lat ms | x |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["scenario"] == "shipped":
+            lat = (f"{r['lat_published_ms']:g} | {r['lat_estimated_ms']:.2f} | {r['lat_error_factor']:.2f}"
+                   if r["lat_published_ms"] else "- | " + f"{r['lat_estimated_ms']:.2f} | -")
+            lines.append(f"| {r['board']} | {r['model']} | {r['fps_published']:g} | {r['fps_estimated']:.1f} "
+                         f"| {r['fps_error_factor']:.2f} | {lat} |")
+    lines += ["", "Plots: `fps.png` (hollow circles = model estimates, grey crosses = lookup baseline; "
+              "dotted lines 1.2x, dashed 2x), `latency.png`. Per-row data: `validation.csv`.", ""]
+    (out / "README.md").write_text("\n".join(lines))
 
 
 def _plots(out: Path, records: list[dict]) -> None:

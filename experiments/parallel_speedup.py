@@ -3,8 +3,6 @@ Ray cluster (Ray's cluster utilities: two nodes of 1 CPU each on this machine).
 
 Every trial is measured (--remeasure), so reuse of earlier measurements does not flatter
 either run; the search space holds 1-replica, 1-thread CPU configurations and FPGA estimates.
-Both nodes are on one machine, so trials may only run side by side with --share-hosts
-(by default a measured trial takes its machine whole; see experiments/interference.py).
 
     python experiments/parallel_speedup.py [--trials 12] [--json]
 """
@@ -51,8 +49,7 @@ def main() -> None:
         for parallel in (1, 2, 1, 2):
             opts = TuneOptions(model="digits-cnn", space=str(work / "space.yaml"), study=f"p{parallel}-{len(rows)}",
                                storage=f"sqlite:///{work}/speedup.db", trials=args.trials, parallel=parallel,
-                               ray_address=nodes.address, seed=len(rows), remeasure=True, finalists=0,
-                               share_hosts=True)
+                               ray_address=nodes.address, seed=len(rows), remeasure=True, finalists=0)
             t0 = time.perf_counter()
             study = tune(opts, log=(lambda s: None))
             wall = time.perf_counter() - t0

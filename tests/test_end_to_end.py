@@ -88,7 +88,8 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
 def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("e2e")
     (work / "small.yaml").write_text(SMALL_SPACE)
-    run = tuner(work, "tune", "--model", "digits-cnn", "--trials", "8", "--space", "small.yaml", "--seed", "1")
+    run = tuner(work, "tune", "--model", "digits-cnn", "--trials", "8", "--space", "small.yaml", "--seed", "1",
+                "--sampler", "random")  # random: the default sampler rightly skips FPGA configs it knows are dominated
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Feasible Pareto front" in run.stdout and "note: platform 'gpu' left out" not in run.stdout
     (work / "tune.log").write_text(run.stdout)

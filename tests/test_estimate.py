@@ -8,11 +8,14 @@ architectures through evaluate_fpga, the function an FPGA trial calls.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import warnings
 from pathlib import Path
 
 import onnx
 import pytest
+import torch
 
 from tuner.cli_estimate import add_parser, format_record, run
 from tuner.config import TrialConfig
@@ -22,7 +25,7 @@ from tuner.evaluators.fpga import evaluate_fpga
 from tuner.fpga.devices import load_devices
 from tuner.fpga.graph import analyze_graph
 from tuner.metrics import METRIC_KEYS
-from tuner.models import zoo
+from tuner.models import resnet, zoo
 from tuner.models.builtin import BUILTINS, fp32_path
 from tuner.records import CONFIG_KEYS
 
@@ -112,14 +115,25 @@ def test_replicas_max_resolves_per_board() -> None:
 # --- reference architectures -------------------------------------------------------------------
 
 
+def _legacy_onnx(name: str) -> bytes:
+    """The architecture exported at batch 1 by torch's TorchScript exporter: the same graph as
+    the dynamo export `--model` uses, in seconds rather than minutes for VGG-16 or YOLOv3."""
+    module = zoo.ARCHITECTURES[name].build() if name in zoo.ARCHITECTURES else resnet.build()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, *BUILTINS[name].inputs[0].shape),), buffer,
+                          dynamo=False, input_names=["x"], opset_version=17)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def analysed() -> dict[str, tuple[bytes, list]]:
-    """fp32 ONNX of the reference architectures (exported once per test cache) and their layers."""
+    """Every reference architecture as ONNX bytes and its analysed layers."""
     out = {}
     for name in PUBLISHED_GOP:
-        model = BUILTINS[name]
-        data = fp32_path(model, QUIET).read_bytes()
-        layers = analyze_graph(onnx.load_from_string(data), {"x": [1, *model.inputs[0].shape]})
+        data = _legacy_onnx(name)
+        layers = analyze_graph(onnx.load_from_string(data), {"x": [1, *BUILTINS[name].inputs[0].shape]})
         out[name] = (data, layers)
     return out
 
@@ -129,13 +143,19 @@ def test_reference_architecture_matches_its_published_gop(analysed, name: str) -
     _, layers = analysed[name]
     gop = 2 * sum(layer.macs for layer in layers if layer.kind in ("conv", "depthwise", "gemm")) / 1e9
     assert gop == pytest.approx(PUBLISHED_GOP[name], rel=0.05)
+    assert all(layer.dpu_supported for layer in layers if layer.kind != "other")
+
+
+@pytest.fixture(scope="module")
+def builtin_exports() -> dict[str, bytes]:
+    """The fp32 ONNX that `--model NAME` uses (dynamo export, cached) of two architectures."""
+    return {name: fp32_path(BUILTINS[name], QUIET).read_bytes() for name in ("squeezenet", "mobilenet_v2")}
 
 
 @pytest.mark.parametrize("device", sorted(DEVICES))
-def test_every_catalog_device_prices_reference_architectures(analysed, device: str) -> None:
+def test_every_catalog_device_prices_reference_architectures(builtin_exports, device: str) -> None:
     dev = DEVICES[device]
-    for name in ("squeezenet", "mobilenet_v2", "resnet50"):
-        data, _ = analysed[name]
+    for name, data in builtin_exports.items():
         shape = [1, *BUILTINS[name].inputs[0].shape]
         config = TrialConfig("fpga", max(dev.batch_engines), "int8", dev.cores, 1, device)
         perf = evaluate_fpga(data, {"x": shape}, config, dev)
@@ -144,13 +164,12 @@ def test_every_catalog_device_prices_reference_architectures(analysed, device: s
         assert perf.throughput_rps * perf.details["gops_per_instance"] < dev.peak_tops * 1e3
 
 
-def test_squeezenet_global_pool_runs_on_the_host_where_the_window_is_too_large(analysed) -> None:
-    data, _ = analysed["squeezenet"]
-    config = TrialConfig("fpga", 1, "int8", 1, 1, "zcu104")
-    zcu = evaluate_fpga(data, {"x": [1, 3, 227, 227]}, config, DEVICES["zcu104"])
+def test_squeezenet_global_pool_runs_on_the_host_where_the_window_is_too_large(builtin_exports) -> None:
+    data = builtin_exports["squeezenet"]
+    shapes = {"x": [1, 3, 227, 227]}
+    zcu = evaluate_fpga(data, shapes, TrialConfig("fpga", 1, "int8", 1, 1, "zcu104"), DEVICES["zcu104"])
     assert len(zcu.details["host_layers"]) == 1  # 14 x 14 average pool > 8 x 8
-    u200 = evaluate_fpga(data, {"x": [1, 3, 227, 227]}, TrialConfig("fpga", 1, "int8", 1, 1, "u200"),
-                         DEVICES["u200"])
+    u200 = evaluate_fpga(data, shapes, TrialConfig("fpga", 1, "int8", 1, 1, "u200"), DEVICES["u200"])
     assert u200.details["host_layers"] == []  # DPUCADF8H pools up to 16 x 16
 
 
@@ -162,3 +181,4 @@ def test_depthwise_network_uses_less_of_the_peak_than_a_dense_one(analysed) -> N
         return perf.throughput_rps * perf.details["gops_per_instance"] / (DEVICES["zcu104"].peak_tops * 1e3)
 
     assert efficiency("mobilenet_v2") < 0.5 * efficiency("resnet50")
+    assert efficiency("mobilenet_v1") < efficiency("resnet50")

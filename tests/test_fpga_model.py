@@ -50,7 +50,8 @@ def layer_time_us(layers: list[LayerCost], device: str, name: str) -> float:
 
 def test_more_replicas_more_throughput_up_to_the_core_count() -> None:
     device = DEVICES["zcu102"]
-    rates = [estimate(SMALL_NET, device, 1, r).throughput_rps for r in (1, 2, 3)]
+    compute_bound = [conv("c1", 256, 256, 56)]
+    rates = [estimate(compute_bound, device, 1, r).throughput_rps for r in (1, 2, 3)]
     assert rates[0] < rates[1] < rates[2]
     assert rates[2] == pytest.approx(3 * rates[0], rel=0.01)
     with pytest.raises(TunerError, match=r"Got 4 for replicas.*zcu102 has 3"):

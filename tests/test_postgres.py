@@ -38,7 +38,7 @@ measurement: {warmup_s: 0.1, window_s: 0.5, min_windows: 2, max_windows: 2, targ
 
 def tune_cmd(study: str, trials: int) -> list[str]:
     return [sys.executable, "-m", "tuner", "tune", "--storage", URL, "--study", study, "--trials", str(trials),
-            "--space", "space.yaml", "--finalists", "0", "--remeasure", "--share-hosts"]
+            "--space", "space.yaml", "--finalists", "0", "--remeasure"]
 
 
 @needs_postgres

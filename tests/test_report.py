@@ -243,3 +243,13 @@ def test_study_record_is_the_input(storage: str) -> None:
     report = build_report(rec, study.user_attrs, "now")
     assert {p.number for p in report.front} == {r["number"] for r in rec["trials"] if r["pareto"]}
     assert next(p for p in report.points if p.number == 1).metrics.throughput_rps == 3900.0
+
+
+def test_study_without_trials_or_attrs_still_gets_a_page(tmp_path: Path) -> None:
+    rec = {"study": "empty", "objectives": list(OBJECTIVES), "directions": ["maximize", "minimize", "minimize"],
+           "trials": []}
+    files = write_report(build_report(rec, {}, "now"), tmp_path)
+    page = files.html.read_text()
+    assert "Nothing can be chosen yet" in page and "No feasible Pareto trial yet." in page
+    assert "The study records no model accuracy." in page
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files.pngs.values())

@@ -50,7 +50,7 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
         cluster = RayCluster(nodes.address)
         try:
             settings = MeasurementSettings(warmup_s=0.1, window_s=1, min_windows=2, max_windows=2, target_requests=50)
-            runner = TrialRunner(model, settings, LoadSpec(), {}, cluster, share_hosts=True)
+            runner = runner_for(model, cluster, settings)
             results: list = []
             threads = [threading.Thread(target=lambda: results.append(runner.run(cpu()))) for _ in range(2)]
             for t in threads:
@@ -62,9 +62,9 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
             assert placed[0]["node_id"] != placed[1]["node_id"]
             assert set(placed[0]["cores"]).isdisjoint(placed[1]["cores"])
             assert all(r.details["queued_s"] < 1.0 for r in results)  # ran side by side
-            # By default a measured trial takes its host whole: both nodes are on this machine,
-            # so the second trial waits for the first.
-            exclusive = runner_for(model, cluster, settings)
+            # With exclusive hosts a measured trial takes its machine whole: both nodes are on
+            # this machine, so the second trial waits for the first.
+            exclusive = TrialRunner(model, settings, LoadSpec(), {}, cluster, exclusive_hosts=True)
             results = []
             threads = [threading.Thread(target=lambda: results.append(exclusive.run(cpu()))) for _ in range(2)]
             for t in threads:

@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop asking for new trials after S seconds (running ones finish)")
     p.add_argument("--patience", type=int, default=None, metavar="K",
                    help="stop when the feasible front's hypervolume has not improved for K trials")
-    p.add_argument("--share-hosts", action="store_true",
-                   help="let parallel trials measure on the same machine (distinct cores); by default a "
-                        "measured trial has its machine to itself, as trials side by side disturb each other")
+    p.add_argument("--exclusive-hosts", action="store_true",
+                   help="give each measured trial its whole machine (by default parallel trials share a "
+                        "machine on distinct cores; measured here to differ < 10%% from a trial alone)")
     p.add_argument("--warm-start", default=None, metavar="STUDY",
                    help="start a new study by measuring the Pareto configurations of an earlier study (same storage)")
     _load_args(p)
@@ -158,7 +158,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                        finalists=args.finalists, finalist_repeats=args.finalist_repeats,
                        load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
                        timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
-                       share_hosts=args.share_hosts)
+                       exclusive_hosts=args.exclusive_hosts)
     study = tune(opts)
     where = f" --storage {args.storage}" if args.storage else ""
     print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "

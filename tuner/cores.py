@@ -1,9 +1,10 @@
 """Exclusive cores for trials: which cores of which node each replica is pinned to. Pure.
 
 With `exclusive=True` a reservation also takes its hosts whole: no other trial runs on a
-machine while it measures there. Distinct cores are not enough on every machine: on this
-project's 2-vCPU VM a trial measured beside another on the other vCPU lost 35-40%
-(experiments/interference.py), so measured trials share a host only when asked to.
+machine while it measures there (`tuner tune --exclusive-hosts`), for machines whose cores
+disturb each other. On this project's VM, distinct cores were enough: a trial measured beside
+another differed by +2% (throughput) and +6% (p95) from the same trial alone, on the same core
+(experiments/results/interference.json).
 
 Ray counts CPUs per node but does not say which cores a worker runs on, and several Ray
 nodes may share one machine (a test cluster, or containers on one host). So the cores of

@@ -51,7 +51,7 @@ class TuneOptions:
     timeout_s: float | None = None
     patience: int | None = None
     warm_start: str | None = None
-    share_hosts: bool = False
+    exclusive_hosts: bool = False
 
 
 def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
@@ -117,7 +117,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             storage = open_storage(opts.storage)
             context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
             study = open_study(opts, storage, model, space, prices, load, make_sampler(opts.sampler, opts.seed, context))
-            runner = TrialRunner(model, space.measurement, load, devices, cluster, share_hosts=opts.share_hosts)
+            runner = TrialRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts)
             stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
                               load, cluster.hardware_key(), opts.remeasure, log, stopper)

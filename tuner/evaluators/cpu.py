@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # replica processes import this module: keep pydantic and opt
     from tuner.search_space import LoadSpec, MeasurementSettings
 
 SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
-_SESSIONS_KEPT = 4
+_SESSIONS_KEPT = 2
 
 
 def cpu_model_name() -> str:
@@ -112,6 +112,15 @@ class ReplicaBench:
         self._feeds = timing_inputs(inputs, batch_size)
         self._batch = batch_size
         return cached
+
+    def trim(self) -> None:
+        """Drop sessions and inputs while idle in the pool: an ONNX Runtime arena keeps the peak
+        of its largest batch (gigabytes for ResNet-18 at batch 256) until its session goes."""
+        import gc
+
+        self._sessions.clear()
+        self._session, self._feeds = None, {}
+        gc.collect()
 
     def info(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ import torch
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """Export `model` (forward argument named ``x``) with a dynamic batch dimension.
+    """Export `model` (one tensor argument; the ONNX input is named ``x``) with a dynamic batch dimension.
 
     torch 2.13's default exporter (dynamo) writes weights to a side file unless
     ``external_data=False``; one file is simpler to cache, copy and serve.
@@ -29,5 +29,5 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
             dynamo=True,
             external_data=False,
             input_names=["x"],
-            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),  # positional: any arg name
         )

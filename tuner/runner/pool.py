@@ -1,8 +1,8 @@
 """A pool of replica actors, each pinned to its cores for life and kept between trials.
 
-Starting a worker process and its session costs 0.4-2.5 s here, more than a short trial
-measures; an idle actor whose cores and node match the next trial's is reused (its session
-cache makes a repeated variant free). Idle actors still hold their Ray CPUs, so before a new
+Starting a worker process costs 0.4-2.5 s here, more than a short trial measures; an idle
+actor whose cores and node match the next trial's is reused (the process, not its sessions:
+an idle actor drops them, as their memory arenas keep the peak of the largest batch). Idle actors still hold their Ray CPUs, so before a new
 actor is placed, idle actors on overlapping cores are killed.
 """
 
@@ -56,6 +56,7 @@ class ActorPool:
         with self._lock:
             for p, a in zip(placements, actors):
                 if healthy:
+                    a.trim.remote()  # an idle replica gives its sessions' memory back
                     self._idle[p] = a
                 else:
                     ray.kill(a, no_restart=True)

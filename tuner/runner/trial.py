@@ -47,7 +47,7 @@ class TrialRunner:
     load: LoadSpec
     fpga_catalog: dict[str, Any]
     cluster: RayCluster
-    share_hosts: bool = False  # measured trials take their hosts whole unless asked to share
+    exclusive_hosts: bool = False  # a measured trial takes its whole machine (--exclusive-hosts)
 
     def __post_init__(self) -> None:
         self._refs: dict[str, ray.ObjectRef] = {}
@@ -99,7 +99,7 @@ class TrialRunner:
 
     def _run_cpu(self, config: TrialConfig) -> PerfResult:
         t_wait = time.perf_counter()
-        exclusive = not self.share_hosts
+        exclusive = self.exclusive_hosts
         placement = self._reserve(config.replicas, config.threads_per_replica, exclusive)
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.settings.trial_timeout_s

@@ -1,0 +1,103 @@
+"""Secure defaults, checked on the listening sockets of real servers after a default start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import requests
+
+from serving.serve_config import make_serve_config, write_serve_config
+from tuner.models.prepare import prepare_model
+
+pytestmark = pytest.mark.integration
+
+RAY_INTERNAL = ("gcs_server", "raylet", "agent", "dashboard", "runtime_env", "log_monitor", "monitor", "ray::")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
+    pids = {p.pid: p for p in procs}
+    out = []
+    for c in psutil.net_connections(kind="inet"):
+        if c.status == psutil.CONN_LISTEN and c.pid in pids:
+            try:
+                name = " ".join(pids[c.pid].cmdline())[:120]
+            except psutil.Error:
+                name = "?"
+            out.append((c.laddr.ip, c.laddr.port, name))
+    return out
+
+
+def wait_http(url: str, timeout_s: float = 150) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_optuna_dashboard_listens_on_loopback_only(tmp_path: Path) -> None:
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/tuner.db")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tuner", "dashboard", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/studies", 60)
+        socks = listeners(tree(proc.pid))
+        assert socks and all(ip == "127.0.0.1" for ip, _p, _n in socks), socks
+    finally:
+        stop(proc)
+
+
+def test_serving_http_and_ray_dashboard_listen_on_loopback(tmp_path: Path) -> None:
+    model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    port = free_port()
+    config = make_serve_config(model_name="digits-cnn", model_path=model.variants["fp32"].path, precision="fp32",
+                               batch_size=4, replicas=1, threads_per_replica=1, input_shapes={"x": [1, 8, 8]},
+                               port=port)
+    write_serve_config(config, tmp_path / "serve.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "tuner", "serve", "serve.yaml"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
+        socks = listeners(tree(proc.pid))
+        by_port = {p: ip for ip, p, _n in socks}
+        assert by_port.get(port) == "127.0.0.1", socks            # Ray Serve's HTTP proxy
+        assert by_port.get(8265, "127.0.0.1") == "127.0.0.1", socks  # Ray's dashboard, when it runs
+        exposed = [(ip, p, n) for ip, p, n in socks if ip not in ("127.0.0.1", "::1")]
+        # Ray's internal services (GCS, raylet, agents) listen on all interfaces: README says so.
+        assert all(any(k in n for k in RAY_INTERNAL) for _ip, _p, n in exposed), exposed
+        assert all(p not in (port, 8265) for _ip, p, _n in exposed)
+    finally:
+        stop(proc)
