@@ -83,7 +83,8 @@ class CoreAllocator:
 
     def can_ever_fit(self, replicas: int, threads: int) -> bool:
         """Whether the layout fits the empty cluster (else waiting for it would never end)."""
-        return self._place(replicas, threads, busy=set()) is not None
+        with self._cond:
+            return self._place(replicas, threads, busy=set(), held={}) is not None
 
     def try_reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement] | None:
         with self._cond:
@@ -122,12 +123,13 @@ class CoreAllocator:
         return placement
 
     def _place(self, replicas: int, threads: int, busy: set[tuple[str, int]],
-               exclusive: bool = False) -> list[Placement] | None:
+               exclusive: bool = False, held: dict[str, int] | None = None) -> list[Placement] | None:
         """First fit, filling the node with the most free cores first (spreads parallel trials).
         A host held by an exclusive trial takes nothing else; an exclusive trial takes only
         hosts where nothing runs."""
+        held = self._held if held is None else held
         busy_hosts = {n.host for n in self.nodes for c in n.cores if (n.node_id, c) in busy}
-        usable = [n for n in self.nodes if n.host not in self._held and not (exclusive and n.host in busy_hosts)]
+        usable = [n for n in self.nodes if n.host not in held and not (exclusive and n.host in busy_hosts)]
         free = {n.node_id: [c for c in n.cores if (n.node_id, c) not in busy] for n in usable}
         out: list[Placement] = []
         for _ in range(replicas):
