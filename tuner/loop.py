@@ -166,6 +166,15 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
         for trial, _c, _k in waiting:
             study.tell(trial, state=TrialState.FAIL)
         executor.shutdown(wait=False, cancel_futures=True)
+        # End the running trials before Ray shuts down: a thread still inside ray.get while
+        # the driver disconnects can abort the process (SIGABRT) instead of exiting cleanly.
+        abort = getattr(ctx.runner, "abort", None)
+        if abort is not None and in_flight:
+            try:
+                abort()
+            except Exception:  # noqa: BLE001 - best effort; the cluster may be gone already
+                pass
+            wait(list(in_flight), timeout=30)
         raise
     executor.shutdown(wait=True)
     return stats

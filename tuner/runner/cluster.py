@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 
 import ray
+from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.cluster_info import ClusterInfo
@@ -42,6 +45,7 @@ class RayCluster:
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.started_here = address is None
         t0 = time.perf_counter()
+        sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
         try:
             if address is None:
                 ray.init(
@@ -64,6 +68,8 @@ class RayCluster:
                 "if ~/.ray/auth_token is not the cluster's). Or drop --ray-address to start a "
                 "local cluster."
             ) from None
+        finally:
+            _restore_sigterm(sigterm)
         self.start_s = time.perf_counter() - t0
         self.nodes = self._probe_nodes()
         self.allocator = CoreAllocator(self.nodes)
@@ -79,7 +85,14 @@ class RayCluster:
             for n in alive
         ]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=60)
-        answered = [(n, ray.get(r)) for n, r in zip(alive, refs) if r in ready]  # a dying node may not answer
+        answered = []
+        for node, ref in zip(alive, refs):
+            if ref not in ready:
+                continue  # a dying node may not answer
+            try:
+                answered.append((node, ray.get(ref)))
+            except RayError:
+                continue  # it died between ray.nodes() and the probe: its cores are not offered
         host_cores: dict[str, list[int]] = {}
         self.cpu_models: dict[str, str] = {}
         rows = []
@@ -123,3 +136,9 @@ class RayCluster:
         if ray.is_initialized():
             self.pool.shutdown()
             ray.shutdown()
+
+
+def _restore_sigterm(handler: object) -> None:
+    """Keep the caller's SIGTERM handling (tuner's: end the run like Ctrl-C, trials recorded)."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

@@ -22,6 +22,7 @@ _RemoteBench = ray.remote(ReplicaBench)
 class ActorPool:
     def __init__(self) -> None:
         self._idle: dict[Placement, ray.actor.ActorHandle] = {}
+        self._busy: dict[int, ray.actor.ActorHandle] = {}  # in a running trial, by id()
         self._lock = threading.Lock()
 
     def make_room(self, placement: Placement) -> None:
@@ -49,12 +50,15 @@ class ActorPool:
                     scheduling_strategy=NodeAffinitySchedulingStrategy(p.node_id, soft=False),
                 ).remote(len(p.cores), list(p.cores))
             )
+        with self._lock:
+            self._busy.update((id(a), a) for a in actors)
         return actors, reused
 
     def release(self, placements: list[Placement], actors: list, healthy: bool) -> None:
         """Return healthy actors to the pool; kill the others (time-out, crash)."""
         with self._lock:
             for p, a in zip(placements, actors):
+                self._busy.pop(id(a), None)
                 if healthy:
                     a.trim.remote()  # an idle replica gives its sessions' memory back
                     self._idle[p] = a
@@ -66,3 +70,11 @@ class ActorPool:
             for a in self._idle.values():
                 ray.kill(a, no_restart=True)
             self._idle.clear()
+
+    def abort(self) -> None:
+        """Kill every actor, in running trials too (their waits end at once with an error)."""
+        self.shutdown()
+        with self._lock:
+            for a in self._busy.values():
+                ray.kill(a, no_restart=True)
+            self._busy.clear()

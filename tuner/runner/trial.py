@@ -148,6 +148,10 @@ class TrialRunner:
         """Release this runner's idle actors (the cluster's pool is shared)."""
         self.pool.shutdown()
 
+    def abort(self) -> None:
+        """Interrupted: kill every replica actor, those measuring too, so running trials end now."""
+        self.pool.abort()
+
 
 def _short(exc: BaseException, limit: int = 400) -> str:
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
