@@ -454,14 +454,26 @@ def test_wrong_content_type_gets_415(server: Server, content_type: str) -> None:
 
 
 def _metrics_port(srv: Server) -> int:
+    """The port of the server's Ray metrics agent: Ray picks it at start-up unless told
+    (``--metrics-export-port=0`` on the command lines means 'pick one'), so find the session's
+    listening port that answers /metrics in the Prometheus text format."""
+    import psutil
+
+    ports = set()
     for pid in _session_pids(srv.proc.pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
+            ports |= {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN}
+        except (psutil.Error, OSError):
             continue
-        if found := re.search(r"--metrics[-_]export[-_]port=(\d+)", cmdline):
-            return int(found.group(1))
-    raise AssertionError("no Ray process of the server names its metrics export port")
+    for port in sorted(ports):
+        try:
+            text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+        except requests.RequestException:
+            continue
+        if "# TYPE ray_" in text:
+            return port
+    raise AssertionError(f"none of the server's listening ports {sorted(ports)} serves Ray's /metrics")
 
 
 @pytest.mark.integration
@@ -475,7 +487,8 @@ def test_application_metrics_reach_rays_prometheus_endpoint(server: Server) -> N
               "ray_tuner_infer_batch_size_bucket{", "ray_tuner_infer_request_latency_ms_bucket{",
               "ray_tuner_infer_batch_latency_ms_count{"]
     while not all(w in text for w in wanted):  # Ray exports every few seconds
-        assert time.monotonic() < deadline, [w for w in wanted if w not in text]
+        assert time.monotonic() < deadline, ([w for w in wanted if w not in text], metrics_url,
+                                             [x for x in text.splitlines() if "tuner" in x][:5], text[:300])
         time.sleep(2)
         try:
             text = client.get(metrics_url, timeout=5).text
@@ -600,9 +613,10 @@ class TestOverload:
         with ThreadPoolExecutor(max_workers=6) as pool:
             results = list(pool.map(lambda _: slow.post(3.0), range(6)))
         statuses = sorted(r.status_code for r, _ in results)
-        assert set(statuses) == {200, 503}, statuses
-        # One request runs, one waits in the proxy's queue, the rest are refused at once.
-        assert 1 <= statuses.count(200) <= 3, statuses
+        # One request runs, one waits in the proxy's queue (3 s + 3 s of work: it may pass the
+        # 4 s time-out and get 408), the rest are refused at once.
+        assert {200, 503} <= set(statuses) <= {200, 408, 503}, statuses
+        assert 1 <= statuses.count(200) <= 3 and statuses.count(408) <= 1, statuses
         for response, elapsed in results:
             if response.status_code == 503:
                 assert elapsed < 1.5, elapsed
