@@ -1,7 +1,7 @@
 """Deploy a Serve config to a running Ray cluster, detached from the CLI, and wait for it.
 
-tuner uses Ray's own tools: ``ray start`` for a local serving cluster and ``serve deploy`` /
-``serve status`` (the dashboard's REST API) for deployments. A new config for the running
+tuner uses Ray's own tools: ``ray start`` for a local serving cluster and the dashboard's Serve
+REST API (what ``serve deploy`` / ``serve status`` call) for deployments. A new config for the running
 application is a rolling update with ``max_surge_percent: 100``: the new replicas start beside
 the old ones and take traffic once ready, then the old ones drain (blue/green per replica), so
 a switch fails no request. That needs room for both versions at once: the local serving
@@ -60,9 +60,11 @@ def _state_path() -> Path:
 
 
 def _alive(cluster: ServeCluster) -> bool:
-    out = subprocess.run([_ray_bin("serve"), "status", "--address", cluster.dashboard_url], capture_output=True,
-                         text=True, timeout=60, env=_env())
-    return out.returncode == 0
+    try:
+        status(cluster)
+        return True
+    except TunerError:
+        return False
 
 
 def local_cluster(start: bool = True) -> ServeCluster | None:
@@ -127,21 +129,50 @@ def _kill_processes_under(marker: str) -> None:
             pass
 
 
+SERVE_API = "/api/serve/applications/"
+
+
+def _auth_headers() -> dict[str, str]:
+    """Ray 2.60 clusters check a bearer token on the dashboard's REST API: the same token the
+    `serve` CLI sends (RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        token = path.read_text().strip() if path.is_file() else ""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _api(cluster: ServeCluster, method: str, body: dict | None = None, timeout_s: float = 30.0) -> dict:
+    """One call to Serve's REST API, in this process: polling with the `serve status` CLI
+    started a Python process (1-2 s of CPU) per poll, enough to stall a 2-core machine's
+    serving while a new version comes up."""
+    import requests
+
+    url = cluster.dashboard_url.rstrip("/") + SERVE_API
+    try:
+        r = requests.request(method, url, json=body, headers=_auth_headers(), timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise TunerError(f"Ray's dashboard at {cluster.dashboard_url} did not answer ({exc}). Is the serving "
+                         "cluster running? `ray status --address ...` tells; `tuner undeploy` resets tuner's own.") from None
+    if r.status_code == 401:
+        raise TunerError(f"Ray's dashboard at {cluster.dashboard_url} refused tuner's token (HTTP 401): set "
+                         "RAY_AUTH_TOKEN to the cluster's token (`ray get-auth-token` on its head node).")
+    if r.status_code >= 400:
+        raise TunerError(f"{method} {url} failed with HTTP {r.status_code}: {r.text.strip()[-600:]}")
+    return r.json() if r.content and method == "GET" else {}
+
+
 def status(cluster: ServeCluster) -> dict:
-    out = subprocess.run([_ray_bin("serve"), "status", "--address", cluster.dashboard_url], capture_output=True,
-                         text=True, timeout=60, env=_env())
-    if out.returncode != 0:
-        raise TunerError(f"serve status failed on {cluster.dashboard_url}: {out.stderr.strip()[-400:]}")
-    return yaml.safe_load(out.stdout) or {}
+    """Serve's state: {"applications": {name: {"status", "message", "deployments": {...}}}}."""
+    return _api(cluster, "GET")
 
 
 def deploy(cluster: ServeCluster, config_path: Path, app_name: str, timeout_s: float = 300.0) -> float:
-    """`serve deploy` the config, then wait until the application runs it; returns seconds taken."""
+    """Deploy the config (what `serve deploy` does), then wait until the application runs it;
+    returns seconds taken."""
     t0 = time.monotonic()
-    out = subprocess.run([_ray_bin("serve"), "deploy", str(config_path), "--address", cluster.dashboard_url],
-                         capture_output=True, text=True, timeout=120, env=_env())
-    if out.returncode != 0:
-        raise TunerError(f"serve deploy {config_path} failed: {out.stderr.strip()[-600:]}")
+    config = yaml.safe_load(Path(config_path).read_text())
+    _api(cluster, "PUT", config, timeout_s=120)
     # The controller applies a new config asynchronously: first wait for the application to
     # leave its old RUNNING state (a config identical to the running one never does).
     started = time.monotonic()

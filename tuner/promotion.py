@@ -35,6 +35,7 @@ class Verification:
     throughput_ratio: float
     p95_ratio: float
     requests_failed: int
+    errors_sample: tuple[str, ...] = ()
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -75,7 +76,8 @@ def verify(base_url: str, model_name: str, inputs, trial: dict[str, Any], serve_
     t_ratio = served["throughput_rps"] / tuned["throughput_rps"] if tuned["throughput_rps"] else 0.0
     p_ratio = served["latency_p95_ms"] / tuned["latency_p95_ms"] if tuned["latency_p95_ms"] else float("inf")
     passed = result.requests_failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
-    return Verification(passed, mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio, result.requests_failed)
+    return Verification(passed, mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio, result.requests_failed,
+                        tuple(result.errors_sample))
 
 
 def describe(v: Verification) -> str:
@@ -83,7 +85,8 @@ def describe(v: Verification) -> str:
     return (f"verification ({v.mode} load, {v.duration_s:.0f} s): served {s['throughput_rps']:,.1f} inf/s, "
             f"p95 {s['latency_p95_ms']:.2f} ms; tuned {t['throughput_rps']:,.1f} inf/s, p95 {t['latency_p95_ms']:.2f} ms; "
             f"ratio throughput {v.throughput_ratio:.2f}, p95 {v.p95_ratio:.2f} (tolerance {v.tolerance:.0%}); "
-            f"{v.requests_failed} failed requests -> {'PASSED' if v.passed else 'FAILED'}")
+            f"{v.requests_failed} failed requests -> {'PASSED' if v.passed else 'FAILED'}"
+            + (f"\n  first errors: {'; '.join(v.errors_sample[:3])}" if v.errors_sample else ""))
 
 
 def deploy_promotion(study: optuna.Study, promotion, *, address: str | None, verify_s: float, tolerance: float,
@@ -113,7 +116,8 @@ def deploy_promotion(study: optuna.Study, promotion, *, address: str | None, ver
             if previous is None:
                 log("nothing was promoted before on this study: the new deployment stays; check the figures above.")
             else:
-                record(study, entry | {"rolled_back_to": previous["trial"]}, make_active=False)
+                entry["rolled_back_to"] = previous["trial"]
+                record(study, entry, make_active=False)
                 rollback_to(study, previous, cluster, log, reason=f"verification of trial #{entry['trial']} failed")
                 return entry
     record(study, entry, make_active=True)
