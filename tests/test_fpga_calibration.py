@@ -16,10 +16,8 @@ from tuner.models.builtin import BUILTINS
 
 DEVICES = load_devices()
 CSV = cal.DEFAULT_CSV
-needs_csv = pytest.mark.skipif(not CSV.is_file(), reason=f"{CSV} (shared/) is not beside the repo")
 
 
-@needs_csv
 def test_every_calibration_row_maps_to_a_board_and_a_reference_architecture() -> None:
     rows = cal.read_rows(CSV)
     assert len(rows) == 20
@@ -30,7 +28,6 @@ def test_every_calibration_row_maps_to_a_board_and_a_reference_architecture() ->
     assert sum(r.lat_ms is not None for r in rows) == 11  # 1-thread latency: ZCU104 only
 
 
-@needs_csv
 def test_lookup_baseline_reproduces_the_issue_figures() -> None:
     rows = cal.read_rows(CSV)
     zcu = [r for r in rows if r.board == "ZCU104"]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tuner import __version__
+from tuner import __version__, cli_estimate, cli_report
 from tuner.errors import TunerError
 from tuner.storage import DEFAULT_STORAGE
 
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="Serve config written by tuner promote")
     p.add_argument("--ray-address", default="local", metavar="ADDR",
                    help="Ray cluster to run on (default: start a new local one)")
+    cli_estimate.add_parser(sub)
+    cli_report.add_parser(sub)
     return parser
 
 
@@ -301,7 +303,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"tune": _cmd_tune, "measure": _cmd_measure, "show": _cmd_show, "dashboard": _cmd_dashboard,
-            "promote": _cmd_promote, "rollback": _cmd_rollback, "undeploy": _cmd_undeploy, "serve": _cmd_serve}
+            "promote": _cmd_promote, "rollback": _cmd_rollback, "undeploy": _cmd_undeploy, "serve": _cmd_serve,
+            "estimate": cli_estimate.run, "report": cli_report.run}
 
 
 def _quiet_libraries() -> None:

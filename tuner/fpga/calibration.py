@@ -24,7 +24,9 @@ from tuner.fpga.dpu_model import estimate
 from tuner.fpga.graph import LayerCost
 from tuner.fpga.params import DpuParams
 
-DEFAULT_CSV = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fpga_calibration.csv"
+# A copy of shared/reference/fpga_calibration.csv (AMD Model Zoo tables), shipped so the fit can be
+# reproduced from an installed package.
+DEFAULT_CSV = Path(__file__).resolve().parents[1] / "catalog" / "fpga_calibration.csv"
 BOARD_DEVICES = {"ZCU104": "zcu104", "U50": "u50"}
 # Model Zoo model name (up to the dataset) -> reference architecture in tuner.models.zoo.
 MODEL_ARCHS = {
