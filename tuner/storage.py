@@ -18,11 +18,17 @@ GRACE_PERIOD_S = 30  # a trial without a heartbeat for this long belongs to a de
 RETRY_S = float(os.environ.get("TUNER_STORAGE_RETRY_S", "60"))
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def _is_connection_error(exc: BaseException | None) -> bool:
+    """A lost database connection, also when Optuna wraps it (StorageInternalError from e)."""
     import sqlalchemy.exc as sa
 
-    return isinstance(exc, (sa.OperationalError, sa.InterfaceError)) or (
-        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated)
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (sa.OperationalError, sa.InterfaceError)) or (
+                isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _retrying(method: Callable[..., Any], url: str) -> Callable[..., Any]:
@@ -84,10 +90,12 @@ def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBSto
         raise TunerError(
             f"Cannot open storage {url!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
             "Check the URL, that the database server is running and reachable, and that its "
-            "driver is installed (psycopg2 for PostgreSQL)."
+            "driver is installed (PostgreSQL: pip install 'psycopg[binary]')."
         ) from None
-    for name in dir(optuna.storages.BaseStorage):
-        if not name.startswith("_") and callable(getattr(storage, name, None)):
+    # Public methods, plus the private ones Optuna's study-level cache calls on its backend.
+    private = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param")
+    for name in [n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_")] + list(private):
+        if callable(getattr(storage, name, None)):
             setattr(storage, name, _retrying(getattr(storage, name), url))
     return storage
 
