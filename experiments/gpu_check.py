@@ -285,7 +285,7 @@ def measure(bench: Any, model: CheckModel, backend: str, precision: str, batch: 
         peak = _peak(device, precision)
         if peak:
             row["peak_tflops"] = peak
-            row["fraction_of_peak"] = round(achieved / peak, 5)
+            row["fraction_of_peak"] = float(f"{achieved / peak:.3g}")  # 3 significant digits: tiny models are far below 1e-5
     return row
 
 

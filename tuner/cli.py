@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tuner import __version__, cli_estimate, cli_report
+from tuner import __version__, cli_estimate, cli_report, interrupts
 from tuner.errors import TunerError
 from tuner.storage import DEFAULT_STORAGE
 
@@ -319,17 +319,11 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: trials cancelled and recorded
-
-
 def main(argv: list[str] | None = None) -> int:
-    import signal
-
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     if args.command != "serve":  # serve forwards signals to `serve run` itself
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        interrupts.install()
     try:
         return COMMANDS[args.command](args)
     except TunerError as exc:

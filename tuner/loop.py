@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
+from tuner import interrupts
 from tuner.errors import TunerError
 from tuner.metrics import Constraints
 from tuner.models.spec import PreparedModel
@@ -148,7 +149,8 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
                 if _open_slots(study, target) <= 0:  # other drivers' trials are running: wait for them
                     time.sleep(2.0)
                 continue
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            interrupts.check()
             for fut in finished:
                 trial, config, key, t0, beat = in_flight.pop(fut)
                 beat.stop()
