@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from tuner.evaluators.protocol import WindowSample, run_protocol
+from tuner.evaluators.protocol import WindowSample, run_protocol, serve_poisson
 from tuner.metrics import PerfResult
 from tuner.models.spec import InputSpec
 
@@ -155,34 +155,9 @@ class ReplicaBench:
         Stops early when requests wait more than 10 s (the replica is overloaded); the window
         then reports what completed, and its throughput shows the shortfall.
         """
-        rng = np.random.default_rng(seed)
-        arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * seconds * 1.5) + 16))
-        arrivals = arrivals[arrivals < seconds]
-        run, feeds, cap = self._session.run, self._feeds, self._batch
-        lat: list[np.ndarray] = []
-        start = time.perf_counter()
-        i, n = 0, len(arrivals)
-        while i < n:
-            now = time.perf_counter() - start
-            if arrivals[i] > now:
-                time.sleep(arrivals[i] - now)
-            deadline = arrivals[i] + max_wait_s
-            while True:  # let the batch fill until it is full or the first request waited enough
-                now = time.perf_counter() - start
-                ready = int(np.searchsorted(arrivals, now, side="right")) - i
-                if ready >= cap or now >= deadline or i + ready >= n:
-                    break
-                time.sleep(max(0.0, min(deadline, arrivals[i + ready]) - now))
-            take = max(1, min(cap, ready))
-            run(None, {k: v[:take] for k, v in feeds.items()})
-            done = time.perf_counter() - start
-            lat.append(done - arrivals[i : i + take])
-            i += take
-            if i < n and done - arrivals[i] > 10.0:
-                break
-        latencies = np.concatenate(lat) if lat else np.empty(0)
-        elapsed = max(time.perf_counter() - start, seconds if i >= n else 0.0)
-        return WindowSample(latencies, elapsed, 1)
+        run, feeds = self._session.run, self._feeds
+        return serve_poisson(lambda take: run(None, {k: v[:take] for k, v in feeds.items()}), self._batch,
+                             seconds, rate_rps, max_wait_s, seed)
 
 
 def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size: int, replicas: int,

@@ -31,7 +31,7 @@ import numpy as np
 
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.gpu_select import BACKENDS, is_gpu_oom
-from tuner.evaluators.protocol import WindowSample
+from tuner.evaluators.protocol import WindowSample, serve_poisson
 from tuner.models.spec import InputSpec
 
 _PROGRAMS_KEPT = 2  # sessions / modules kept per replica: each holds device memory
@@ -221,35 +221,8 @@ class GpuReplicaBench:
         then reports what completed, and its throughput shows the shortfall.
         """
         self._check_ready()
-        rng = np.random.default_rng(seed)
-        arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * seconds * 1.5) + 16))
-        arrivals = arrivals[arrivals < seconds]
-        call, cap = self._runner.call, self._batch
-        lat: list[np.ndarray] = []
-        i, n = 0, len(arrivals)
-        with self._oom_guard("serving", cap):
-            start = time.perf_counter()
-            while i < n:
-                now = time.perf_counter() - start
-                if arrivals[i] > now:
-                    time.sleep(arrivals[i] - now)
-                deadline = arrivals[i] + max_wait_s
-                while True:  # let the batch fill until it is full or the first request waited enough
-                    now = time.perf_counter() - start
-                    ready = int(np.searchsorted(arrivals, now, side="right")) - i
-                    if ready >= cap or now >= deadline or i + ready >= n:
-                        break
-                    time.sleep(max(0.0, min(deadline, arrivals[i + ready]) - now))
-                take = max(1, min(cap, ready))
-                call(take)
-                done = time.perf_counter() - start
-                lat.append(done - arrivals[i : i + take])
-                i += take
-                if i < n and done - arrivals[i] > 10.0:
-                    break
-        latencies = np.concatenate(lat) if lat else np.empty(0)
-        elapsed = max(time.perf_counter() - start, seconds if i >= n else 0.0)
-        return WindowSample(latencies, elapsed, 1)
+        with self._oom_guard("serving", self._batch):
+            return serve_poisson(self._runner.call, self._batch, seconds, rate_rps, max_wait_s, seed)
 
 
 def measure_local_gpu(model: Any, inputs: tuple[InputSpec, ...], batch_size: int, replicas: int,

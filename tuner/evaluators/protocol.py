@@ -45,6 +45,44 @@ class WindowSample:
         return len(self.latencies_s) * self.batch_size / self.elapsed_s
 
 
+def serve_poisson(call: Callable[[int], Any], cap: int, seconds: float, rate_rps: float, max_wait_s: float,
+                  seed: int) -> WindowSample:
+    """Server load on one replica: Poisson arrivals at `rate_rps` for `seconds`, batched up to
+    `cap` requests; `call(k)` runs one inference of k instances.
+
+    A batch waits until it is full or its first request has waited `max_wait_s`. Stops early
+    when requests wait more than 10 s (the replica is overloaded); the window then reports what
+    completed, and its throughput shows the shortfall.
+    """
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * seconds * 1.5) + 16))
+    arrivals = arrivals[arrivals < seconds]
+    lat: list[np.ndarray] = []
+    start = time.perf_counter()
+    i, n = 0, len(arrivals)
+    while i < n:
+        now = time.perf_counter() - start
+        if arrivals[i] > now:
+            time.sleep(arrivals[i] - now)
+        deadline = arrivals[i] + max_wait_s
+        while True:  # let the batch fill until it is full or the first request waited enough
+            now = time.perf_counter() - start
+            ready = int(np.searchsorted(arrivals, now, side="right")) - i
+            if ready >= cap or now >= deadline or i + ready >= n:
+                break
+            time.sleep(max(0.0, min(deadline, arrivals[i + ready]) - now))
+        take = max(1, min(cap, ready))
+        call(take)
+        done = time.perf_counter() - start
+        lat.append(done - arrivals[i : i + take])
+        i += take
+        if i < n and done - arrivals[i] > 10.0:
+            break
+    latencies = np.concatenate(lat) if lat else np.empty(0)
+    elapsed = max(time.perf_counter() - start, seconds if i >= n else 0.0)
+    return WindowSample(latencies, elapsed, 1)
+
+
 def percentile_ci_ms(sorted_s: np.ndarray, p: float) -> tuple[float, float]:
     """Distribution-free 99% confidence interval of the p-quantile, in ms."""
     n = len(sorted_s)
