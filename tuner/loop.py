@@ -17,9 +17,9 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from tuner import interrupts
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
-from tuner import interrupts
 from tuner.errors import TunerError
 from tuner.metrics import Constraints
 from tuner.models.spec import PreparedModel

@@ -2,8 +2,9 @@
 
 Starting a worker process costs 0.4-2.5 s here, more than a short trial measures; an idle
 actor whose cores and node match the next trial's is reused (the process, not its sessions:
-an idle actor drops them, as their memory arenas keep the peak of the largest batch). Idle actors still hold their Ray CPUs, so before a new
-actor is placed, idle actors on overlapping cores are killed.
+an idle actor drops them, as their memory arenas keep the peak of the largest batch). Idle
+actors still hold their Ray CPUs, so before a new actor is placed, idle actors on
+overlapping cores are killed.
 """
 
 from __future__ import annotations
