@@ -66,6 +66,8 @@ class LoadResult:
         throughput_rps: instances_ok / duration_s (instances per second).
         latency_p50_ms, latency_p95_ms, latency_p99_ms: of successful requests; NaN if none.
         errors_sample: the first few distinct error messages.
+        failed_at_s: when each failed request ended, seconds from the start (a timeline of a
+            switch under load).
     """
 
     mode: str
@@ -80,6 +82,7 @@ class LoadResult:
     latency_p95_ms: float = math.nan
     latency_p99_ms: float = math.nan
     errors_sample: tuple[str, ...] = ()
+    failed_at_s: tuple[float, ...] = ()
 
     def summary(self) -> str:
         """One line for a log or a report."""
@@ -217,10 +220,10 @@ async def _drive(spec: _Spec, stop: threading.Event | None,
             if tasks:
                 await asyncio.gather(*tasks)
         elapsed = max((o.end for o in outcomes), default=loop.time()) - start
-    return _summarise(spec, outcomes, elapsed)
+    return _summarise(spec, outcomes, elapsed, start)
 
 
-def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float) -> LoadResult:
+def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float, start: float) -> LoadResult:
     ok = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     latencies = np.array([o.latency_s * 1000.0 for o in ok])
@@ -238,6 +241,7 @@ def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float) -> LoadR
         instances_ok=len(ok) * spec.instances, duration_s=elapsed_s,
         throughput_rps=len(ok) * spec.instances / duration,
         latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99, errors_sample=tuple(sample),
+        failed_at_s=tuple(sorted(round(o.end - start, 3) for o in failed)),
     )
 
 

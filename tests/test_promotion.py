@@ -93,48 +93,28 @@ def test_deploy_verifies_and_records_the_figures(work: Path) -> None:
     assert history[0]["verdict"] in ("passed", "failed") and history[0]["user"]
 
 
-def test_bad_promotion_fails_verification_and_rolls_back(work: Path) -> None:
+def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work: Path) -> None:
+    """Issue 6's criterion: a forced bad promotion (deploy beside the running version, verify,
+    fail, roll back) while a client sends 40 req/s throughout; not one request may fail."""
     port = int((work / "port").read_text())
     good = promotions(work)[-1]["trial"]
     bad = add_overclaimed_trial(work)
-    out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(bad), "--out", "bad.yaml",
-                "--port", str(port), "--deploy", "--verify-s", "5")
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "FAILED" in out.stdout and f"rolled back to trial #{good}" in out.stdout
-    assert "0 failed requests" in out.stdout  # the verification load itself was served
-    history = promotions(work)
-    assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good
-    assert history[-1]["trial"] == good and history[-1]["active"]
-
-
-def test_switch_and_rollback_under_a_client_running_throughout(work: Path) -> None:
-    """Blue/green: the new version comes up beside the old one. The verification load is left
-    out here (--verify-s 0): offline verification drives the endpoint at full capacity, so it
-    would shed other clients' requests by design (README: verify before real traffic arrives)."""
-    port = int((work / "port").read_text())
-    current = promotions(work)[-1]["trial"]
-    study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
-    other = next(t.number for t in study.trials if t.state.name == "COMPLETE" and t.number != current
-                 and t.user_attrs.get("throughput_rps", 0) < 1e7 and "measurement" in t.user_attrs
-                 and t.user_attrs["config"]["batch_size"] != study.trials[current].user_attrs["config"]["batch_size"])
     inputs = [InputSpec("x", (1, 8, 8), "float32")]
     with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", inputs, "server", 1, target_rps=40) as load:
         time.sleep(2)
-        out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(other), "--out", "switch.yaml",
-                    "--port", str(port), "--deploy", "--verify-s", "0")
-        back = tuner(work, "rollback", "--study", "digits-cnn")
+        out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(bad), "--out", "bad.yaml",
+                    "--port", str(port), "--deploy", "--verify-s", "4")
         time.sleep(2)
         result = load.stop()
-    assert out.returncode == 0 and back.returncode == 0, out.stdout + out.stderr + back.stdout + back.stderr
-    # Goal (issue 6): zero failures. Not met on this 2-core machine: while a new replica starts,
-    # requests queue and some get Ray's quick 503 (load shedding), the figure is reported in the
-    # issue. What must hold: no request hit a dead replica (no 500, no reset connection), and
-    # most were served.
-    assert set(result.failed_by_status) <= {503}, (result.failed_by_status, result.errors_sample)
-    assert set(result.failed_by_kind) <= {"http_status"}, result.failed_by_kind
-    assert result.requests_ok > 100 and result.requests_failed < result.requests_ok, result.summary()
-    print(f"switch + rollback under a 40 req/s client: {result.summary()}")
-    assert promotions(work)[-1]["trial"] == current
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAILED" in out.stdout and f"rolled back to trial #{good}" in out.stdout
+    assert "0 failed requests" in out.stdout  # the verification load itself was served
+    print(f"bad promotion + rollback under a 40 req/s client: {result.summary()}")
+    assert result.requests_failed == 0, (result.summary(), result.errors_sample, result.failed_at_s)
+    assert result.requests_ok > 200, result.summary()
+    history = promotions(work)
+    assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good
+    assert history[-1]["trial"] == good and history[-1]["active"]
 
 
 def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
@@ -143,12 +123,18 @@ def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
     current = promotions(work)[-1]["trial"]
     other = next(t.number for t in study.trials if t.state.name == "COMPLETE" and t.number != current
                  and t.user_attrs.get("throughput_rps", 0) < 1e7 and "measurement" in t.user_attrs)
-    out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(other), "--out", "other.yaml",
-                "--port", str(port), "--deploy", "--verify-s", "0")
+    inputs = [InputSpec("x", (1, 8, 8), "float32")]
+    with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", inputs, "server", 1, target_rps=40) as load:
+        out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(other), "--out", "other.yaml",
+                    "--port", str(port), "--deploy", "--verify-s", "0")
+        back = tuner(work, "rollback", "--study", "digits-cnn")
+        time.sleep(1)
+        result = load.stop()
     assert out.returncode == 0, out.stdout + out.stderr
-    back = tuner(work, "rollback", "--study", "digits-cnn")
     assert back.returncode == 0, back.stdout + back.stderr
     assert f"trial #{current} is serving again" in back.stdout
+    print(f"promote + tuner rollback under a 40 req/s client: {result.summary()}")
+    assert result.requests_failed == 0, (result.summary(), result.errors_sample, result.failed_at_s)
     assert promotions(work)[-1]["trial"] == current
 
 
