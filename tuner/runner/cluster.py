@@ -55,7 +55,6 @@ class RayCluster:
                     _node_ip_address="127.0.0.1",
                     logging_level=logging.ERROR,
                     log_to_driver=False,
-                    _system_config=_worker_priority(),
                 )
             else:
                 _check_reachable(address)
@@ -137,13 +136,6 @@ class RayCluster:
         if ray.is_initialized():
             self.pool.shutdown()
             ray.shutdown()
-
-
-def _worker_priority() -> dict[str, int]:
-    """Ray starts workers at nice 15, so any ordinary process on the machine (the driver, a
-    browser, the dashboard) pre-empts a measuring actor; tuner's own cluster runs them at
-    nice 0. RAY_worker_niceness in the environment, if set, wins (Ray reads it itself)."""
-    return {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
 
 
 def _restore_sigterm(handler: object) -> None:
