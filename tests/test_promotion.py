@@ -141,7 +141,12 @@ def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
 def test_undeploy_stops_the_serving_cluster(work: Path) -> None:
     import psutil
 
-    state = json.loads((Path(os.environ["TUNER_CACHE_DIR"]) / "serve-cluster.json").read_text())
+    state_file = Path(os.environ["TUNER_CACHE_DIR"]) / "serve-cluster.json"
+    if not state_file.exists():  # this test run alone: deploy something first
+        deployed = tuner(work, "promote", "--study", "digits-cnn", "--out", "serve.yaml", "--port", str(free_port()),
+                         "--deploy", "--verify-s", "0")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    state = json.loads(state_file.read_text())
     out = tuner(work, "undeploy", timeout=180)
     assert out.returncode == 0 and "stopped" in out.stdout
     time.sleep(2)
