@@ -29,6 +29,19 @@ from tuner.runner import RayCluster, TrialFailed, TrialRunner
 from tuner.search_space import load_space
 
 
+KEYS = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
+        "throughput_cv", "trial_wall_s"]
+
+
+def write_rows(path, rows: list[dict]) -> None:
+    """The table, sorted by configuration, columns as in `tuner show --json`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(",".join(KEYS) + "\n")
+        for r in sorted(rows, key=lambda r: (r["platform"], r["precision"], r["batch_size"], r["replicas"], r["threads_per_replica"])):
+            f.write(",".join("" if r.get(k) is None else str(r[k]) for k in KEYS) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="digits-cnn")
@@ -63,6 +76,7 @@ def main() -> None:
             except TrialFailed as exc:
                 row |= {k: None for k in METRIC_KEYS} | {"feasible": False, "runnable": False, "failure": exc.reason}
             rows.append(row)
+            write_rows(RESULTS / f"grid_{args.model}.partial.csv", rows)  # a crash keeps what was measured
             print(f"[{i + 1}/{len(grid)}] {config.label()}: {row.get('throughput_rps')} inf/s, "
                   f"p95 {row.get('latency_p95_ms')} ms", flush=True)
         runner.shutdown()
@@ -70,18 +84,13 @@ def main() -> None:
                         "fpga_devices": info.fpga_devices, "description": cluster.describe()}
     finally:
         cluster.shutdown()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    keys = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
-            "throughput_cv", "trial_wall_s"]
-    with open(RESULTS / f"grid_{args.model}.csv", "w") as f:
-        f.write(",".join(keys) + "\n")
-        for r in sorted(rows, key=lambda r: (r["platform"], r["precision"], r["batch_size"], r["replicas"], r["threads_per_replica"])):
-            f.write(",".join("" if r.get(k) is None else str(r[k]) for k in keys) + "\n")
+    write_rows(RESULTS / f"grid_{args.model}.csv", rows)
     meta = {"machine": machine(), "model": args.model, "space": space.model_dump(mode="json", exclude_none=True),
             "cluster": cluster_desc, "fp32_accuracy": model.fp32_accuracy, "accuracy_metric": model.accuracy_metric,
             "accuracy": {p: v.accuracy for p, v in model.variants.items()}, "configurations": len(rows),
             "wall_s": round(time.perf_counter() - t0, 1)}
     (RESULTS / f"grid_{args.model}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (RESULTS / f"grid_{args.model}.partial.csv").unlink(missing_ok=True)
     print(f"wrote {RESULTS / f'grid_{args.model}.csv'} ({len(rows)} rows, {meta['wall_s']} s)")
 
 
