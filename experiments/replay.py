@@ -187,6 +187,8 @@ def main() -> None:
     parser.add_argument("--slo-trials", type=int, default=None, help="trials per run in the SLO scenario (default 10%% of the grid)")
     parser.add_argument("--slo-ms", default=None, help="comma-separated p95 SLOs (default: the 25/50/75th percentiles of p95)")
     parser.add_argument("--json", action="store_true", help="print every run (configs chosen, in order) as JSON")
+    parser.add_argument("--out-stem", default=None,
+                        help="result files' name in experiments/results/ (default replay_<model>)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -210,7 +212,7 @@ def main() -> None:
                 print(f"{name} seed {seed}: 95% after {front['trials_to_95']} trials; optimum at {found}; "
                       f"repeats {front['repeated_configs']}", file=sys.stderr)
     summary = summarise(results, len(table))
-    stem = f"replay_{meta['model']}"
+    stem = args.out_stem or f"replay_{meta['model']}"
     if args.json:
         print(json.dumps({"grid": str(args.grid), "grid_size": len(table), "slo_ms": slos,
                           "summary": summary, "runs": results}, indent=2))
