@@ -93,6 +93,18 @@ def test_deploy_verifies_and_records_the_figures(work: Path) -> None:
     assert history[0]["verdict"] in ("passed", "failed") and history[0]["user"]
 
 
+def test_serving_workers_run_at_normal_priority(work: Path) -> None:
+    """Ray's default worker niceness (15) let any client on the machine stall serving during a
+    switch (1476 of 2166 requests failed in experiments/switch_under_load.py): tuner's serving
+    cluster runs its proxy and replicas at nice 0."""
+    import psutil
+
+    serving = [p for p in psutil.process_iter(["cmdline", "nice"])
+               if any(part.startswith(("ray::ServeReplica", "ray::ProxyActor")) for part in (p.info["cmdline"] or []))]
+    assert serving, "no Serve replica or proxy process found"
+    assert {p.info["nice"] for p in serving} == {0}, [(p.info["cmdline"], p.info["nice"]) for p in serving]
+
+
 def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work: Path) -> None:
     """Issue 6's criterion: a forced bad promotion (deploy beside the running version, verify,
     fail, roll back) while a client sends 40 req/s throughout; not one request may fail."""

@@ -453,10 +453,10 @@ def test_wrong_content_type_gets_415(server: Server, content_type: str) -> None:
     assert content_type in response.json()["error"]
 
 
-def _metrics_port(srv: Server) -> int:
-    """The port of the server's Ray metrics agent: Ray picks it at start-up unless told
-    (``--metrics-export-port=0`` on the command lines means 'pick one'), so find the session's
-    listening port that answers /metrics in the Prometheus text format."""
+def _metrics_ports(srv: Server) -> list[int]:
+    """The server's listening ports that answer /metrics in Ray's Prometheus format: Ray picks
+    them at start-up (``--metrics-export-port=0`` means 'pick one'), and the dashboard serves
+    its own metrics on another such port, so the caller tries them all."""
     import psutil
 
     ports = set()
@@ -466,14 +466,16 @@ def _metrics_port(srv: Server) -> int:
                       if c.status == psutil.CONN_LISTEN}
         except (psutil.Error, OSError):
             continue
+    found = []
     for port in sorted(ports):
         try:
             text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
         except requests.RequestException:
             continue
         if "# TYPE ray_" in text:
-            return port
-    raise AssertionError(f"none of the server's listening ports {sorted(ports)} serves Ray's /metrics")
+            found.append(port)
+    assert found, f"none of the server's listening ports {sorted(ports)} serves Ray's /metrics"
+    return found
 
 
 @pytest.mark.integration
@@ -481,19 +483,22 @@ def test_application_metrics_reach_rays_prometheus_endpoint(server: Server) -> N
     url = f"{server.base}/v2/models/{MODEL}/infer"
     assert client.post(url, json=_good()).status_code == 200
     assert client.post(url, json={"inputs": []}).status_code == 400
-    metrics_url = f"http://127.0.0.1:{_metrics_port(server)}/metrics"
+    ports = _metrics_ports(server)
     deadline, text = time.monotonic() + 60, ""
     wanted = ['ray_tuner_infer_requests_total{', 'status="200"', 'status="400"',
               "ray_tuner_infer_batch_size_bucket{", "ray_tuner_infer_request_latency_ms_bucket{",
               "ray_tuner_infer_batch_latency_ms_count{"]
     while not all(w in text for w in wanted):  # Ray exports every few seconds
-        assert time.monotonic() < deadline, ([w for w in wanted if w not in text], metrics_url,
+        assert time.monotonic() < deadline, ([w for w in wanted if w not in text], ports,
                                              [x for x in text.splitlines() if "tuner" in x][:5], text[:300])
         time.sleep(2)
-        try:
-            text = client.get(metrics_url, timeout=5).text
-        except requests.RequestException:
-            pass
+        for port in ports:
+            try:
+                text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.RequestException:
+                continue
+            if "ray_tuner_infer_requests_total{" in text:
+                break
     line = next(x for x in text.splitlines()
                 if x.startswith("ray_tuner_infer_requests_total{") and 'status="200"' in x)
     assert f'model="{MODEL}"' in line and 'deployment="ModelServer"' in line
