@@ -49,12 +49,14 @@ def promotions(work: Path) -> list[dict]:
     return optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db").user_attrs.get("promotions", [])
 
 
-def add_overclaimed_trial(work: Path) -> int:
+def add_overclaimed_trial(work: Path, unlike: dict) -> int:
     """A trial whose recorded figures no deployment can meet (as if measured on a far faster
-    machine): promoting it must fail verification."""
+    machine): promoting it must fail verification. Its batch size differs from the serving
+    config `unlike`, so promoting it and rolling back restart the replicas (an identical
+    config would be no switch at all)."""
     study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
     space = SearchSpace.model_validate(study.user_attrs["search_space"])
-    config = TrialConfig("cpu", 4, "fp32", 1, 1)
+    config = TrialConfig("cpu", 2 if unlike["batch_size"] != 2 else 4, "fp32", 1, 1)
     study.enqueue_trial(space.params_for(config))
     trial = study.ask()
     assert space.suggest(trial, ClusterInfo(total_cpus=os.cpu_count(), max_node_cpus=os.cpu_count())) == config
@@ -107,30 +109,38 @@ def test_serving_workers_run_at_normal_priority(work: Path) -> None:
 
 def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work: Path) -> None:
     """Issue 6's criterion: a forced bad promotion (deploy beside the running version, verify,
-    fail, roll back) while a client sends 40 req/s throughout; not one request may fail."""
+    fail, roll back) while a client sends 40 req/s throughout. The timeline printed (when
+    promote ran, when requests failed) tells a failure in the switch from one in the load."""
     port = int((work / "port").read_text())
-    good = promotions(work)[-1]["trial"]
-    bad = add_overclaimed_trial(work)
+    good = promotions(work)[-1]
+    bad = add_overclaimed_trial(work, unlike=good["serve_config"]["applications"][0]["args"])
     inputs = [InputSpec("x", (1, 8, 8), "float32")]
     with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", inputs, "server", 1, target_rps=40) as load:
+        t0 = time.monotonic()
         time.sleep(2)
+        t_promote = time.monotonic() - t0
         out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(bad), "--out", "bad.yaml",
                     "--port", str(port), "--deploy", "--verify-s", "4")
+        t_done = time.monotonic() - t0
         time.sleep(2)
         result = load.stop()
+    print(out.stdout)
+    print(f"promote ran {t_promote:.1f}-{t_done:.1f} s; failures at {result.failed_at_s[:3]}...{result.failed_at_s[-3:]}")
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "FAILED" in out.stdout and f"rolled back to trial #{good}" in out.stdout
+    assert "FAILED" in out.stdout and f"rolled back to trial #{good['trial']}" in out.stdout
     assert "0 failed requests" in out.stdout  # the verification load itself was served
     print(f"bad promotion + rollback under a 40 req/s client: {result.summary()}")
-    # Goal (issue 6): zero failures. Held in local runs (0 of 1,125) but not in one CI run
-    # (415 of 1,342 got 503, queue full, during the rollback). What must always hold: no
-    # request hit a dead replica (no 5xx but 503, no reset connection), and most were served.
+    # Goal (issue 6): zero failures. Held here idle (0 of 1,173) and beside one busy process
+    # (0 of 1,403), not with both cores saturated by other work (342 and 399 of ~1,600 got
+    # 503, queue full, during the rollback; one CI run sharing the machine: 415 of 1,342).
+    # What must always hold: no request hit a dead replica (no 5xx but 503, no reset
+    # connection), and most were served.
     assert set(result.failed_by_status) <= {503}, (result.failed_by_status, result.errors_sample)
     assert set(result.failed_by_kind) <= {"http_status"}, result.failed_by_kind
     assert result.requests_ok > 200 and result.requests_failed < result.requests_ok, result.summary()
     history = promotions(work)
-    assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good
-    assert history[-1]["trial"] == good and history[-1]["active"]
+    assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good["trial"]
+    assert history[-1]["trial"] == good["trial"] and history[-1]["active"]
 
 
 def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
