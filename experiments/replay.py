@@ -85,11 +85,20 @@ class Landscape:
     def feasible(self, row: dict, slo: bool) -> bool:
         return row["runnable"] and row["accuracy"] >= self.floor and (not slo or row["latency_p95_ms"] <= self.slo_ms)
 
-    def hv(self, rows: list[dict]) -> float:
+    def hv(self, rows: list[dict], tolerance: float = 0.0) -> float:
+        """Hypervolume of `rows`; with a `tolerance`, each counts as that much better in every
+        objective (a point within measurement noise of a front point counts as finding it)."""
         if not rows:
             return 0.0
-        pts = normalised_minimised(np.array([[r[k] for k in OBJ] for r in rows]), OBJ, self.lo, self.hi)
+        vals = np.array([[r[k] for k in OBJ] for r in rows]) * np.array([1 + tolerance, 1 / (1 + tolerance), 1 / (1 + tolerance)])
+        pts = normalised_minimised(vals, OBJ, self.lo, self.hi)
         return hypervolume(pts, np.full(3, REFERENCE_POINT))
+
+    def contributions(self) -> list[tuple[TrialConfig, float]]:
+        """Each feasible configuration's exclusive share of the exhaustive hypervolume."""
+        ok = [(c, v) for c, v in self.table.items() if self.feasible(v, slo=False)]
+        shares = [(c, 1 - self.hv([w for d, w in ok if d != c]) / self.full_hv) for c, _ in ok]
+        return sorted([x for x in shares if x[1] > 1e-4], key=lambda x: -x[1])
 
 
 def context_for(land: Landscape) -> SamplerContext:
@@ -103,7 +112,7 @@ def context_for(land: Landscape) -> SamplerContext:
                           slo_ms=None)
 
 
-def run(land: Landscape, sampler_name: str, seed: int, trials: int, slo: bool) -> dict:
+def run(land: Landscape, sampler_name: str, seed: int, trials: int, slo: bool, tolerance: float = 0.0) -> dict:
     ctx = context_for(land)
     if slo:
         ctx = SamplerContext(**{**ctx.__dict__, "slo_ms": land.slo_ms})
@@ -125,7 +134,7 @@ def run(land: Landscape, sampler_name: str, seed: int, trials: int, slo: bool) -
             found_rows.append(row)
             if slo and optimum_at is None and row["cost_usd_per_million"] <= land.optimum_cost * (1 + FOUND_TOLERANCE):
                 optimum_at = i + 1
-        curve.append(land.hv(found_rows) / land.full_hv if not slo else None)
+        curve.append(min(1.0, land.hv(found_rows, tolerance) / land.full_hv) if not slo else None)
     out = {"sampler": sampler_name, "seed": seed, "scenario": "slo" if slo else "front", "configs": chosen}
     if slo:
         out["slo_ms"] = land.slo_ms
@@ -186,6 +195,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60, help="trials per run in the front scenario")
     parser.add_argument("--slo-trials", type=int, default=None, help="trials per run in the SLO scenario (default 10%% of the grid)")
     parser.add_argument("--slo-ms", default=None, help="comma-separated p95 SLOs (default: the 25/50/75th percentiles of p95)")
+    parser.add_argument("--hv-tolerance", type=float, default=0.0,
+                        help="credit each point found this much better in every objective (e.g. 0.03: "
+                             "within measurement noise of a front point counts as finding it); default 0, strict")
+    parser.add_argument("--contributions", action="store_true",
+                        help="print each configuration's exclusive share of the exhaustive hypervolume, and exit")
     parser.add_argument("--json", action="store_true", help="print every run (configs chosen, in order) as JSON")
     parser.add_argument("--out-stem", default=None,
                         help="result files' name in experiments/results/ (default replay_<model>)")
@@ -194,6 +208,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     table, meta = load_grid(args.grid)
     land = Landscape(table, meta)
+    if args.contributions:
+        for cfg, share in land.contributions():
+            row = table[cfg]
+            print(f"{share:6.1%}  {cfg.label()}  "
+                  + "  ".join(f"{k} {row[k]:.4g}" for k in OBJ))
+        return
     slos = ([float(x) for x in args.slo_ms.split(",")] if args.slo_ms
             else [float(np.percentile(land.p95_values, q)) for q in (25, 50, 75)])
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -201,7 +221,7 @@ def main() -> None:
     results = []
     for name in args.sampler.split(","):
         for seed in seeds:
-            front = run(land, name, seed, min(args.trials, len(table)), slo=False)
+            front = run(land, name, seed, min(args.trials, len(table)), slo=False, tolerance=args.hv_tolerance)
             results.append(front)
             found = []
             for slo_ms in slos:
@@ -224,7 +244,7 @@ def main() -> None:
             w.writerows(summary)
         (RESULTS / f"{stem}.json").write_text(json.dumps(
             {"grid": str(args.grid), "grid_size": len(table), "slo_ms": slos, "reference_point": REFERENCE_POINT,
-             "found_tolerance": FOUND_TOLERANCE, "summary": summary, "runs": results}, indent=1) + "\n")
+             "found_tolerance": FOUND_TOLERANCE, "hv_tolerance": args.hv_tolerance, "summary": summary, "runs": results}, indent=1) + "\n")
         plot(results, land, RESULTS / f"{stem}.png")
         for row in summary:
             print(row)

@@ -43,6 +43,16 @@ def _env() -> dict[str, str]:
     return {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
 
 
+def serving_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process that starts a Ray cluster for serving: Ray's workers
+    (Serve's proxy, controller and replicas) at nice 0 instead of Ray's default 15. At 15 any
+    ordinary process, a client or the `tuner` CLI itself, takes the CPU from them; on 2 cores
+    that turned a new replica's start-up into seconds of stalled serving (1476 of 2166
+    requests failed in two promote + rollback rounds under a 40 req/s client). A user's own
+    RAY_worker_niceness wins."""
+    return {"RAY_worker_niceness": "0", **(os.environ if base is None else base)}
+
+
 def _ray_bin(name: str) -> str:
     local = Path(sys.executable).with_name(name)
     return str(local) if local.exists() else (shutil.which(name) or name)
@@ -86,13 +96,7 @@ def local_cluster(start: bool = True) -> ServeCluster | None:
     cmd = [_ray_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
            "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--num-cpus={2 * cores}",
            f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    # Ray starts its workers (Serve's proxy, controller and replicas) at nice 15 by default, so
-    # any ordinary process, a client or the `tuner promote` CLI itself, takes the CPU from
-    # them. On 2 cores that turned a new replica's start-up into seconds of stalled serving
-    # (queue full: 503s; 1476 of 2166 requests failed in two promote + rollback rounds under
-    # a 40 req/s client). Serving is this cluster's job: its workers run at nice 0.
-    env = {"RAY_worker_niceness": "0", **_env()}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=serving_env(_env()))
     if out.returncode != 0:
         raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")
     cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
+from serving.deploy import serving_env
 from serving.serve_config import load_serve_config
 from tuner.errors import field_error
 
@@ -120,10 +121,8 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
     url, name = endpoint(config)
     # Own process group: Ctrl-C in a terminal reaches only us; killpg reaches all of Ray.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    # A Ray cluster `serve run` starts runs its workers at nice 0, not Ray's default 15, which
-    # lets any client on this machine take the CPU from serving (see serving.deploy).
-    env = {"RAY_worker_niceness": "0", **os.environ}
-    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL, env=env, **group)
+    # A Ray cluster `serve run` starts runs its workers at nice 0 (see serving_env).
+    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL, env=serving_env(), **group)
     signals_seen = 0
 
     def forward(_signum: int, _frame: object) -> None:

@@ -208,3 +208,10 @@ def test_load_rejects_invalid_application_args(model_file: Path, tmp_path: Path)
     path = write_serve_config(config, tmp_path / "serve.yaml")
     with pytest.raises(TunerError, match=r"applications\[0\]\.args\.batch_size.*-3"):
         load_serve_config(path)
+
+
+def test_serving_clusters_start_rays_workers_at_nice_0_unless_the_user_chose() -> None:
+    from serving.deploy import serving_env
+
+    assert serving_env({"PATH": "/bin"}) == {"RAY_worker_niceness": "0", "PATH": "/bin"}
+    assert serving_env({"RAY_worker_niceness": "10"})["RAY_worker_niceness"] == "10"
