@@ -8,7 +8,8 @@ model file exists.
 Limits and updates it sets (Ray Serve 2.60 behaviour):
 
 - ``max_ongoing_requests`` per replica (2 x batch_size: one batch runs while the next fills).
-- ``max_queued_requests``: requests the proxy holds while every replica is full; one more is
+- ``max_queued_requests``: requests the proxy holds while every replica is full (4 x
+  max_ongoing_requests x replicas, at least 64); one more is
   answered at once with HTTP 503 (text/plain "Request dropped due to backpressure ...", plus
   ``Retry-After`` from ``backpressure_config``; Ray has no JSON form for it).
 - ``http_options.request_timeout_s``: Ray's proxy answers HTTP 408 (text/plain "Request ...
@@ -92,7 +93,7 @@ def make_serve_config(
         app_name: the Serve application's name.
         max_ongoing_requests: requests one replica takes at once; None: 2 x batch_size.
         max_queued_requests: requests the proxy holds when every replica is full before it
-            answers 503; None: 4 x max_ongoing_requests x replicas.
+            answers 503; None: 4 x max_ongoing_requests x replicas, at least 64.
         request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
             longest a replica waits for a request body.
         graceful_shutdown_timeout_s: how long a stopping replica may finish its requests;

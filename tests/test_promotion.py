@@ -130,14 +130,12 @@ def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work:
     assert "FAILED" in out.stdout and f"rolled back to trial #{good['trial']}" in out.stdout
     assert "0 failed requests" in out.stdout  # the verification load itself was served
     print(f"bad promotion + rollback under a 40 req/s client: {result.summary()}")
-    # Goal (issue 6): zero failures. Held here idle (0 of 1,173) and beside one busy process
-    # (0 of 1,403), not with both cores saturated by other work (342 and 399 of ~1,600 got
-    # 503, queue full, during the rollback; one CI run sharing the machine: 415 of 1,342).
-    # What must always hold: no request hit a dead replica (no 5xx but 503, no reset
-    # connection), and most were served.
-    assert set(result.failed_by_status) <= {503}, (result.failed_by_status, result.errors_sample)
-    assert set(result.failed_by_kind) <= {"http_status"}, result.failed_by_kind
-    assert result.requests_ok > 200 and result.requests_failed < result.requests_ok, result.summary()
+    # Zero failures: held here idle (0 of 1,173) and beside one busy process (0 of 1,403).
+    # Not when other work saturates both cores (342-412 of ~1,600 got 503 during the
+    # rollback: the bad batch-2 version then serves too slowly while the good one starts);
+    # README, "switch".
+    assert result.requests_failed == 0, (result.summary(), result.failed_by_status, result.errors_sample)
+    assert result.requests_ok > 200, result.summary()
     history = promotions(work)
     assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good["trial"]
     assert history[-1]["trial"] == good["trial"] and history[-1]["active"]
@@ -160,8 +158,7 @@ def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
     assert back.returncode == 0, back.stdout + back.stderr
     assert f"trial #{current} is serving again" in back.stdout
     print(f"promote + tuner rollback under a 40 req/s client: {result.summary()}")
-    assert set(result.failed_by_status) <= {503}, (result.failed_by_status, result.errors_sample)
-    assert result.requests_failed < result.requests_ok, result.summary()  # goal 0: see above
+    assert result.requests_failed == 0, (result.summary(), result.failed_by_status, result.errors_sample)
     assert promotions(work)[-1]["trial"] == current
 
 

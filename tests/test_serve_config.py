@@ -101,6 +101,12 @@ def test_limits_and_update_policy_can_be_set(model_file: Path) -> None:
     assert args.max_body_bytes == 1000 and args.body_timeout_s == 5
 
 
+def test_queue_bound_has_a_floor_for_small_batches(model_file: Path) -> None:
+    # batch 1: 2 ongoing, 8 queued by the rule alone; a 0.2 s hiccup at 40 req/s overflowed it.
+    assert _deployment(_config(model_file, batch_size=1, replicas=1)).max_queued_requests == 64
+    assert _deployment(_config(model_file, batch_size=1, replicas=1, max_queued_requests=3)).max_queued_requests == 3
+
+
 def test_queue_bound_grows_with_the_replicas_it_feeds(model_file: Path) -> None:
     one = _deployment(_config(model_file, replicas=1)).max_queued_requests
     three = _deployment(_config(model_file, replicas=3)).max_queued_requests
