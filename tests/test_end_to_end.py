@@ -127,6 +127,16 @@ def test_show_json_follows_the_contract(studied: Path) -> None:
     assert all(t["feasible"] for t in complete if t["pareto"])
 
 
+def test_show_piped_into_head_stops_quietly(studied: Path) -> None:
+    """`tuner show | head -3`: the reader closes the pipe early; no traceback, exit 141."""
+    proc = subprocess.Popen([sys.executable, "-m", "tuner", "show", "--study", "digits-cnn"], cwd=studied,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # what head does after its lines; here before tuner writes any
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141, (proc.returncode, err)
+
+
 def test_rerun_continues_the_study_to_the_new_count(studied: Path) -> None:
     run = tuner(studied, "tune", "--model", "digits-cnn", "--trials", "9", "--space", "small.yaml")
     assert run.returncode == 0, run.stdout + run.stderr

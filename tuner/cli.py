@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -325,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # serve forwards signals to `serve run` itself
         interrupts.install()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except TunerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -333,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: trials in flight were cancelled and recorded as FAIL; measured trials are saved "
               "in the storage. Rerun the same command to continue the study.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":
