@@ -6,11 +6,11 @@
 Data: shared/reference/fpga_calibration.csv only (AMD Model Zoo v1.4 / v2.0 tables for
 ZCU104 2 x B4096 and Alveo U50 DPUCAHX8H). No other published figure is read.
 
-Fitted (tuner.fpga.calibration.FITTED), by scipy least squares on log(predicted / published
+Fitted (tuner.costmodels.fpga.calibration.FITTED), by scipy least squares on log(predicted / published
 multi-thread fps), bounded, three starts, with a weak pull (weight 0.05) towards the priors:
     compute_efficiency, memory_efficiency, layer_overhead_cycles, call_overhead_us
 then host_call_overhead_ms.shared_ddr on the ZCU104 1-thread latencies. Every other parameter
-keeps its prior (tuner/fpga/params.py says why). The reference architectures are built from
+keeps its prior (tuner/costmodels/fpga/params.py says why). The reference architectures are built from
 their code and exported to ONNX (cached), so the first run takes a few minutes.
 """
 
@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tuner.fpga.calibration import (  # noqa: E402
+from tuner.costmodels.fpga.calibration import (  # noqa: E402
     DEFAULT_CSV, architecture_layers, fit, geomean, predict, read_rows,
 )
-from tuner.fpga.devices import load_devices  # noqa: E402
-from tuner.fpga.params import PARAMS_FILE, DpuParams, save_params  # noqa: E402
+from tuner.costmodels.fpga.devices import load_devices  # noqa: E402
+from tuner.costmodels.fpga.params import PARAMS_FILE, DpuParams, save_params  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     params = params.replace(fit={**params.fit, "csv": "shared/reference/fpga_calibration.csv",
                                  "csv_sha256_16": csv_sha, "boards": sorted(boards)})
     header = (
-        "Free parameters of the DPU cost model (tuner/fpga/dpu_model.py, docs/fpga_model.md).\n"
+        "Free parameters of the DPU cost model (tuner/costmodels/fpga/dpu_model.py, docs/fpga_model.md).\n"
         "WRITTEN BY experiments/fpga_calibrate.py: do not edit by hand; rerun it.\n"
         f"Fitted on {len(rows)} rows of shared/reference/fpga_calibration.csv "
         f"({', '.join(sorted(boards))}), AMD Model Zoo measurements, and on nothing else.\n"

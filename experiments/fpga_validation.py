@@ -10,7 +10,7 @@ with the error factor max(pred/pub, pub/pred) of each and their geometric means,
     Z->U      fitted on the ZCU104 rows only, tested on the U50 rows
     U->Z      fitted on the U50 rows only, tested on the ZCU104 rows
     both      fitted on all rows (refitted here from the priors), in-sample
-    prior     no fit at all: the priors of tuner/fpga/params.py
+    prior     no fit at all: the priors of tuner/costmodels/fpga/params.py
 
 beside the baseline the issue asks us to beat: a lookup of each architecture's measured
 efficiency on the fitting board (the median efficiency for an architecture it lacks).
@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tuner.fpga.calibration import (  # noqa: E402
+from tuner.costmodels.fpga.calibration import (  # noqa: E402
     DEFAULT_CSV, architecture_layers, error_factor, fit, geomean, lookup_baseline, predict,
     read_rows,
 )
-from tuner.fpga.devices import load_devices  # noqa: E402
-from tuner.fpga.params import DpuParams, load_params  # noqa: E402
+from tuner.costmodels.fpga.devices import load_devices  # noqa: E402
+from tuner.costmodels.fpga.params import DpuParams, load_params  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "fpga"
 TARGETS = {"Z->U": (1.2, 2.0), "U->Z": (1.2, 2.0), "both": (1.15, 2.0)}

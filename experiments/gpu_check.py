@@ -150,7 +150,7 @@ def _build_fp32(name: str, notes: list[str]) -> tuple[Path | None, Any, str]:
     """The fp32 ONNX path (None if the export failed), the TorchSource, and the weights' origin."""
     import io
 
-    from tuner.gpu.torch_models import TorchSource, torch_source_from_fp32
+    from tuner.evaluators.gpu.torch_models import TorchSource, torch_source_from_fp32
     from tuner.models.builtin import BUILTINS, fp32_path
 
     try:
@@ -174,10 +174,10 @@ def _build_fp32(name: str, notes: list[str]) -> tuple[Path | None, Any, str]:
 
 
 def _analyze_graph() -> Callable[..., list]:
-    """tuner.fpga.graph.analyze_graph. The tuner.fpga package imports pydantic, which GPU images
+    """tuner.costmodels.graph.analyze_graph. The tuner.costmodels.fpga package imports pydantic, which GPU images
     often lack; graph.py itself needs only onnx, so without pydantic it is loaded on its own."""
     try:
-        from tuner.fpga.graph import analyze_graph
+        from tuner.costmodels.graph import analyze_graph
     except ImportError:
         import importlib.util
 
@@ -193,7 +193,7 @@ def load_model(name: str, onnx_precisions: tuple[str, ...], notes: list[str]) ->
     """Build (or take from tuner's cache) the variants with tuner's own model code."""
     import onnx
 
-    from tuner.gpu.whatif import gflops_per_instance
+    from tuner.costmodels.gpu.whatif import gflops_per_instance
     from tuner.models import variants
     from tuner.models.builtin import BUILTINS
 
@@ -227,8 +227,8 @@ def machine_facts() -> dict[str, Any]:
     import socket
     from datetime import datetime, timezone
 
-    from tuner.evaluators.gpu_select import detect_runtime
-    from tuner.gpu.nvml import device_facts
+    from tuner.evaluators.gpu.select import detect_runtime
+    from tuner.evaluators.gpu.nvml import device_facts
 
     facts = detect_runtime()
     out: dict[str, Any] = {
@@ -261,7 +261,7 @@ def _peak(device: Any, precision: str) -> float | None:
 
 def measure(bench: Any, model: CheckModel, backend: str, precision: str, batch: int, device: Any,
             transfers: bool = True) -> dict[str, Any]:
-    from tuner.evaluators.protocol import run_protocol
+    from tuner.evaluators.windows import run_protocol
 
     row: dict[str, Any] = {"model": model.name, "backend": backend, "precision": precision, "batch_size": batch,
                            "copies": "timed" if transfers else "excluded"}
@@ -301,7 +301,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _calibrate(rows: list[dict[str, Any]], models: dict[str, CheckModel], device: Any, card: str) -> dict[str, Any]:
     from tuner.errors import TunerError
-    from tuner.gpu.whatif import CalibrationSample, fit_calibration
+    from tuner.costmodels.gpu.whatif import CalibrationSample, fit_calibration
 
     out: dict[str, Any] = {}
     for precision in PRECISIONS:
@@ -342,7 +342,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
 
-    from tuner.evaluators.gpu_select import GpuPlan, GpuRefusal, detect_runtime, plan_gpu
+    from tuner.evaluators.gpu.select import GpuPlan, GpuRefusal, detect_runtime, plan_gpu
 
     facts = detect_runtime()
     if not facts.any_gpu_runtime and not args.dry_run_cpu:
@@ -350,11 +350,11 @@ def main(argv: list[str]) -> int:
               f"{facts.ort_version} providers {list(facts.ort_providers)}). Run it on a machine with an NVIDIA "
               "GPU and torch with CUDA or onnxruntime-gpu.", file=sys.stderr)
         return 2
-    from tuner.evaluators.gpu import GpuReplicaBench
+    from tuner.evaluators.gpu.bench import GpuReplicaBench
 
     def make_bench(backend: str, precision: str, memory_fraction: float | None = None, transfers: bool = True) -> Any:
         if args.dry_run_cpu:
-            from tuner.gpu.runners import TorchRunner
+            from tuner.evaluators.gpu.runners import TorchRunner
 
             return GpuReplicaBench._on_runner(TorchRunner("cpu", precision, None, transfers), backend, precision)
         return GpuReplicaBench(backend, 0, precision, memory_fraction=memory_fraction, time_transfers=transfers)
@@ -366,7 +366,7 @@ def main(argv: list[str]) -> int:
     device = None
     notes: list[str] = []
     try:
-        from tuner.gpu.devices import load_gpu_devices, match_device
+        from tuner.costmodels.gpu.devices import load_gpu_devices, match_device
 
         device = load_gpu_devices()[args.device_key] if args.device_key else match_device(card)
         if device is None:

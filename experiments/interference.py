@@ -19,8 +19,9 @@ from common import write_results
 
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from tuner.runner import RayCluster, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 PAIRS = [  # (measured config, the other trial running beside it)
     ("digits-cnn", TrialConfig("cpu", 8, "int8", 1, 1), TrialConfig("cpu", 64, "fp32", 1, 1)),
@@ -40,7 +41,7 @@ def main() -> None:
     try:
         for name, target, other in PAIRS:
             model = prepare_model(name, {}, {"fp32", "int8"}, log=lambda s: None)
-            runner = TrialRunner(model, settings, LoadSpec(), {}, cluster)
+            runner = RayRunner(model, settings, LoadSpec(), {}, cluster)
             for r in range(args.rounds):
                 idle = cluster.allocator.try_reserve(1, 1)  # hold the first core idle
                 alone = runner.run(target)

@@ -18,7 +18,7 @@ from pathlib import Path
 from common import write_results
 from ray.cluster_utils import Cluster
 
-from tuner.tune import TuneOptions, tune
+from tuner.study.tune import TuneOptions, tune
 
 SPACE = """
 platforms:

@@ -19,14 +19,17 @@ import time
 
 from common import RESULTS, machine
 
-from tuner.fpga.devices import load_devices
+from tuner.costmodels.fpga.devices import load_devices
 from tuner.metrics import METRIC_KEYS
 from tuner.models.prepare import prepare_model
-from tuner.outcome import make_outcome
+from tuner.study.outcome import make_outcome
 from tuner.prices import load_prices
-from tuner.records import CONFIG_KEYS
-from tuner.runner import RayCluster, TrialFailed, TrialRunner
-from tuner.search_space import load_space
+from tuner.study.readback import CONFIG_KEYS
+from tuner.runner.base import TrialFailed
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.load import load_space
+from tuner.search.suggest import enumerate_configs
 
 
 KEYS = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
@@ -57,12 +60,12 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         info = cluster.info({k: d.cores for k, d in devices.items()})
-        grid = space.enumerate(info)
+        grid = enumerate_configs(space, info)
         random.Random(args.seed).shuffle(grid)
         grid = grid[: args.limit] if args.limit else grid
         precisions = {c.precision for c in grid}
         model = prepare_model(args.model, {}, precisions, log=print)
-        runner = TrialRunner(model, space.measurement, space.load, devices, cluster)
+        runner = RayRunner(model, space.measurement, space.load, devices, cluster)
         constraints = space.constraints.to_constraints()
         for i, config in enumerate(grid):
             row = {k: getattr(config, k) for k in CONFIG_KEYS} | {"device": config.device}

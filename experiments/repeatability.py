@@ -15,8 +15,9 @@ from common import write_results
 
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from tuner.runner import RayCluster, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 CONFIGS = [
     ("digits-cnn", TrialConfig("cpu", 1, "fp32", 1, 1)),
@@ -36,7 +37,7 @@ def main() -> None:
     cluster = RayCluster(None)
     models = {name: prepare_model(name, {}, {"fp32", "fp16", "int8"}, log=lambda s: None)
               for name in sorted({n for n, _ in CONFIGS})}
-    runners = {name: TrialRunner(m, MeasurementSettings(), LoadSpec(), {}, cluster) for name, m in models.items()}
+    runners = {name: RayRunner(m, MeasurementSettings(), LoadSpec(), {}, cluster) for name, m in models.items()}
     rows = []
     try:
         for r in range(args.repeats):

@@ -37,11 +37,13 @@ from common import RESULTS  # noqa: E402
 
 from tuner.cluster_info import ClusterInfo  # noqa: E402
 from tuner.config import TrialConfig  # noqa: E402
-from tuner.hypervolume import REFERENCE_POINT, hypervolume, normalised_minimised  # noqa: E402
+from tuner.front.hypervolume import REFERENCE_POINT, hypervolume, normalised_minimised  # noqa: E402
 from tuner.metrics import directions_for  # noqa: E402
 from tuner.prices import load_prices  # noqa: E402
-from tuner.samplers import SAMPLERS, SamplerContext, make_sampler  # noqa: E402
-from tuner.search_space import SearchSpace  # noqa: E402
+from tuner.search.context import SamplerContext  # noqa: E402
+from tuner.search.samplers import SAMPLERS, make_sampler  # noqa: E402
+from tuner.spec.space import SearchSpace  # noqa: E402
+from tuner.search.suggest import suggest
 
 OBJ = ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
 FOUND_TOLERANCE = 0.03
@@ -121,7 +123,7 @@ def run(land: Landscape, sampler_name: str, seed: int, trials: int, slo: bool, t
     chosen, found_rows, curve, optimum_at = [], [], [], None
     for i in range(trials):
         trial = study.ask()
-        cfg = land.space.suggest(trial, land.cluster)
+        cfg = suggest(land.space, trial, land.cluster)
         row = land.table[cfg]
         chosen.append(cfg.to_dict())
         trial.set_constraint("accuracy", land.floor - (row["accuracy"] or 0.0))

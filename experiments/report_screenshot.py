@@ -76,7 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     page = args.html
     if args.study is not None:
-        from tuner.cli_report import run
+        from tuner.cli.report import run
 
         folder = args.report_dir or Path(tempfile.mkdtemp(prefix="tuner-report-"))
         rc = run(argparse.Namespace(study=args.study, storage=args.storage, out=folder))

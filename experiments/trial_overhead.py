@@ -18,8 +18,9 @@ from common import write_results
 
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from tuner.runner import RayCluster, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 CONFIGS = {
     "digits-cnn": [TrialConfig("cpu", b, p, r, t) for p in ("fp32", "int8") for b, r, t in ((1, 1, 1), (32, 2, 1), (8, 1, 2))],
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         for name, configs in CONFIGS.items():
             model = prepare_model(name, {}, {"fp32", "int8"}, log=lambda s: None)
-            runner = TrialRunner(model, settings, LoadSpec(), {}, cluster)
+            runner = RayRunner(model, settings, LoadSpec(), {}, cluster)
             for config in configs:
                 d = runner.run(config).details
                 rows.append({"model": name, "config": config.label(), "actors_reused": d["actors_reused"],

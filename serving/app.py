@@ -8,7 +8,7 @@ class in the signature, not a string).
 Concurrent requests are batched by `@serve.batch`, counted in instances rather than requests,
 so one ONNX Runtime call never sees more than `batch_size` instances.
 
-Requests are JSON or binary (the binary tensor data extension, `serving.wire`). A replica
+Requests are JSON or binary (the binary tensor data extension, `serving.v2.wire`). A replica
 answers every problem with a V2 error body ``{"error": message}``: 400 for a bad request,
 404 for an unknown model, 408 when the body does not arrive within ``args.body_timeout_s``,
 413 for a body over the limit (checked from content-length before reading, and while
@@ -35,15 +35,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tuner
 from serving.metrics import ServerMetrics
-from serving.model import (  # re-exported for callers that know them from here
-    ORT_TYPES,
-    ServeArgs,
-    describe_model,
-    load_session,
-    require_model_file,
-)
-from serving.v2types import HEADER_LENGTH, ProtocolError, RequestTimeout
-from serving.wire import (
+from serving.args import DEPLOYMENT_NAME, ServeArgs, max_ongoing_requests_for, max_queued_requests_for
+from serving.model import ORT_TYPES, describe_model, load_session, require_model_file
+from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout
+from serving.v2.wire import (
     body_too_large,
     check_content_type,
     encode_infer_response,
@@ -61,24 +56,6 @@ Tensors = dict[str, np.ndarray]
 
 PLATFORM = "onnxruntime_onnx"
 MODEL_VERSION = "1"
-#: Queued requests per request a replica runs: 4 x max_ongoing_requests per replica is about
-#: eight batches waiting per replica, a short wait, before the proxy answers 503.
-QUEUE_FACTOR = 4
-#: ... but never fewer than this: batch 1 alone gave 8, and a 0.2 s hiccup at 40 req/s (a new
-#: version's start-up taking the CPU during a switch) then answered 503s.
-QUEUE_MIN = 64
-
-
-def max_ongoing_requests_for(batch_size: int) -> int:
-    """Requests a replica accepts at once: one batch running while the next one fills."""
-    return 2 * batch_size
-
-
-def max_queued_requests_for(max_ongoing_requests: int, replicas: int) -> int:
-    """Requests the proxy holds when every replica is full; more are answered 503 at once."""
-    return max(QUEUE_MIN, QUEUE_FACTOR * max_ongoing_requests * replicas)
-
-
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body, refused past `limit` bytes or `timeout_s` seconds.
 
@@ -290,8 +267,8 @@ class ModelServer:
         return [{n: split[n][i] for n in names} for i in range(len(requests))]
 
 
-#: The Serve deployment; its name ("ModelServer") is the one the Serve config refers to.
-ModelDeployment: Deployment = serve.deployment(serve.ingress(fastapi_app)(ModelServer))
+#: The Serve deployment; its name (`serving.args.DEPLOYMENT_NAME`) is the one the Serve config refers to.
+ModelDeployment: Deployment = serve.deployment(name=DEPLOYMENT_NAME)(serve.ingress(fastapi_app)(ModelServer))
 
 
 def build_app(args: ServeArgs) -> Application:

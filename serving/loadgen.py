@@ -32,8 +32,8 @@ from typing import Any, Literal, Protocol
 import aiohttp
 import numpy as np
 
-from serving.v2types import HEADER_LENGTH
-from serving.wire import ResponseError, decode_infer_response, encode_infer_request
+from serving.v2.types import HEADER_LENGTH
+from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
 
 Mode = Literal["offline", "server"]

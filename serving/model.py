@@ -1,20 +1,17 @@
-"""What one replica serves: its typed args, its ONNX Runtime session, its tensors' metadata.
+"""What one replica serves: its ONNX Runtime session and its tensors' metadata.
 
-No Ray import: tests build sessions and metadata here without a cluster. (No
-``from __future__ import annotations`` either: `ServeArgs` is the annotation Ray validates the
-Serve config's ``args`` with.)
+No Ray import: tests build sessions and metadata here without a cluster.
 """
 
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.v2types import InputMeta, TensorMeta, v2_datatype
-from tuner.config import PRECISIONS
+from serving.args import ServeArgs
+from serving.v2.types import InputMeta, TensorMeta, v2_datatype
 from tuner.errors import TunerError, field_error
-from tuner.evaluators.cpu import session_options
+from tuner.models.sessions import session_options
 
 #: ONNX Runtime type -> numpy dtype of the tensors we serve.
 ORT_TYPES: dict[str, np.dtype] = {
@@ -25,52 +22,6 @@ ORT_TYPES: dict[str, np.dtype] = {
         ("uint8", "uint8"), ("uint16", "uint16"), ("uint32", "uint32"), ("uint64", "uint64"),
     ]
 }
-
-
-class ServeArgs(BaseModel):
-    """The ``args`` of the application in the Serve config; unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_name: str = Field(min_length=1, description="Name in the URL: /v2/models/NAME/infer.")
-    model_path: str = Field(description="Absolute path to the .onnx file every replica loads.")
-    precision: str = Field(description=f"Precision of the model file, one of {PRECISIONS}.")
-    batch_size: int = Field(ge=1, description="Most instances per ONNX Runtime call and request.")
-    threads_per_replica: int = Field(ge=1, description="ONNX Runtime intra-op threads per replica.")
-    batch_wait_timeout_s: float = Field(
-        default=0.005, ge=0, description="Longest wait for a batch to fill, in seconds."
-    )
-    input_shapes: dict[str, list[int]] = Field(
-        default_factory=dict,
-        description="Per-instance shape (no batch dim) of inputs whose other dims are dynamic.",
-    )
-    max_body_bytes: int | None = Field(
-        default=None, ge=1,
-        description="Largest request body in bytes (HTTP 413 above it); null derives it from "
-        "batch_size and the model's inputs, sized for JSON.",
-    )
-    body_timeout_s: float = Field(
-        default=30.0, gt=0,
-        description="Longest time, in seconds, a replica waits for a request body (HTTP 408 "
-        "after it), so that slow uploads cannot hold a replica's request slots.",
-    )
-
-    @field_validator("model_path")
-    @classmethod
-    def _absolute_onnx(cls, value: str) -> str:
-        if not Path(value).is_absolute() or Path(value).suffix != ".onnx":
-            raise ValueError(
-                f"Got {value!r} for model_path. It must be an absolute path to an .onnx file, "
-                "because replicas run in other working directories. Write the full path."
-            )
-        return value
-
-    @field_validator("precision")
-    @classmethod
-    def _known_precision(cls, value: str) -> str:
-        if value not in PRECISIONS:
-            raise ValueError(f"Got {value!r} for precision. Use one of {list(PRECISIONS)}.")
-        return value
 
 
 def require_model_file(model_path: str) -> Path:

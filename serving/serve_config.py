@@ -34,16 +34,14 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
-from serving.app import (
-    ModelDeployment,
+from serving.args import (
+    DEPLOYMENT_NAME,
+    IMPORT_PATH,
     ServeArgs,
     max_ongoing_requests_for,
     max_queued_requests_for,
 )
 from tuner.errors import TunerError, field_error
-
-IMPORT_PATH = "serving.app:build_app"
-DEPLOYMENT_NAME: str = ModelDeployment.name
 
 
 def _validation_message(exc: ValidationError, where: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tuner.cores import CoreAllocator, split_host_cores
+from tuner.runner.cores import CoreAllocator, split_host_cores
 
 
 def test_nodes_on_one_host_split_its_cores_and_never_exceed_them() -> None:

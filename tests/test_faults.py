@@ -5,7 +5,6 @@ A killed driver, Ctrl-C / SIGTERM, a killed Ray worker, a removed worker node.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,8 +19,10 @@ import pytest
 
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from tuner.runner import RayCluster, TrialFailed, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.base import TrialFailed
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +144,7 @@ def test_removed_worker_node_fails_its_trial_and_the_others_run() -> None:
     try:
         cluster = RayCluster(nodes.address)
         long = MeasurementSettings(warmup_s=0.1, window_s=4, min_windows=3, max_windows=3, trial_timeout_s=120)
-        runner = TrialRunner(model, long, LoadSpec(), {}, cluster)
+        runner = RayRunner(model, long, LoadSpec(), {}, cluster)
         results: list = []
 
         def run() -> None:
@@ -162,7 +163,7 @@ def test_removed_worker_node_fails_its_trial_and_the_others_run() -> None:
         assert len(results) == 1 and isinstance(results[0], TrialFailed), results
         assert not results[0].infeasible
         short = MeasurementSettings(warmup_s=0.1, window_s=0.5, min_windows=2, max_windows=2, trial_timeout_s=60)
-        after = TrialRunner(model, short, LoadSpec(), {}, cluster).run(TrialConfig("cpu", 8, "fp32", 1, 1))
+        after = RayRunner(model, short, LoadSpec(), {}, cluster).run(TrialConfig("cpu", 8, "fp32", 1, 1))
         assert after.details["placement"][0]["node_id"] != busy  # the study goes on, elsewhere
     finally:
         if cluster is not None:

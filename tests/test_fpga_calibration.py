@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import TunerError
-from tuner.fpga import calibration as cal
-from tuner.fpga.devices import load_devices
-from tuner.fpga.graph import LayerCost
-from tuner.fpga.params import PARAMS_FILE, DpuParams, load_params, save_params
+from tuner.costmodels.fpga import calibration as cal
+from tuner.costmodels.fpga.devices import load_devices
+from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.fpga.params import PARAMS_FILE, DpuParams, load_params, save_params
 from tuner.models.builtin import BUILTINS
 
 DEVICES = load_devices()

@@ -11,7 +11,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from tuner.errors import TunerError
-from tuner.fpga.graph import analyze_graph
+from tuner.costmodels.graph import analyze_graph
 
 OPSET = 18
 

@@ -17,8 +17,8 @@ import torch
 from test_gpu_evaluator import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source
 from test_gpu_whatif import tiny_cnn
 from tuner.evaluators.cpu import ReplicaBench
-from tuner.evaluators.gpu import GpuReplicaBench
-from tuner.evaluators.gpu_select import RuntimeFacts
+from tuner.evaluators.gpu.bench import GpuReplicaBench
+from tuner.evaluators.gpu.select import RuntimeFacts
 from tuner.models.spec import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_oom_check_fails_a_bench_that_does_not(runner, words):
 
 
 def test_script_exits_2_with_a_message_without_cuda(monkeypatch, capsys):
-    import tuner.evaluators.gpu_select as select
+    import tuner.evaluators.gpu.select as select
 
     monkeypatch.setattr(select, "detect_runtime", lambda: RuntimeFacts("1.32.0", ("CPUExecutionProvider",), "2.13.0"))
     assert gpu_check.main([]) == 2

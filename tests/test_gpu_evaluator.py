@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
-from tuner.evaluators.gpu import GpuOutOfMemoryError, GpuReplicaBench
-from tuner.gpu.runners import OrtCudaRunner, TorchRunner, require_provider
-from tuner.gpu.torch_models import (
+from tuner.evaluators.gpu.bench import GpuOutOfMemoryError, GpuReplicaBench
+from tuner.evaluators.gpu.runners import OrtCudaRunner, TorchRunner, require_provider
+from tuner.evaluators.gpu.torch_models import (
     TorchSource,
     build_module,
     has_torch_definition,
@@ -43,7 +43,7 @@ def digits_source() -> tuple[TorchSource, dict[str, torch.Tensor]]:
 
 def test_module_imports_without_ray_torch_pydantic_or_cuda():
     """Replica processes and the bare GPU image (no Ray, no pydantic) import these."""
-    code = ("import sys, tuner.evaluators.gpu, tuner.evaluators.gpu_select, tuner.gpu.devices, tuner.gpu.whatif; "
+    code = ("import sys, tuner.evaluators.gpu.bench, tuner.evaluators.gpu.select, tuner.costmodels.gpu.devices, tuner.costmodels.gpu.whatif; "
             "print(sorted(m for m in ('ray', 'torch', 'onnxruntime', 'pydantic', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,9 +14,9 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from tuner.errors import TunerError
-from tuner.fpga.graph import LayerCost
-from tuner.gpu.devices import BUILTIN_CATALOG, load_calibration, load_gpu_devices, match_device
-from tuner.gpu.whatif import (
+from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.gpu.devices import BUILTIN_CATALOG, load_calibration, load_gpu_devices, match_device
+from tuner.costmodels.gpu.whatif import (
     UNCALIBRATED_COMPUTE_EFFICIENCY,
     CalibrationSample,
     estimate_gpu,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tuner.hypervolume import hypervolume, normalised_minimised
+from tuner.front.hypervolume import hypervolume, normalised_minimised
 
 
 def test_known_volumes() -> None:

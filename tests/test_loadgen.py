@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serving.loadgen import BackgroundLoad, LoadResult, drive, drive_background, run_until
-from serving.protocol import InputMeta
+from serving.v2.protocol import InputMeta
 from serving.serve_config import make_serve_config
 from test_serving_http import Server, _free_port, _matmul_model, start_server
 from tuner.errors import TunerError

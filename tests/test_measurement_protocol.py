@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from tuner.evaluators.cpu import measure_local
-from tuner.evaluators.protocol import percentile_ci_ms, window_length_s
+from tuner.evaluators.windows import percentile_ci_ms, window_length_s
 from tuner.models.prepare import prepare_model
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 FAST = MeasurementSettings(warmup_s=0.1, window_s=0.3, min_windows=2, max_windows=3, target_requests=200,
                            max_measuring_s=3)

@@ -1,7 +1,7 @@
 """Non-dominated sorting (maximise throughput, minimise p95 and cost)."""
 
 from tuner.metrics import DIRECTIONS
-from tuner.pareto import dominates, pareto_indices
+from tuner.front.pareto import dominates, pareto_indices
 
 
 def test_dominance_respects_directions() -> None:

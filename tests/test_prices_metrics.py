@@ -9,7 +9,7 @@ from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.metrics import Constraints, Metrics, is_feasible, latency_percentiles_ms
 from tuner.prices import load_prices
-from tuner.search_space import PriceOverride
+from tuner.spec.space import PriceOverride
 
 
 def test_every_shipped_price_names_its_source() -> None:

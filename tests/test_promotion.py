@@ -19,7 +19,8 @@ from serving.loadgen import drive_background
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.models.spec import InputSpec
-from tuner.search_space import SearchSpace
+from tuner.spec.space import SearchSpace
+from tuner.search.suggest import params_for, suggest
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +58,9 @@ def add_overclaimed_trial(work: Path, unlike: dict) -> int:
     study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
     space = SearchSpace.model_validate(study.user_attrs["search_space"])
     config = TrialConfig("cpu", 2 if unlike["batch_size"] != 2 else 4, "fp32", 1, 1)
-    study.enqueue_trial(space.params_for(config))
+    study.enqueue_trial(params_for(space, config))
     trial = study.ask()
-    assert space.suggest(trial, ClusterInfo(total_cpus=os.cpu_count(), max_node_cpus=os.cpu_count())) == config
+    assert suggest(space, trial, ClusterInfo(total_cpus=os.cpu_count(), max_node_cpus=os.cpu_count())) == config
     metrics = {"throughput_rps": 5e7, "latency_p50_ms": 0.001, "latency_p95_ms": 0.001, "latency_p99_ms": 0.001,
                "accuracy": study.user_attrs["fp32_accuracy"], "cost_usd_per_million": 1e-9, "estimated": False}
     trial.set_user_attr("config", config.to_dict())

@@ -1,4 +1,4 @@
-"""serving.protocol and serving.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
+"""serving.v2.protocol and serving.v2.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from serving.protocol import (
+from serving.v2.protocol import (
     HEADER_LENGTH,
     InputMeta,
     PayloadTooLarge,
@@ -23,7 +23,7 @@ from serving.protocol import (
     requested_outputs,
     v2_datatype,
 )
-from serving.wire import (
+from serving.v2.wire import (
     ResponseError,
     body_too_large,
     check_content_type,
@@ -220,7 +220,7 @@ def test_tensor_meta_serialises_for_the_metadata_endpoint() -> None:
                                                         "shape": [-1, 10]}
 
 
-# --- The binary tensor data extension, content types and the body limit (serving.wire) -------
+# --- The binary tensor data extension, content types and the body limit (serving.v2.wire) -------
 
 def _binary(tensors: dict, binary_outputs: bool = False, request_id: str | None = None):
     encoded = encode_infer_request(tensors, binary=True, binary_outputs=binary_outputs,

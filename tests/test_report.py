@@ -12,18 +12,18 @@ import pytest
 from optuna.trial import TrialState
 from PIL import Image
 
-from tuner.cli_report import add_parser, run
+from tuner.cli.report import add_parser, run
 from tuner.config import TrialConfig
 from tuner.metrics import OBJECTIVES, Constraints, Metrics, PerfResult
 from tuner.models.accuracy import FIDELITY_DESCRIPTION, TOP1_DESCRIPTION
 from tuner.models.spec import InputSpec, PreparedModel, Variant
-from tuner.outcome import copy_measurement, make_outcome, record, record_not_runnable
+from tuner.study.outcome import copy_measurement, make_outcome, record, record_not_runnable
 from tuner.prices import load_prices
-from tuner.records import study_record
+from tuner.study.readback import study_record
 from tuner.report import report_of_study, write_report
 from tuner.report.build import build_report
 from tuner.report.plots import plotly_figure
-from tuner.search_space import load_space
+from tuner.spec.load import load_space
 
 EVIL_NAME = '<script>alert("study")</script> & co'
 EVIL_SOURCE = "<img src=x onerror=alert(1)> our quote, 2026"
@@ -46,7 +46,7 @@ def _model(metric: str = "top1_accuracy") -> PreparedModel:
 
 
 def make_study(storage: str, name: str, promotions: list[dict] | None = None) -> optuna.Study:
-    """A study as `tuner tune` leaves it: study attrs, trial attrs via tuner.outcome.record, a finalist."""
+    """A study as `tuner tune` leaves it: study attrs, trial attrs via tuner.study.outcome.record, a finalist."""
     model = _model()
     prices = load_prices({"cpu.vcpu": {"usd_per_hour": 0.0425, "source": EVIL_SOURCE}})
     constraints = Constraints(0.99, SLO_MS)

@@ -19,8 +19,10 @@ from tuner.config import TrialConfig
 from tuner.models import cache
 from tuner.models.prepare import prepare_model
 from tuner.models.spec import InputSpec, PreparedModel, Variant
-from tuner.runner import RayCluster, TrialFailed, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.base import TrialFailed
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +41,8 @@ def local_cluster():
     cluster.shutdown()
 
 
-def runner_for(model: PreparedModel, cluster: RayCluster, settings: MeasurementSettings = QUICK) -> TrialRunner:
-    return TrialRunner(model, settings, LoadSpec(), {}, cluster)
+def runner_for(model: PreparedModel, cluster: RayCluster, settings: MeasurementSettings = QUICK) -> RayRunner:
+    return RayRunner(model, settings, LoadSpec(), {}, cluster)
 
 
 def cpu(batch: int = 8, replicas: int = 1, threads: int = 1) -> TrialConfig:

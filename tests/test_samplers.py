@@ -12,9 +12,11 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.metrics import OBJECTIVES, directions_for
 from tuner.prices import load_prices
-from tuner.samplers import SAMPLERS, SamplerContext, make_sampler
-from tuner.search_space import load_space
-from tuner.stopping import Stopper
+from tuner.search.context import SamplerContext
+from tuner.search.samplers import SAMPLERS, make_sampler
+from tuner.spec.load import load_space
+from tuner.search.stopping import Stopper
+from tuner.search.suggest import enumerate_configs, suggest
 
 CLUSTER = ClusterInfo(total_cpus=2, max_node_cpus=2, fpga_devices={"aws-f1": 2})
 
@@ -32,7 +34,7 @@ def speed(c: TrialConfig) -> dict[str, float]:
 def context(space) -> SamplerContext:
     fpga = {c: {"throughput_rps": 1e4 * c.replicas, "latency_p95_ms": 5.0,
                 "cost_usd_per_million": load_prices().cost_usd_per_million(c, 1e4 * c.replicas)}
-            for c in space.enumerate(CLUSTER) if c.platform == "fpga"}
+            for c in enumerate_configs(space, CLUSTER) if c.platform == "fpga"}
     return SamplerContext(space, CLUSTER, accuracy={"fp32": 0.98, "fp16": 0.98, "int8": 0.90}, fp32_accuracy=0.98,
                           estimates=fpga, usd_per_hour=load_prices().usd_per_hour)
 
@@ -44,7 +46,7 @@ def run(name: str, trials: int) -> list[TrialConfig]:
     seen = []
     for _ in range(trials):
         trial = study.ask()
-        c = space.suggest(trial, CLUSTER)
+        c = suggest(space, trial, CLUSTER)
         seen.append(c)
         m = speed(c) if c.platform == "cpu" else context(space).estimates[c]
         trial.set_constraint("accuracy", 0.99 * 0.98 - {"fp32": 0.98, "fp16": 0.98, "int8": 0.90}[c.precision])
@@ -54,7 +56,7 @@ def run(name: str, trials: int) -> list[TrialConfig]:
 
 @pytest.mark.parametrize("name", [s for s in SAMPLERS if s != "gp"] + ["gp"])
 def test_every_sampler_proposes_only_runnable_configurations(name: str) -> None:
-    grid = set(load_space("default").enumerate(CLUSTER))
+    grid = set(enumerate_configs(load_space("default"), CLUSTER))
     for c in run(name, 12 if name != "gp" else 6):
         assert c in grid
 

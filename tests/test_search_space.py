@@ -10,7 +10,8 @@ import pytest
 
 from tuner.cluster_info import ClusterInfo
 from tuner.errors import TunerError
-from tuner.search_space import load_space, resolve_space_path
+from tuner.spec.load import load_space, resolve_space_path
+from tuner.search.suggest import enumerate_configs, params_for, suggest
 
 TWO_CPUS = ClusterInfo(total_cpus=2, max_node_cpus=2, fpga_devices={"aws-f1": 2})
 
@@ -100,7 +101,7 @@ def test_suggest_never_exceeds_the_cluster_cpus(cpus: int) -> None:
     seen = set()
     for _ in range(300):
         trial = study.ask()
-        cfg = space.suggest(trial, cluster)
+        cfg = suggest(space, trial, cluster)
         study.tell(trial, 1.0)
         seen.add(cfg.platform)
         assert cfg.platform != "gpu"  # no GPU in this cluster
@@ -125,9 +126,9 @@ def test_fixed_trial_rebuilds_the_same_config() -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     for _ in range(20):
         trial = study.ask()
-        cfg = space.suggest(trial, TWO_CPUS)
+        cfg = suggest(space, trial, TWO_CPUS)
         study.tell(trial, 0.0)
-        again = space.suggest(optuna.trial.FixedTrial(trial.params), TWO_CPUS)
+        again = suggest(space, optuna.trial.FixedTrial(trial.params), TWO_CPUS)
         assert again == cfg
 
 
@@ -135,22 +136,22 @@ def test_fixed_trial_rebuilds_the_same_config() -> None:
 def test_enumerate_is_exactly_what_suggest_can_return(cpus: int) -> None:
     space = load_space("default")
     cluster = ClusterInfo(total_cpus=cpus, max_node_cpus=cpus, fpga_devices={"aws-f1": 2})
-    grid = space.enumerate(cluster)
+    grid = enumerate_configs(space, cluster)
     assert len(grid) == len(set(grid))
     layouts = {(r, t) for r in range(1, cpus + 1) for t in range(1, cpus + 1) if r * t <= cpus}
     assert len(grid) == 3 * 9 * len(layouts) + 9 * 2  # cpu precisions x batches x layouts + fpga
     study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
     seen = []
-    study.optimize(lambda trial: seen.append(space.suggest(trial, cluster)) or 0.0, n_trials=len(grid) + 10)
+    study.optimize(lambda trial: seen.append(suggest(space, trial, cluster)) or 0.0, n_trials=len(grid) + 10)
     assert len(seen) == len(grid) and set(seen) == set(grid)  # brute force over suggest() visits the grid, nothing else
     for config in grid:
-        assert space.suggest(optuna.trial.FixedTrial(space.params_for(config)), cluster) == config
+        assert suggest(space, optuna.trial.FixedTrial(params_for(space, config)), cluster) == config
 
 
 @pytest.mark.parametrize("name", ["default", "cpu-only", "latency-slo"])
 def test_shipped_spaces_load(name: str) -> None:
     space = load_space(name)
-    assert space.enumerate(TWO_CPUS)
+    assert enumerate_configs(space, TWO_CPUS)
 
 
 def test_latency_slo_space_sets_a_p95_constraint_and_server_load() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuner.errors import TunerError
-from tuner.selection import choose, explicit
+from tuner.front.selection import choose, explicit
 
 
 def rec(number, platform, cost, tput, p95, pareto=True, feasible=True):

@@ -15,7 +15,8 @@ from ray.serve.schema import (
     ServeDeploySchema,
 )
 
-from serving.app import ModelDeployment, ServeArgs, build_app
+from serving.app import ModelDeployment, build_app
+from serving.args import ServeArgs
 from serving.serve_config import load_serve_config, make_serve_config, write_serve_config
 from tuner.errors import TunerError
 

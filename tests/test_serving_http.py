@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,16 +26,18 @@ import pytest
 import requests
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.app import ModelServer, ServeArgs, describe_model, load_session
-from serving.protocol import HEADER_LENGTH
+from serving.app import ModelServer
+from serving.args import ServeArgs
+from serving.model import describe_model, load_session
+from serving.v2.protocol import HEADER_LENGTH
 from serving.serve_config import make_serve_config, write_serve_config
-from serving.wire import decode_infer_response, encode_infer_request, max_body_bytes_for
+from serving.v2.wire import decode_infer_response, encode_infer_request, max_body_bytes_for
 from tuner.errors import TunerError
 
 READY_TIMEOUT_S = 120.0
 MODEL = "digits"
 BATCH = 4
-#: The derived body limit of the digits model (64 values per instance), see serving.wire.
+#: The derived body limit of the digits model (64 values per instance), see serving.v2.wire.
 DIGITS_BODY_LIMIT = 64 * 1024 + BATCH * 64 * 40
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tuner.config import TrialConfig
-from tuner.surrogate import Observation, SpeedModel
+from tuner.search.surrogate import Observation, SpeedModel
 
 A = {"fp32": 2e-4, "int8": 1e-4}      # fixed cost per call, s
 B = {"fp32": 5e-5, "int8": 2e-5}      # cost per instance, s

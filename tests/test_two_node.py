@@ -8,16 +8,17 @@ import pytest
 
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from tuner.runner import RayCluster, TrialRunner
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 pytestmark = pytest.mark.integration
 
 QUICK = MeasurementSettings(warmup_s=0.1, window_s=0.3, min_windows=2, max_windows=2, target_requests=50)
 
 
-def runner_for(model, cluster, settings=QUICK) -> TrialRunner:
-    return TrialRunner(model, settings, LoadSpec(), {}, cluster)
+def runner_for(model, cluster, settings=QUICK) -> RayRunner:
+    return RayRunner(model, settings, LoadSpec(), {}, cluster)
 
 
 def cpu(batch: int = 8, replicas: int = 1, threads: int = 1) -> TrialConfig:
@@ -64,7 +65,7 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
             assert all(r.details["queued_s"] < 1.0 for r in results)  # ran side by side
             # With exclusive hosts a measured trial takes its machine whole: both nodes are on
             # this machine, so the second trial waits for the first.
-            exclusive = TrialRunner(model, settings, LoadSpec(), {}, cluster, exclusive_hosts=True)
+            exclusive = RayRunner(model, settings, LoadSpec(), {}, cluster, exclusive_hosts=True)
             results = []
             threads = [threading.Thread(target=lambda: results.append(exclusive.run(cpu()))) for _ in range(2)]
             for t in threads:

@@ -10,6 +10,13 @@ Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 PLATFORMS: tuple[str, ...] = ("cpu", "gpu", "fpga")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+#: The precisions each platform can run: the search space's validation, `tuner measure`'s
+#: checks and argparse's choices all read this one table.
+ALLOWED_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "cpu": ("fp32", "fp16", "int8"),
+    "gpu": ("fp32", "fp16", "bf16", "int8"),
+    "fpga": ("int8",),
+}
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from tuner.evaluators.protocol import WindowSample, run_protocol, serve_poisson
+from tuner.evaluators.windows import WindowSample, run_protocol, serve_poisson
 from tuner.metrics import PerfResult
+from tuner.models.sessions import SESSION_CONFIG, session_options
 from tuner.models.spec import InputSpec
 
 if TYPE_CHECKING:  # replica processes import this module: keep pydantic and optuna out of them
-    from tuner.search_space import LoadSpec, MeasurementSettings
+    from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
-SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 _SESSIONS_KEPT = 2
 
 
@@ -47,22 +47,6 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def session_options(threads: int) -> ort.SessionOptions:
-    """The ONNX Runtime options of a CPU replica, the same when measured and when served.
-
-    Spin-waiting is off: a spinning idle thread burns a core another replica needs (two
-    2-thread sessions on 2 cores lose up to 50% with it on).
-    """
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads  # Ray sets OMP_NUM_THREADS=1, which ORT ignores
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    for key, value in SESSION_CONFIG.items():
-        opts.add_session_config_entry(key, value)
-    return opts
 
 
 def timing_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndarray]:
@@ -174,7 +158,7 @@ def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size:
             return list(pool.map(lambda ba: getattr(ba[0], method)(*ba[1]), zip(benches, per)))
 
         if load is None:
-            from tuner.search_space import LoadSpec
+            from tuner.spec.measurement import LoadSpec
 
             load = LoadSpec()
         return run_protocol(broadcast, settings, load)

@@ -14,9 +14,9 @@ import onnx
 
 from tuner.config import TrialConfig
 from tuner.errors import field_error
-from tuner.fpga.devices import FpgaDevice
-from tuner.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
-from tuner.fpga.graph import LayerCost, analyze_graph
+from tuner.costmodels.fpga.devices import FpgaDevice
+from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
+from tuner.costmodels.graph import LayerCost, analyze_graph
 from tuner.metrics import PerfResult
 
 TOP_LAYERS = 10

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 
 from tuner.errors import TunerError
-from tuner.records import study_record
+from tuner.study.readback import study_record
 from tuner.report.build import Report, build_report
 
 __all__ = ["Report", "ReportFiles", "build_report", "report_of_study", "write_report"]

@@ -1,6 +1,6 @@
 """Study data -> a typed report model. Pure: no storage, no files, no HTML.
 
-Input is what tuner already writes: the `tuner show --json` record (`tuner.records.study_record`)
+Input is what tuner already writes: the `tuner show --json` record (`tuner.study.readback.study_record`)
 and the study's user attributes (``model``, ``prices``, ``search_space``, ``load``, ``runs``,
 ``promotions``). Every later stage (plots, HTML) reads only the `Report` built here.
 """
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.metrics import Metrics
-from tuner.selection import DEFAULT_POLICY, POLICIES, choose
+from tuner.front.selection import DEFAULT_POLICY, POLICIES, choose
 
 METRIC_NAMES = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
                 "cost_usd_per_million")
@@ -259,7 +259,7 @@ def build_report(record: Mapping[str, Any], attrs: Mapping[str, Any], generated_
     """Assemble the report of one study.
 
     Args:
-        record: `tuner.records.study_record(study)` (the `tuner show --json` object).
+        record: `tuner.study.readback.study_record(study)` (the `tuner show --json` object).
         attrs: the study's user attributes (`study.user_attrs`).
         generated_at: when the report is made (ISO 8601), printed on it.
         servable: platforms this machine can serve; the fallback choice is made among them.

@@ -1,7 +1,6 @@
-"""Ray: the only package of tuner that imports it. The cluster, exclusive cores, a pool of
-pinned replica actors, and running one trial with its time-out and failure handling."""
+"""Running trials. The seam the study loop sees is `base.Runner`; `trial.RayRunner` implements it on
+a Ray cluster and `local.LocalRunner` in this process.
 
-from tuner.runner.cluster import RayCluster
-from tuner.runner.trial import TrialFailed, TrialRunner
-
-__all__ = ["RayCluster", "TrialFailed", "TrialRunner"]
+This is the only package of tuner that imports Ray (besides serving/), and only in `cluster`,
+`pool` and `trial`: `base`, `local` and `cores` import no Ray, and this file imports nothing.
+"""

@@ -14,7 +14,7 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.cluster_info import ClusterInfo
-from tuner.cores import CoreAllocator, NodeCores, split_host_cores
+from tuner.runner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.errors import TunerError
 from tuner.evaluators.cpu import cpu_model_name
 from tuner.runner.pool import ActorPool

@@ -14,7 +14,7 @@ import threading
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from tuner.cores import Placement
+from tuner.runner.cores import Placement
 from tuner.evaluators.cpu import ReplicaBench
 
 _RemoteBench = ray.remote(ReplicaBench)

@@ -18,28 +18,18 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.config import TrialConfig
 from tuner.evaluators.fpga import evaluate_fpga
-from tuner.evaluators.protocol import run_protocol
+from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
 from tuner.models.spec import PreparedModel
+from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
-from tuner.search_space import LoadSpec, MeasurementSettings
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
 
 
-class TrialFailed(Exception):
-    """A trial could not be measured. `infeasible` marks causes the config itself implies
-    (out of memory, a layout the cluster can never hold): they are reported to the sampler as
-    constraint violations, not FAIL, so it learns and does not propose them again."""
-
-    def __init__(self, reason: str, *, infeasible: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.infeasible = infeasible
-
-
 @dataclass
-class TrialRunner:
+class RayRunner:
     """Runs configurations on `cluster`; thread-safe, so several trials can be in flight."""
 
     model: PreparedModel

@@ -1,0 +1,80 @@
+"""The application's typed ``args`` in the Serve config (`ServeArgs`) and the limits derived from
+them. Pure pydantic: `serving.serve_config` writes the config from these without importing the
+server application (Ray Serve, FastAPI, ONNX Runtime).
+
+(No ``from __future__ import annotations``: Ray validates the Serve config's ``args`` with
+`ServeArgs`, the type hint of `serving.app.build_app`.)
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tuner.config import PRECISIONS
+
+IMPORT_PATH = "serving.app:build_app"
+DEPLOYMENT_NAME = "ModelServer"
+
+
+#: Queued requests per request a replica runs: 4 x max_ongoing_requests per replica is about
+#: eight batches waiting per replica, a short wait, before the proxy answers 503.
+QUEUE_FACTOR = 4
+#: ... but never fewer than this: batch 1 alone gave 8, and a 0.2 s hiccup at 40 req/s (a new
+#: version's start-up taking the CPU during a switch) then answered 503s.
+QUEUE_MIN = 64
+
+
+def max_ongoing_requests_for(batch_size: int) -> int:
+    """Requests a replica accepts at once: one batch running while the next one fills."""
+    return 2 * batch_size
+
+
+def max_queued_requests_for(max_ongoing_requests: int, replicas: int) -> int:
+    """Requests the proxy holds when every replica is full; more are answered 503 at once."""
+    return max(QUEUE_MIN, QUEUE_FACTOR * max_ongoing_requests * replicas)
+
+
+class ServeArgs(BaseModel):
+    """The ``args`` of the application in the Serve config; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(min_length=1, description="Name in the URL: /v2/models/NAME/infer.")
+    model_path: str = Field(description="Absolute path to the .onnx file every replica loads.")
+    precision: str = Field(description=f"Precision of the model file, one of {PRECISIONS}.")
+    batch_size: int = Field(ge=1, description="Most instances per ONNX Runtime call and request.")
+    threads_per_replica: int = Field(ge=1, description="ONNX Runtime intra-op threads per replica.")
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="Longest wait for a batch to fill, in seconds."
+    )
+    input_shapes: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Per-instance shape (no batch dim) of inputs whose other dims are dynamic.",
+    )
+    max_body_bytes: int | None = Field(
+        default=None, ge=1,
+        description="Largest request body in bytes (HTTP 413 above it); null derives it from "
+        "batch_size and the model's inputs, sized for JSON.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Longest time, in seconds, a replica waits for a request body (HTTP 408 "
+        "after it), so that slow uploads cannot hold a replica's request slots.",
+    )
+
+    @field_validator("model_path")
+    @classmethod
+    def _absolute_onnx(cls, value: str) -> str:
+        if not Path(value).is_absolute() or Path(value).suffix != ".onnx":
+            raise ValueError(
+                f"Got {value!r} for model_path. It must be an absolute path to an .onnx file, "
+                "because replicas run in other working directories. Write the full path."
+            )
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        if value not in PRECISIONS:
+            raise ValueError(f"Got {value!r} for precision. Use one of {list(PRECISIONS)}.")
+        return value

@@ -1,0 +1,73 @@
+"""`tuner promote`: choose a feasible Pareto trial, write its Ray Serve config, optionally deploy it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuner.cli.common import pick_study, study_arg
+from tuner.front.selection import POLICIES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("promote", help="choose a feasible Pareto trial and write a Ray Serve config",
+                       description="Choose a trial (default policy: cheapest feasible Pareto trial this "
+                                   "machine can serve) and write a Ray Serve config for it.")
+    study_arg(p)
+    p.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the policy's pick")
+    p.add_argument("--policy", default="cheapest", choices=list(POLICIES),
+                   help="cheapest meeting the SLO (default), fastest / lowest-latency within --max-cost, or "
+                        "knee (closest to the ideal point)")
+    p.add_argument("--slo-ms", type=float, default=None, help="p95 SLO for the choice (default: the study's)")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="cost budget per million inferences")
+    p.add_argument("--dry-run", action="store_true", help="print the choice, why, and the runners-up; write nothing")
+    p.add_argument("--out", type=Path, default=Path("serve_config.yaml"), help="where to write the Serve config")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP host the server will bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port the server will use (default 8000)")
+    p.add_argument("--deploy", action="store_true",
+                   help="deploy to a running Ray cluster (tuner's local serving cluster unless --ray-address), "
+                        "detached, then verify it under load and roll back if it falls short")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --deploy: the cluster's dashboard (http://HOST:8265) or HOST:PORT (dashboard on 8265)")
+    p.add_argument("--verify-s", type=float, default=15.0, help="seconds of verification load (0: skip; default 15)")
+    p.add_argument("--tolerance", type=float, default=0.10,
+                   help="verification passes within this share of the trial's throughput and p95 (default 0.10)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.deploy.promote import promote
+
+    study = pick_study(args.study, args.storage)
+    result = promote(study, args.out, args.trial, args.policy, args.host, args.port, slo_ms=args.slo_ms,
+                     max_cost=args.max_cost, dry_run=args.dry_run)
+    t, c = result.choice.trial, result.config
+    m = t["metrics"]
+    if result.choice.better_unservable:
+        b = result.choice.better_unservable
+        print(f"note: trial #{b['number']} ({b['config']['platform']}, ESTIMATED) ranks first by this policy, "
+              f"but {b['config']['platform']} trials cannot be served on this machine; promoting the best "
+              f"servable trial #{t['number']} instead.")
+    print(f"promoted trial #{t['number']}: {c.label()} ({result.choice.reason})")
+    print(f"  measured: {m['throughput_rps']:,.0f} inf/s, p95 {m['latency_p95_ms']:.3f} ms, "
+          f"accuracy {m['accuracy']:.4f}, ${m['cost_usd_per_million']:.5f} per million")
+    for r in result.choice.runners_up:
+        rm = r["metrics"]
+        print(f"  runner-up #{r['number']}: {r['config']['platform']} {r['config']['precision']} b{r['config']['batch_size']} "
+              f"{r['config']['replicas']}x{r['config']['threads_per_replica']}: {rm['throughput_rps']:,.0f} inf/s, "
+              f"p95 {rm['latency_p95_ms']:.3f} ms, ${rm['cost_usd_per_million']:.5f}/M")
+    if args.dry_run:
+        print("dry run: nothing written or deployed")
+        return 0
+    print(f"wrote {args.out}")
+    if not args.deploy:
+        print(f"next: tuner serve {args.out}   (or: serve run {args.out}; or tuner promote ... --deploy)")
+        return 0
+    from tuner.deploy.rollout import deploy_promotion
+
+    entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance)
+    if entry.get("rolled_back_to") is not None:
+        print(f"promotion of trial #{t['number']} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
+        return 1
+    print("stop the local serving cluster with: tuner undeploy")
+    return 0

@@ -1,0 +1,21 @@
+"""`tuner serve CONFIG`: run a promoted Serve config in the foreground (same as `serve run CONFIG`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="run a Serve config in the foreground (same as `serve run CONFIG`)",
+                       description="Run the promoted Ray Serve application in the foreground; Ctrl-C stops it.")
+    p.add_argument("config", type=Path, help="Serve config written by tuner promote")
+    p.add_argument("--ray-address", default="local", metavar="ADDR",
+                   help="Ray cluster to run on (default: start a new local one)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from serving.run import serve_foreground
+
+    return serve_foreground(args.config, address=args.ray_address)

@@ -1,0 +1,80 @@
+"""`tuner tune`: run (or continue) a tuning study on a Ray cluster, then print its front."""
+
+from __future__ import annotations
+
+import argparse
+
+import optuna
+
+from tuner.cli.common import load_args, model_args, storage_arg
+from tuner.cli.table import format_table
+from tuner.search.samplers import SAMPLERS
+from tuner.study.readback import study_record
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("tune", help="run (or continue) a tuning study on a Ray cluster",
+                       description="Search platform, precision, batch size and replicas jointly; measure CPU "
+                                   "trials for real on Ray, price FPGA trials with the cost model (ESTIMATED).")
+    model_args(p, "built-in model (digits-cnn, resnet18) or a path to an .onnx file (default digits-cnn)")
+    p.add_argument("--space", default="default",
+                   help="search space: a shipped name (default) or a path to a YAML file")
+    p.add_argument("--study", default=None, help="study name (default: the model's name)")
+    storage_arg(p)
+    p.add_argument("--trials", type=int, default=24,
+                   help="run until the study has this many COMPLETE trials (default 24)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join an existing Ray cluster (e.g. 10.0.0.5:6379) instead of starting a local one")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible sequence")
+    p.add_argument("--parallel", type=int, default=1, metavar="K",
+                   help="keep up to K trials in flight (each on its own cores; default 1)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure a configuration again even if the study already measured it")
+    p.add_argument("--finalists", type=int, default=3, metavar="K",
+                   help="re-measure the K best measured Pareto trials before ending (default 3; 0 = off)")
+    p.add_argument("--finalist-repeats", type=int, default=3, metavar="N",
+                   help="extra measurements of each finalist, interleaved (default 3)")
+    p.add_argument("--sampler", default="default", choices=list(SAMPLERS),
+                   help="search strategy (default: tuner's structured sampler; see docs/search.md)")
+    p.add_argument("--timeout-s", type=float, default=None, metavar="S",
+                   help="stop asking for new trials after S seconds (running ones finish)")
+    p.add_argument("--patience", type=int, default=None, metavar="K",
+                   help="stop when the feasible front's hypervolume has not improved for K trials")
+    p.add_argument("--exclusive-hosts", action="store_true",
+                   help="give each measured trial its whole machine (by default parallel trials share a "
+                        "machine on distinct cores; measured here to differ < 10%% from a trial alone)")
+    p.add_argument("--warm-start", default=None, metavar="STUDY",
+                   help="start a new study by measuring the Pareto configurations of an earlier study (same storage)")
+    load_args(p)
+    return p
+
+
+def print_front(study: optuna.Study) -> None:
+    """The feasible Pareto front, fastest first."""
+    records = study_record(study)["trials"]
+    front = [r for r in records if r["pareto"]]
+    complete = sum(r["state"] == "COMPLETE" for r in records)
+    print(f"\nFeasible Pareto front of {study.study_name!r} ({len(front)} of {complete} complete trials; "
+          "ESTIMATED rows come from the FPGA cost model, not a measurement; finalists show the median "
+          "of their measurements):")
+    print(format_table(sorted(front, key=lambda r: -r["metrics"]["throughput_rps"])) if front
+          else "(empty: no feasible trial yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.models.onnx_file import parse_input_shapes
+    from tuner.study.tune import TuneOptions, tune
+
+    opts = TuneOptions(model=args.model, input_shapes=parse_input_shapes(args.input_shape), space=args.space,
+                       study=args.study, storage=args.storage, trials=args.trials, parallel=args.parallel,
+                       ray_address=args.ray_address, seed=args.seed, remeasure=args.remeasure,
+                       finalists=args.finalists, finalist_repeats=args.finalist_repeats,
+                       load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
+                       timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
+                       exclusive_hosts=args.exclusive_hosts)
+    study = tune(opts)
+    print_front(study)
+    where = f" --storage {args.storage}" if args.storage else ""
+    print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "
+          f"tuner promote --study {study.study_name}{where} --out serve_config.yaml")
+    return 0

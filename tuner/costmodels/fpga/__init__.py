@@ -1,0 +1,23 @@
+"""Analytical pricing of FPGA trials (AMD/Xilinx Vitis AI DPUs); no board needs to be attached.
+
+Every figure this package produces is an estimate: `graph` turns an ONNX model into per-layer
+costs, `devices` loads the sourced DPU catalog, `dpu_model` prices layers on a device with the free
+parameters of `params` (fitted by `calibration` on AMD's published ZCU104 / U50 figures).
+"""
+
+from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
+from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
+from tuner.costmodels.graph import LayerCost, analyze_graph
+from tuner.costmodels.fpga.params import DpuParams, load_params
+
+__all__ = [
+    "DpuParams",
+    "FpgaDevice",
+    "FpgaEstimate",
+    "LayerCost",
+    "LayerEstimate",
+    "analyze_graph",
+    "estimate",
+    "load_devices",
+    "load_params",
+]

@@ -1,0 +1,275 @@
+"""Analytical cost model of a Vitis AI DPU: per-layer roofline, batch engines, cores, host.
+
+Every number it returns is an estimate. docs/fpga_model.md explains the model in a page:
+
+    DPU layer   = max(compute, off-chip memory) + layer overhead
+    compute     = tiled cycles / (f * compute_efficiency)
+                  tiled cycles = ceil(C_in/ICP) * ceil(C_out/OCP) * H_out * ceil(W_out/PP) * kh * kw
+                  (depthwise: one channel per lane, pixel parallelism PP * alu_pp_share)
+    memory      = off-chip bytes / (board bandwidth * memory_efficiency / busy cores)
+                  bytes = weights (once per pass: batch engines share them) + the activations
+                  of every instance, + re-reads when neither fits the on-chip banks
+    DPU call    = call overhead + sum of its layers, ceil(batch / engines) passes
+    host call   = host overhead + layers the DPU lacks (on the CPU) + PCIe transfers
+    latency     = DPU call + host call
+    throughput  = sum over cores of batch / max(DPU call, host call)   (threads pipeline them)
+
+The free parameters (efficiencies, overheads) come from tuner.costmodels.fpga.params; all hardware
+figures from the device catalog. Nothing here depends on the architecture's name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tuner.errors import field_error
+from tuner.costmodels.fpga.devices import FpgaDevice
+from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.fpga.params import DpuParams, load_params
+
+# Ops the DPU compiler fuses into the producing conv / element-wise op: no time of their own.
+FUSED_OP_TYPES = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Clip", "HardSigmoid", "HardSwish", "BatchNormalization",
+})
+BOUNDS = ("compute", "memory", "overhead", "host")
+# What caps a configuration's throughput, by the bound that takes most of a call's time.
+_LIMITS = {"compute": "dpu", "memory": "memory_bandwidth", "overhead": "layer_overhead",
+           "host": "host_cpu"}
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """Estimated time of one layer within one model call (all passes of the batch).
+
+    Attributes:
+        bound: "compute", "memory" (off-chip bandwidth), "overhead" (the fixed per-layer cost
+            exceeds both) or "host" (runs on the host CPU).
+        utilisation: share of the MAC lanes doing useful work (tiling), 0 where not a MAC layer.
+        offchip_bytes: bytes the layer moves to and from DDR/HBM in one call.
+    """
+
+    name: str
+    op_type: str
+    kind: str
+    macs: int
+    time_us: float
+    bound: str
+    utilisation: float = 0.0
+    offchip_bytes: float = 0.0
+
+
+@dataclass(frozen=True)
+class FpgaEstimate:
+    """Estimated speed of a model on an FPGA DPU.
+
+    Attributes:
+        throughput_rps: inferences per second over all replicas (DPU cores).
+        latency_ms: time of one call of `batch_size` inferences on one core, host part included.
+        dpu_ms / host_ms: the DPU and host-side parts of that call.
+        power_w: board power when the catalog has a sourced figure, else None.
+        per_layer: per-layer times of one call on the slowest core used, in graph order.
+        host_layers: names of the layers that run on the host CPU.
+        total_gops_per_instance: conv + gemm operations (2 per MAC) of one instance, in G.
+        limited_by: "dpu" (compute), "memory_bandwidth", "layer_overhead", "host_cpu" or "pcie".
+        engines_used: batch engines busy per core (min(batch, engines)), for the largest core.
+    """
+
+    throughput_rps: float
+    latency_ms: float
+    dpu_ms: float
+    host_ms: float
+    power_w: float | None
+    per_layer: tuple[LayerEstimate, ...]
+    host_layers: tuple[str, ...]
+    total_gops_per_instance: float
+    limited_by: str
+    engines_used: int
+
+
+def estimate(
+    layers: list[LayerCost], device: FpgaDevice, batch_size: int, replicas: int,
+    params: DpuParams | None = None,
+) -> FpgaEstimate:
+    """Estimate throughput and latency of a model (as analysed layers) on a DPU.
+
+    Args:
+        layers: per-layer costs of one instance, from `tuner.costmodels.graph.analyze_graph`.
+        device: the FPGA board and its DPU build.
+        batch_size: inferences per model call (>= 1).
+        replicas: DPU cores serving in parallel (1..device.cores); they share the off-chip
+            bandwidth.
+        params: the model's free parameters; None uses the fitted ones (dpu_params.yaml).
+
+    Returns:
+        The estimate (deterministic: the same inputs give the same numbers).
+
+    Raises:
+        TunerError: batch_size < 1, or replicas outside 1..device.cores.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise field_error("batch_size", batch_size, "It must be an integer >= 1.",
+                          "Use a batch size of at least 1.")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= device.cores:
+        raise field_error(
+            "replicas", replicas,
+            f"An FPGA replica is one DPU core and {device.key} has {device.cores}.",
+            f"Use 1 to {device.cores} replicas (or 'max').",
+        )
+    params = params or load_params()
+    engines = sorted(device.batch_engines, reverse=True)[:replicas]
+    calls = [_call(layers, device, batch_size, e, replicas, params) for e in engines]
+    slowest = max(calls, key=lambda c: c.dpu_s + c.host_s)
+
+    throughput_rps = sum(batch_size / max(c.dpu_s, c.host_s) for c in calls)
+    limited_by = "host_cpu" if slowest.host_s > slowest.dpu_s else _LIMITS[_dominant(slowest)]
+    if device.host_link == "pcie":
+        link_bytes = sum(_link_bytes(layer, device) for layer in layers)
+        pcie_cap = params.pcie_gbps * 1e9 / link_bytes if link_bytes else math.inf
+        if throughput_rps > pcie_cap:
+            throughput_rps, limited_by = pcie_cap, "pcie"
+
+    macs = sum(layer.macs for layer in layers if layer.kind in ("conv", "depthwise", "gemm"))
+    return FpgaEstimate(
+        throughput_rps=throughput_rps,
+        latency_ms=(slowest.dpu_s + slowest.host_s) * 1e3,
+        dpu_ms=slowest.dpu_s * 1e3,
+        host_ms=slowest.host_s * 1e3,
+        power_w=device.power_w,
+        per_layer=slowest.per_layer,
+        host_layers=tuple(layer.name for layer in layers if runs_on_host(layer, device)),
+        total_gops_per_instance=2 * macs / 1e9,
+        limited_by=limited_by,
+        engines_used=min(batch_size, engines[0]),
+    )
+
+
+def runs_on_host(layer: LayerCost, device: FpgaDevice) -> bool:
+    """Whether the DPU of `device` lacks this layer (op type, or a pool window too large)."""
+    if not layer.dpu_supported:
+        return True
+    limit = device.pool_kernel_max
+    return layer.kind == "pool" and limit is not None and max(layer.kernel_h, layer.kernel_w) > limit
+
+
+@dataclass(frozen=True)
+class _Call:
+    dpu_s: float
+    host_s: float
+    per_layer: tuple[LayerEstimate, ...]
+
+
+def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int, busy_cores: int,
+          params: DpuParams) -> _Call:
+    """One call of `batch` instances on a core with `engines` batch engines."""
+    passes = [engines] * (batch // engines) + ([batch % engines] if batch % engines else [])
+    link = device.host_link
+    dpu_s = params.call_overhead_us / 1e6
+    host_s = params.host_call_overhead_ms[link] / 1e3
+    if link == "pcie":
+        io_bytes = batch * sum(lay.graph_input_bytes + lay.graph_output_bytes for lay in layers)
+        host_s += 2 * params.pcie_latency_us / 1e6 + io_bytes / (params.pcie_gbps * 1e9)
+    bandwidth = device.memory_bandwidth_gbps * 1e9 * params.memory_efficiency / busy_cores
+    per_layer = []
+    for layer in layers:
+        if runs_on_host(layer, device):
+            time_s = _host_time_s(layer, device, batch, params)
+            host_s += time_s
+            per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs,
+                                           time_s * 1e6, "host"))
+            continue
+        time_s, nbytes, bound, util = 0.0, 0.0, "compute", 0.0
+        for n in passes:
+            t, b, bound, util = _dpu_pass(layer, device, n, bandwidth, params)
+            time_s, nbytes = time_s + t, nbytes + b
+        dpu_s += time_s
+        per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs,
+                                       time_s * 1e6, bound, util, nbytes))
+    return _Call(dpu_s, host_s, tuple(per_layer))
+
+
+def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float,
+              params: DpuParams) -> tuple[float, float, str, float]:
+    """(seconds, off-chip bytes, bound, utilisation) of `n` instances through a DPU layer, one
+    instance per batch engine, all engines in step."""
+    if layer.kind == "other" or layer.op_type in FUSED_OP_TYPES:
+        return 0.0, 0.0, "compute", 0.0
+    cycles, util = tiled_cycles(layer, device, params.alu_pp_share)
+    f_hz = device.clock_mhz * 1e6
+    compute_s = cycles / (f_hz * params.compute_efficiency)
+    nbytes = offchip_bytes(layer, n, device.onchip_buffer_kb * 1024, params.activation_buffer_share)
+    memory_s = nbytes / bandwidth_bps
+    overhead_s = params.layer_overhead_cycles / f_hz
+    if overhead_s > max(compute_s, memory_s):
+        bound = "overhead"
+    else:
+        bound = "compute" if compute_s >= memory_s else "memory"
+    return max(compute_s, memory_s) + overhead_s, nbytes, bound, util
+
+
+def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> tuple[float, float]:
+    """DPU cycles of one instance of a layer, and the share of MAC lanes doing useful work.
+
+    Conv / gemm use the PP x ICP x OCP array, each dimension rounded up to whole tiles (per
+    group for grouped convs). Depthwise conv, pooling and element-wise ops run on the ALU:
+    ICP channels x (PP * alu_pp_share) pixels, one MAC or element operation per lane per cycle.
+    """
+    if layer.kind in ("conv", "gemm"):
+        groups = max(1, layer.groups)
+        c_in, c_out = max(1, layer.c_in // groups), max(1, layer.c_out // groups)
+        cycles = (groups * math.ceil(c_in / device.icp) * math.ceil(c_out / device.ocp)
+                  * max(1, layer.h_out) * math.ceil(max(1, layer.w_out) / device.pp)
+                  * max(1, layer.kernel_h) * max(1, layer.kernel_w))
+        lanes = device.pp * device.icp * device.ocp
+        return float(cycles), layer.macs / (cycles * lanes) if cycles else 0.0
+    alu_pp = max(1, int(device.pp * alu_pp_share))
+    if layer.kind == "depthwise":
+        cycles = (math.ceil(layer.c_out / device.icp) * max(1, layer.h_out)
+                  * math.ceil(max(1, layer.w_out) / alu_pp) * max(1, layer.kernel_h)
+                  * max(1, layer.kernel_w))
+        return float(cycles), layer.macs / (cycles * alu_pp * device.icp) if cycles else 0.0
+    return layer.macs / (alu_pp * device.icp), 0.0  # pool, eltwise: element operations
+
+
+def offchip_bytes(layer: LayerCost, n: int, onchip_bytes: float, activation_share: float) -> float:
+    """Bytes a layer moves off-chip for `n` instances side by side (one per batch engine).
+
+    Feature maps live off-chip between layers, so each instance reads its input and writes its
+    output once; the engines share one copy of the weights. When neither the inputs nor the
+    weights fit their share of the on-chip banks, the smaller re-read wins: the weights once
+    per input tile, or the inputs once per weight tile.
+    """
+    inputs, outputs, weights = n * layer.input_bytes, n * layer.output_bytes, layer.weight_bytes
+    act_buf = max(1.0, activation_share * onchip_bytes)
+    weight_buf = max(1.0, (1 - activation_share) * onchip_bytes)
+    extra = 0.0
+    if inputs > act_buf and weights > weight_buf:
+        extra = min((math.ceil(inputs / act_buf) - 1) * weights,
+                    (math.ceil(weights / weight_buf) - 1) * inputs)
+    return float(inputs + outputs + weights + extra)
+
+
+def _dominant(call: _Call) -> str:
+    """The bound that accounts for most of a call's DPU time."""
+    totals = {b: 0.0 for b in BOUNDS}
+    for layer in call.per_layer:
+        totals[layer.bound] += layer.time_us
+    totals["host"] = 0.0
+    return max(totals, key=lambda b: totals[b])
+
+
+def _host_time_s(layer: LayerCost, device: FpgaDevice, batch: int, params: DpuParams) -> float:
+    """Seconds one call spends on a layer the DPU lacks (host CPU, plus PCIe round trip)."""
+    link = device.host_link
+    work = batch * (layer.macs + layer.input_bytes + layer.output_bytes)
+    time_s = params.host_layer_overhead_us / 1e6 + work / params.host_ops_per_s[link]
+    if link == "pcie":
+        moved = batch * (layer.input_bytes + layer.output_bytes)
+        time_s += 2 * params.pcie_latency_us / 1e6 + moved / (params.pcie_gbps * 1e9)
+    return time_s
+
+
+def _link_bytes(layer: LayerCost, device: FpgaDevice) -> int:
+    """Bytes per instance crossing the host link for a layer: graph I/O and host-layer data."""
+    host = layer.input_bytes + layer.output_bytes if runs_on_host(layer, device) else 0
+    return layer.graph_input_bytes + layer.graph_output_bytes + host

@@ -1,0 +1,350 @@
+"""Per-layer costs of an ONNX graph, the input of the DPU cost model.
+
+`analyze_graph` fixes the graph inputs to the shapes of one instance, runs ONNX shape inference
+and describes every node as a `LayerCost`: multiply-accumulates, int8 weight and activation
+bytes, convolution geometry, and whether a Vitis AI DPU can run it (if not, the host CPU does).
+
+Conventions:
+    * Sizes are int8 element counts (1 byte each), whatever the dtype of the ONNX graph: DPUs
+      compute int8 only, so an fp32 graph is priced as its quantized deployment.
+    * "Static" tensors (initializers, Constant outputs, shapes, and whatever is computed from
+      them only) are folded by the compiler: nodes producing them are free, and when a static
+      tensor feeds a weighted op it counts as weights. This also covers QDQ graphs, where weights
+      sit behind DequantizeLinear (or QuantizeLinear -> DequantizeLinear).
+    * macs: multiply-accumulates per instance for conv/gemm; one per window element for pools;
+      one per output element for element-wise ops; 0 for free ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper, numpy_helper
+
+from tuner.errors import field_error
+
+KINDS: tuple[str, ...] = ("conv", "depthwise", "gemm", "pool", "eltwise", "other")
+
+# Free on a DPU (layout / address arithmetic, or folded into the neighbouring op).
+_FREE_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+    "Identity", "Dropout", "Concat", "Pad", "Cast", "Shape", "Size", "Constant",
+})
+_POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+# Element-wise ops the DPU ALU/misc engine runs (activations are fused into the producer).
+_DPU_ELTWISE_OPS = frozenset({
+    "Add", "Mul", "Relu", "LeakyRelu", "PRelu", "Clip", "HardSigmoid", "HardSwish",
+    "BatchNormalization", "Resize", "Upsample",
+})
+# Element-wise ops DPUs lack (Vitis AI runs them on the CPU; the quantizer can swap Sigmoid for
+# HardSigmoid, which the DPU has).
+_HOST_ELTWISE_OPS = frozenset({
+    "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Pow", "Div", "Sub", "Erf", "Gelu", "Neg", "Abs",
+    "Reciprocal", "Softplus", "Elu", "Selu", "Mish", "Where", "Equal", "Less", "Greater",
+})
+# Ops whose constant inputs are weights (stored off-chip and loaded by the DPU).
+_WEIGHTED_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Add", "Mul", "PRelu",
+})
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one ONNX node for one instance (batch dimension 1).
+
+    Attributes:
+        name: node name (or "<op_type>_<index>" when the node is unnamed).
+        op_type: ONNX op type.
+        kind: "conv", "depthwise", "gemm", "pool", "eltwise" or "other".
+        macs: multiply-accumulates (or element operations, see module docstring).
+        weight_bytes: int8 weights (and biases) the op reads, 1 byte per element.
+        input_bytes: int8 activation bytes read (non-static inputs).
+        output_bytes: int8 activation bytes written.
+        dpu_supported: False when the op runs on the host CPU.
+        c_in / c_out: input / output channels (gemm: K / N).
+        h_out / w_out: output height / width (gemm: 1 / rows M).
+        kernel_h / kernel_w: kernel (or pooling window) size.
+        groups: convolution groups.
+        graph_input_bytes / graph_output_bytes: the part of input_bytes / output_bytes that
+            are graph inputs / outputs (what crosses the host link every call).
+    """
+
+    name: str
+    op_type: str
+    kind: str
+    macs: int
+    weight_bytes: int
+    input_bytes: int
+    output_bytes: int
+    dpu_supported: bool
+    c_in: int = 0
+    c_out: int = 0
+    h_out: int = 0
+    w_out: int = 0
+    kernel_h: int = 0
+    kernel_w: int = 0
+    groups: int = 1
+    graph_input_bytes: int = 0
+    graph_output_bytes: int = 0
+
+
+def analyze_graph(
+    model: onnx.ModelProto, input_shapes: dict[str, list[int]]
+) -> list[LayerCost]:
+    """Describe every node of `model` as a LayerCost for one instance.
+
+    Args:
+        model: an fp32 or QDQ-quantized ONNX model; symbolic dims are allowed.
+        input_shapes: full shape of each graph input for one instance, batch dim included
+            (e.g. {"x": [1, 3, 224, 224]}).
+
+    Returns:
+        One LayerCost per node, in graph order.
+
+    Raises:
+        TunerError: an input is missing or mis-shaped, or shapes cannot be inferred.
+    """
+    fixed = _fix_inputs(model, input_shapes)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises several types (InferenceError, ValidationError)
+        raise field_error(
+            "input_shapes", input_shapes,
+            f"ONNX shape inference must succeed on the model with these shapes ({exc}).",
+            "Give the shapes the model was exported for.",
+        ) from exc
+    graph = inferred.graph
+    shapes = _shape_map(inferred)
+    consts = _small_constants(inferred)
+    static = {init.name for init in graph.initializer} | {""}
+    graph_io = ({i.name for i in graph.input}, {o.name for o in graph.output})
+    layers = []
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        inputs = [i for i in node.input if i]
+        if node.op_type in ("Shape", "Size") or all(i in static for i in inputs):
+            static.update(node.output)
+            layers.append(LayerCost(name, node.op_type, "other", 0, 0, 0, 0, True))
+            continue
+        layer = _layer(name, node, shapes, static, consts)
+        layers.append(dataclasses.replace(
+            layer,
+            graph_input_bytes=sum(_numel(shapes, i) for i in inputs if i in graph_io[0]),
+            graph_output_bytes=sum(_numel(shapes, o) for o in node.output if o in graph_io[1]),
+        ))
+    return layers
+
+
+def _fix_inputs(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> onnx.ModelProto:
+    """A copy of `model` with every graph input set to its concrete shape."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    if fixed.functions:
+        fixed = onnx.inliner.inline_local_functions(fixed)
+    graph = fixed.graph
+    initializers = {init.name for init in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in initializers]
+    names = [i.name for i in real_inputs]
+    for key in input_shapes:
+        if key not in names:
+            raise field_error(
+                "input_shapes", key, f"Every key must name a graph input; the inputs are {names}.",
+                "Rename or remove the key.",
+            )
+    for value in real_inputs:
+        if value.name not in input_shapes:
+            raise field_error(
+                f"input_shapes[{value.name!r}]", None, "Every graph input needs a shape.",
+                f"Add {value.name!r} with its full shape for one instance, batch dim 1 included.",
+            )
+        shape = list(input_shapes[value.name])
+        if not value.type.tensor_type.HasField("shape"):  # rank unknown: take the given one
+            value.type.tensor_type.shape.dim.extend(
+                onnx.TensorShapeProto.Dimension() for _ in shape
+            )
+        dims = value.type.tensor_type.shape.dim
+        if not all(isinstance(d, int) and d > 0 for d in shape) or len(shape) != len(dims):
+            raise field_error(
+                f"input_shapes[{value.name!r}]", shape,
+                f"The shape must be {len(dims)} positive integers (the input's rank).",
+                "Give the full shape of one instance, batch dim 1 included.",
+            )
+        for axis, (dim, size) in enumerate(zip(dims, shape)):
+            if dim.HasField("dim_value") and dim.dim_value not in (0, size):
+                raise field_error(
+                    f"input_shapes[{value.name!r}][{axis}]", size,
+                    f"The model fixes this dimension to {dim.dim_value}.",
+                    f"Use {dim.dim_value}.",
+                )
+            dim.Clear()
+            dim.dim_value = size
+    # Stale symbolic shapes would be merged with the concrete ones: let inference redo them.
+    del graph.value_info[:]
+    for out in graph.output:
+        out.type.tensor_type.ClearField("shape")
+    return fixed
+
+
+def _shape_map(model: onnx.ModelProto) -> dict[str, list[int] | None]:
+    """Concrete shape of every tensor, None where a dim is still unknown."""
+    out: dict[str, list[int] | None] = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        if not value.type.tensor_type.HasField("shape"):
+            continue
+        dims = value.type.tensor_type.shape.dim
+        known = all(d.HasField("dim_value") for d in dims)
+        out[value.name] = [d.dim_value for d in dims] if known else None
+    for init in graph.initializer:
+        out[init.name] = list(init.dims)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            out[node.output[0]] = list(node.attribute[0].t.dims)
+    return out
+
+
+def _numel(shapes: dict[str, list[int] | None], name: str) -> int:
+    shape = shapes.get(name)
+    return math.prod(shape) if shape is not None else 0
+
+
+def _required(shapes: dict[str, list[int] | None], name: str, node: str) -> list[int]:
+    shape = shapes.get(name)
+    if shape is None:
+        raise field_error(
+            f"tensor {name!r} of node {node!r}", "unknown shape",
+            "Shape inference must give conv, gemm, pool and element-wise tensors a fixed shape.",
+            "Export the model with static shapes besides the batch dim, or give all dynamic "
+            "dims in input_shapes.",
+        )
+    return shape
+
+
+def _layer(
+    name: str, node: onnx.NodeProto, shapes: dict, static: set[str], consts: dict
+) -> LayerCost:
+    """LayerCost of a node with at least one non-static input."""
+    op = node.op_type
+    act_in = [i for i in node.input if i and i not in static]
+    const_in = [i for i in node.input if i and i in static]
+    io = {
+        "input_bytes": sum(_numel(shapes, i) for i in act_in),
+        "output_bytes": sum(_numel(shapes, o) for o in node.output if o),
+        "weight_bytes": sum(_numel(shapes, i) for i in const_in) if op in _WEIGHTED_OPS else 0,
+    }
+    if node.domain not in ("", "ai.onnx"):
+        return LayerCost(name, op, "other", 0, dpu_supported=False, **io)
+    if op in _FREE_OPS:
+        return LayerCost(name, op, "other", 0, dpu_supported=True, **io)
+    if op in ("Conv", "ConvTranspose"):
+        return _conv(name, node, shapes, io)
+    if op in ("Gemm", "MatMul"):
+        return _gemm(name, node, shapes, static, io)
+    if op in _POOL_OPS or op == "ReduceMean":
+        return _pool(name, node, shapes, consts, io)
+    if op in _DPU_ELTWISE_OPS or op in _HOST_ELTWISE_OPS:
+        out = _required(shapes, node.output[0], name)
+        return LayerCost(
+            name, op, "eltwise", math.prod(out), dpu_supported=op in _DPU_ELTWISE_OPS,
+            c_in=out[1] if len(out) >= 2 else 0, c_out=out[1] if len(out) >= 2 else 0,
+            **_hw(out), **io,
+        )
+    # Softmax, Transpose, Gather on activations, LayerNormalization...: host CPU.
+    return LayerCost(name, op, "other", 0, dpu_supported=False, **io)
+
+
+def _hw(shape: list[int]) -> dict[str, int]:
+    """Output height/width of an NC(H)W tensor (1-D spatial: h = 1)."""
+    if len(shape) >= 4:
+        return {"h_out": shape[-2], "w_out": shape[-1]}
+    if len(shape) == 3:
+        return {"h_out": 1, "w_out": shape[-1]}
+    return {"h_out": 1, "w_out": 1}
+
+
+def _conv(name: str, node: onnx.NodeProto, shapes: dict, io: dict) -> LayerCost:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    groups = int(attrs.get("group", 1))
+    x = _required(shapes, node.input[0], name)
+    w = _required(shapes, node.input[1], name)
+    y = _required(shapes, node.output[0], name)
+    kernel = w[2:]
+    if node.op_type == "Conv":
+        c_in, c_out = x[1], w[0]
+        macs = math.prod(y) * w[1] * math.prod(kernel)
+    else:  # ConvTranspose: every input pixel scatters a C_out/g x kernel patch
+        c_in, c_out = w[0], w[1] * groups
+        macs = math.prod(x) * w[1] * math.prod(kernel)
+    depthwise = groups > 1 and groups == c_in and w[1] == 1
+    return LayerCost(
+        name, node.op_type, "depthwise" if depthwise else "conv", macs,
+        dpu_supported=len(kernel) in (1, 2), c_in=c_in, c_out=c_out, **_hw(y),
+        kernel_h=kernel[0] if len(kernel) >= 2 else 1, kernel_w=kernel[-1] if kernel else 1,
+        groups=groups, **io,
+    )
+
+
+def _gemm(name: str, node: onnx.NodeProto, shapes: dict, static: set[str], io: dict) -> LayerCost:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    a = _required(shapes, node.input[0], name)
+    y = _required(shapes, node.output[0], name)
+    if node.op_type == "Gemm":
+        k = a[0] if attrs.get("transA", 0) else a[1]
+    else:
+        k = a[-1]
+    rows = math.prod(y[:-1]) if len(y) > 1 else 1
+    # A DPU runs a MatMul as a fully-connected layer only when one operand is a weight.
+    has_weight = node.input[0] in static or node.input[1] in static
+    return LayerCost(
+        name, node.op_type, "gemm", math.prod(y) * k, dpu_supported=has_weight,
+        c_in=k, c_out=y[-1], h_out=1, w_out=rows, kernel_h=1, kernel_w=1, **io,
+    )
+
+
+def _pool(name: str, node: onnx.NodeProto, shapes: dict, consts: dict, io: dict) -> LayerCost:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    x = _required(shapes, node.input[0], name)
+    y = _required(shapes, node.output[0], name)
+    supported = True
+    if node.op_type in ("MaxPool", "AveragePool"):
+        kernel = list(attrs["kernel_shape"])
+    else:  # global pooling: one window over the whole spatial extent
+        kernel = x[2:]
+        if node.op_type == "ReduceMean":
+            supported = _reduces_spatial(node, attrs, consts, len(x))
+    macs = math.prod(y) * math.prod(kernel)
+    return LayerCost(
+        name, node.op_type, "pool", macs, dpu_supported=supported,
+        c_in=x[1] if len(x) > 1 else 0, c_out=y[1] if len(y) > 1 else 0, **_hw(y),
+        kernel_h=kernel[0] if len(kernel) >= 2 else 1, kernel_w=kernel[-1] if kernel else 1,
+        **io,
+    )
+
+
+def _reduces_spatial(node: onnx.NodeProto, attrs: dict, consts: dict, rank: int) -> bool:
+    """Whether a ReduceMean averages exactly the spatial axes (the DPU runs it as a pool)."""
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = consts.get(node.input[1])
+    if axes is None or rank < 3:
+        return False
+    return sorted(int(a) % rank for a in axes) == list(range(2, rank))
+
+
+def _small_constants(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Values of small integer constants (initializers and Constant nodes), e.g. reduce axes."""
+    tensors = [(init.name, init) for init in model.graph.initializer]
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            tensors.append((node.output[0], node.attribute[0].t))
+    out: dict[str, list[int]] = {}
+    for name, tensor in tensors:
+        if math.prod(tensor.dims) <= 16 and tensor.data_type in _INT_TYPES:
+            out[name] = [int(v) for v in numpy_helper.to_array(tensor).ravel()]
+    return out
+
+
+_INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})

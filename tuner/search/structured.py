@@ -1,0 +1,160 @@
+"""tuner's default sampler: search that uses what is known about the space.
+
+1. Never propose what is known before measuring: precisions below the accuracy floor (the
+   accuracy of each variant is measured before the study), and configurations already
+   measured or in flight.
+2. FPGA configurations are priced by the cost model, which costs nothing to ask: their
+   objectives are known exactly before any trial.
+3. CPU speed follows a structural model (tuner/search/surrogate.py), fitted on what was measured.
+4. Start from one balanced configuration: the middle batch size on every core.
+5. Then propose the configuration with the largest hypervolume improvement over the
+   feasible front found so far, predicted optimistically (by the model's uncertainty), so
+   unexplored regions are tried when they might matter and not otherwise. With a p95 SLO,
+   first the configuration predicted (optimistically) to meet it most cheaply, while one may
+   still beat the cheapest found: that is the configuration promote will choose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.config import TrialConfig
+from tuner.front.hypervolume import hypervolume, normalised_minimised
+from tuner.metrics import OBJECTIVES
+from tuner.search.context import SamplerContext
+from tuner.search.surrogate import Observation, SpeedModel
+from tuner.search.suggest import enumerate_configs, params_for, suggest
+
+OBJ = list(OBJECTIVES)
+
+
+class StructuredSampler(optuna.samplers.BaseSampler):
+    def __init__(self, context: SamplerContext, seed: int | None = None) -> None:
+        self.ctx = context
+        self._rng = np.random.default_rng(seed)
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+        self._plans: dict[int, dict[str, Any]] = {}
+        floor = context.accuracy_floor_ratio * context.fp32_accuracy
+        grid = enumerate_configs(context.space, context.cluster)
+        ok = {p for p, a in context.accuracy.items() if a >= floor} or {"fp32"}
+        self.candidates = [c for c in grid if not context.accuracy or c.precision in ok]
+
+    # Optuna's sampler interface: the whole configuration is chosen at the first parameter.
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if trial.number not in self._plans:
+            config = self.choose(study)
+            self._plans[trial.number] = params_for(self.ctx.space, config) if config else {}
+        plan = self._plans[trial.number]
+        if param_name in plan and param_distribution._contains(param_distribution.to_internal_repr(plan[param_name])):
+            return plan[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._plans.pop(trial.number, None)
+
+    # The strategy.
+    def _config_of(self, trial: FrozenTrial) -> TrialConfig | None:
+        try:
+            return suggest(self.ctx.space, optuna.trial.FixedTrial(trial.params), self.ctx.cluster)
+        except Exception:
+            return None
+
+    def _history(self, study: optuna.Study) -> tuple[set[TrialConfig], list[tuple[TrialConfig, dict[str, float], bool]]]:
+        taken, done = set(), []
+        names = study.metric_names or OBJ
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)):
+            c = self._config_of(t) if t.params else None
+            if c is None:
+                continue
+            taken.add(c)
+            if t.state != TrialState.COMPLETE:
+                continue
+            metrics = {k: t.user_attrs.get(k) for k in OBJ}
+            for k, v in zip(names, t.values or []):
+                if metrics.get(k) is None:
+                    metrics[k] = v
+            if any(metrics.get(k) is None for k in OBJ):
+                continue
+            feasible = all(v <= 0 for v in t.constraints.values())
+            done.append((c, metrics, feasible))
+        return taken, done
+
+    def _predict(self, model: SpeedModel, c: TrialConfig) -> tuple[dict[str, float], float] | None:
+        if c.platform != "cpu":
+            est = self.ctx.estimates.get(c)
+            return (dict(est), 0.0) if est else None
+        tput, p95, u = model.predict(c)
+        cost = self.ctx.usd_per_hour(c) / (tput * 3600) * 1e6 if self.ctx.usd_per_hour else 1.0 / tput
+        return {"throughput_rps": tput, "latency_p95_ms": p95, "cost_usd_per_million": cost}, u
+
+    def choose(self, study: optuna.Study) -> TrialConfig | None:
+        taken, done = self._history(study)
+        free = [c for c in self.candidates if c not in taken]
+        if not free:
+            return None
+        seeds = [c for c in self._corner_seeds() if c in free]
+        if seeds:
+            return seeds[0]
+        model = SpeedModel([Observation(c, m["throughput_rps"], m["latency_p95_ms"]) for c, m, ok in done
+                            if c.platform == "cpu" and ok is not None])
+        found = [m for c, m, ok in done if ok]
+        scored = []
+        for c in free:
+            pred = self._predict(model, c)
+            if pred is None:
+                continue
+            m, u = pred
+            optimistic = {"throughput_rps": m["throughput_rps"] * (1 + u),
+                          "latency_p95_ms": m["latency_p95_ms"] / (1 + u),
+                          "cost_usd_per_million": m["cost_usd_per_million"] / (1 + u)}
+            if self.ctx.slo_ms is not None and optimistic["latency_p95_ms"] > self.ctx.slo_ms:
+                continue
+            scored.append((c, optimistic, u))
+        if not scored:
+            return free[int(self._rng.integers(len(free)))]
+        if self.ctx.slo_ms is not None:
+            # With an SLO the usual goal is the cheapest configuration meeting it (what
+            # promote picks): go for the candidate that may beat the cheapest found so far.
+            best = min((m["cost_usd_per_million"] for m in found), default=float("inf"))
+            cheaper = [s for s in scored if s[1]["cost_usd_per_million"] < best * 0.99]
+            if cheaper:
+                return min(cheaper, key=lambda s: s[1]["cost_usd_per_million"])[0]
+        gains = self._hv_gains(found, [s[1] for s in scored])
+        best = max(range(len(scored)), key=lambda i: (gains[i], scored[i][2], -i))
+        return scored[best][0]
+
+    def _hv_gains(self, found: list[dict[str, float]], cands: list[dict[str, float]]) -> list[float]:
+        names = list(self.ctx.space.objectives)
+        allv = np.array([[m[k] for k in names] for m in found + cands])
+        lo, hi = allv.min(0), allv.max(0)
+        ref = np.full(len(names), 1.1)
+        base_pts = normalised_minimised(np.array([[m[k] for k in names] for m in found]), names, lo, hi) if found else np.empty((0, len(names)))
+        base = hypervolume(base_pts, ref) if found else 0.0
+        cand_pts = normalised_minimised(np.array([[m[k] for k in names] for m in cands]), names, lo, hi)
+        return [hypervolume(np.vstack([base_pts, p[None]]), ref) - base for p in cand_pts]
+
+    def _corner_seeds(self) -> list[TrialConfig]:
+        """One balanced start: the middle batch size (geometric) on every core, one thread per
+        replica, in the reference precision. In replays of recorded grids it alone holds most
+        of the front's hypervolume (large batches buy throughput and cost, small ones latency);
+        seeding every precision's corners first cost more trials than it saved."""
+        cpu = [c for c in self.candidates if c.platform == "cpu" and c.threads_per_replica == 1]
+        if not cpu:
+            return []
+        batches = sorted({c.batch_size for c in cpu})
+        mid = batches[len(batches) // 2]
+        max_r = max(c.replicas for c in cpu)
+        precision = min({c.precision for c in cpu}, key=lambda p: ("fp32", "fp16", "bf16", "int8").index(p))
+        return [TrialConfig("cpu", mid, precision, max_r, 1)]

@@ -1,0 +1,80 @@
+"""Finalists: before a study ends, its best measured candidates are measured again,
+interleaved (A B C A B C ...), so drift of the machine hits all of them alike. Their reported
+metrics become the medians of all their measurements, with the spread.
+
+Optuna's stored values stay as first measured (a finished trial cannot change); the
+re-measurement is kept in the study's user attribute ``finalists`` and `tuner show`, the
+Pareto front it reports and `tuner promote` use it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from tuner.study.loop import LoopContext
+from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
+from tuner.study.outcome import make_outcome
+from tuner.study.readback import study_record
+from tuner.runner.base import TrialFailed
+from tuner.front.selection import POLICIES
+from tuner.config import TrialConfig
+
+NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
+
+
+def pick_finalists(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The `k` best measured (not estimated) feasible Pareto trials, in the default
+    promotion policy's order."""
+    front = [r for r in records if r["pareto"] and r["feasible"] and not r["metrics"]["estimated"]]
+    _rule, key = POLICIES["cheapest"]
+    return sorted(front, key=key)[:k]
+
+
+def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, list[float]], float]:
+    """Median and [min, max] of each metric, and the throughput's coefficient of variation."""
+    median = {k: statistics.median(s[k] for s in samples) for k in NUMERIC}
+    spread = {k: [min(s[k] for s in samples), max(s[k] for s in samples)] for k in NUMERIC}
+    tputs = [s["throughput_rps"] for s in samples]
+    cv = statistics.pstdev(tputs) / statistics.mean(tputs) if len(tputs) > 1 else 0.0
+    return median, spread, cv
+
+
+def remeasure_finalists(ctx: LoopContext, k: int, repeats: int) -> dict[str, Any]:
+    """Re-measure up to `k` finalists `repeats` times each, interleaved; store and return."""
+    finalists = pick_finalists(study_record(ctx.study)["trials"], k)
+    if not finalists or repeats < 1:
+        return {}
+    ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s), interleaved: "
+            f"{', '.join('#' + str(f['number']) for f in finalists)}")
+    samples = {f["number"]: [f["metrics"]] for f in finalists}
+    configs = {f["number"]: TrialConfig.from_dict({**f["config"], "device": f.get("device")}) for f in finalists}
+    for r in range(repeats):
+        for number, config in configs.items():
+            try:
+                perf = ctx.runner.run(config)
+            except TrialFailed as exc:
+                ctx.log(f"  finalist #{number} round {r + 1}: FAILED ({exc.reason}); kept out of its median")
+                continue
+            outcome = make_outcome(config, perf, ctx.model, ctx.prices, ctx.constraints)
+            samples[number].append(outcome.metrics.to_dict())
+            ctx.log(f"  finalist #{number} round {r + 1}: {outcome.metrics.throughput_rps:,.0f} inf/s, "
+                    f"p95 {outcome.metrics.latency_p95_ms:.3f} ms")
+    stored = dict(ctx.study.user_attrs.get("finalists", {}))
+    for number, rows in samples.items():
+        median, spread, cv = summarise(rows)
+        metrics = Metrics(**median, estimated=False)
+        constraints = ctx.constraints.values(metrics, ctx.model.fp32_accuracy)
+        stored[str(number)] = {
+            "samples": len(rows),
+            "metrics": metrics.to_dict(),
+            "spread": spread,
+            "throughput_cv": cv,
+            "constraints": constraints,
+            "feasible": is_feasible(constraints),
+        }
+        ctx.log(f"  #{number}: median of {len(rows)}: {median['throughput_rps']:,.0f} inf/s "
+                f"(range {spread['throughput_rps'][0]:,.0f}-{spread['throughput_rps'][1]:,.0f}, cv {cv:.1%}), "
+                f"p95 {median['latency_p95_ms']:.3f} ms")
+    ctx.study.set_user_attr("finalists", stored)
+    return stored

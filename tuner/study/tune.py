@@ -1,0 +1,155 @@
+"""`tuner tune`: prepare the model, open the study, run the trials, re-measure the finalists.
+
+Rerunning the same command continues the study until it has `trials` COMPLETE trials.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import optuna
+
+from tuner.config import TrialConfig
+from tuner.costmodels.fpga.devices import load_devices
+from tuner.errors import TunerError
+from tuner.models.prepare import check_model_arg, model_name, prepare_model
+from tuner.models.spec import PreparedModel
+from tuner.prices import PriceTable, load_prices
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.search.context import SamplerContext
+from tuner.search.samplers import SAMPLERS, make_sampler
+from tuner.search.seeds import seed_params
+from tuner.search.stopping import Stopper
+from tuner.search.suggest import enumerate_configs
+from tuner.spec.load import load_space
+from tuner.spec.measurement import LoadSpec
+from tuner.spec.space import SearchSpace
+from tuner.study.finalists import remeasure_finalists
+from tuner.study.loop import LoopContext, complete_count, run_trials
+from tuner.study.memory import PeakMemory
+from tuner.study.open import open_study, record_run, warm_start
+from tuner.study.storage import check_url, open_storage
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    model: str = "digits-cnn"
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    space: str = "default"
+    study: str | None = None
+    storage: str | None = None
+    trials: int = 24
+    parallel: int = 1
+    ray_address: str | None = None
+    seed: int | None = None
+    remeasure: bool = False
+    finalists: int = 3
+    finalist_repeats: int = 3
+    load_mode: str | None = None
+    target_rps: float | None = None
+    sampler: str = "default"
+    timeout_s: float | None = None
+    patience: int | None = None
+    warm_start: str | None = None
+    exclusive_hosts: bool = False
+
+
+def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
+    """What the default sampler knows before any trial: each variant's accuracy, and the cost
+    model's prediction for every FPGA configuration (computed here; it takes a second)."""
+    from tuner.evaluators.fpga import evaluate_fpga
+
+    estimates = {}
+    fpga = [c for c in enumerate_configs(space, info) if c.platform == "fpga"]
+    if fpga and "int8" in model.variants:
+        data = open(model.variants["int8"].path, "rb").read()
+        for c in fpga:
+            perf = evaluate_fpga(data, model.input_shapes(1), c, devices[c.device])
+            estimates[c] = {"throughput_rps": perf.throughput_rps, "latency_p95_ms": perf.latency_p95_ms,
+                            "cost_usd_per_million": prices.cost_usd_per_million(c, perf.throughput_rps)}
+    return SamplerContext(space, info, accuracy={p: v.accuracy for p, v in model.variants.items()},
+                          fp32_accuracy=model.fp32_accuracy, estimates=estimates, usd_per_hour=prices.usd_per_hour,
+                          accuracy_floor_ratio=space.constraints.accuracy_min_ratio,
+                          slo_ms=space.constraints.latency_p95_ms_max)
+
+
+def resolve_load(space: SearchSpace, mode: str | None, target_rps: float | None) -> LoadSpec:
+    """The space's load, with command-line overrides, validated."""
+    data = space.load.to_dict()
+    if mode is not None:
+        data["mode"] = mode
+    if target_rps is not None:
+        data["target_rps"] = target_rps
+    try:
+        return LoadSpec(**data)
+    except ValueError as exc:
+        raise TunerError(f"Invalid load: {exc}. Server mode needs --target-rps R (requests per second).") from None
+
+
+def tune(opts: TuneOptions, log=print) -> optuna.Study:
+    """Run (or continue) a study; returns it once it has `opts.trials` COMPLETE trials."""
+    if opts.trials < 1 or opts.parallel < 1:
+        raise TunerError(f"Got --trials {opts.trials} --parallel {opts.parallel}. Both must be >= 1.")
+    if opts.sampler not in SAMPLERS:
+        raise TunerError(f"Got {opts.sampler!r} for --sampler. Choose one of: {', '.join(SAMPLERS)}.")
+    space = load_space(opts.space)
+    load = resolve_load(space, opts.load_mode, opts.target_rps)
+    prices = load_prices(space.prices)
+    devices = load_devices()
+    check_model_arg(opts.model, opts.input_shapes)  # bad input fails before anything slow starts
+    check_url(opts.storage)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    with PeakMemory() as memory:
+        cluster = RayCluster(opts.ray_address)
+        runner = None
+        try:
+            log(f"{cluster.describe()} (up in {cluster.start_s:.1f} s)")
+            info = cluster.info({name: d.cores for name, d in devices.items()})
+            for note in space.platform_notes(info):
+                log(f"note: {note}")
+            platforms = space.available_platforms(info)
+            if not platforms:
+                raise TunerError("No platform of the search space can run on this cluster (see the notes above).")
+            check_prices(space, platforms, prices)
+            precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
+            model = prepare_model(opts.model, opts.input_shapes, precisions, log)
+            storage = open_storage(opts.storage)
+            context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
+            study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,
+                               load, make_sampler(opts.sampler, opts.seed, context))
+            runner = RayRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts)
+            stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
+            ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
+                              load, cluster.hardware_key(), opts.remeasure, log, stopper)
+            if not study.get_trials(deepcopy=False):
+                if opts.warm_start:
+                    warm_start(study, opts.warm_start, opts.storage, space, info, log)
+                if opts.sampler != "default":  # the default sampler picks its own start
+                    for params in seed_params(space, info):
+                        study.enqueue_trial(params, skip_if_exists=True)
+            done = complete_count(study)
+            log(f"study {study.study_name!r}: {done} complete trials, running until {opts.trials}"
+                f"{f' with {opts.parallel} in parallel' if opts.parallel > 1 else ''} ({load.mode} load)")
+            stats = run_trials(ctx, opts.trials, opts.parallel)
+            if stats.measured:  # a run that measured nothing new has nothing new to confirm
+                remeasure_finalists(ctx, opts.finalists, opts.finalist_repeats)
+        finally:
+            if runner is not None:
+                runner.shutdown()
+            cluster.shutdown()
+    record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats)
+    log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
+        f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
+        f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})")
+    return study
+
+
+def check_prices(space: SearchSpace, platforms: list[str], prices: PriceTable) -> None:
+    for pl in platforms:
+        devices = getattr(getattr(space.platforms, pl), "device", None)
+        for dev in devices.choices if devices else [None]:
+            prices.row(prices.key_for(TrialConfig(pl, 1, "int8", 1, 1, dev)))
