@@ -119,9 +119,9 @@ def test_interrupt_cancels_in_flight_trials_and_says_how_to_resume(work: Path, s
 def test_killed_worker_fails_one_trial_and_the_study_goes_on(work: Path) -> None:
     proc = start(work, *tune_args(5))
     wait_for(lambda: any(p for p in psutil.process_iter(["cmdline"])
-                         if any("ReplicaBench" in c for c in (p.info["cmdline"] or []))), 300, "a replica process")
+                         if any("ReplicaHost" in c for c in (p.info["cmdline"] or []))), 300, "a replica process")
     wait_for(lambda: sum(t.state.name == "COMPLETE" for t in trials_in(work)) >= 1, 300, "a complete trial")
-    victims = [p for p in psutil.process_iter(["cmdline"]) if any("ReplicaBench" in c for c in (p.info["cmdline"] or []))]
+    victims = [p for p in psutil.process_iter(["cmdline"]) if any("ReplicaHost" in c for c in (p.info["cmdline"] or []))]
     for p in victims:
         p.kill()
     out, err = proc.communicate(timeout=600)

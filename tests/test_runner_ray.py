@@ -52,7 +52,7 @@ def cpu(batch: int = 8, replicas: int = 1, threads: int = 1) -> TrialConfig:
 def replica_processes() -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline"]):
-        if any("ReplicaBench" in part for part in (p.info["cmdline"] or [])):
+        if any("ReplicaHost" in part for part in (p.info["cmdline"] or [])):
             out.append(p)
     return out
 

@@ -22,18 +22,18 @@ import socket
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
+from tuner.config import TrialConfig
+from tuner.evaluators.base import ReplicaEvaluator, thread_broadcast, timing_inputs
 from tuner.evaluators.windows import WindowSample, run_protocol, serve_poisson
 from tuner.metrics import PerfResult
 from tuner.models.sessions import SESSION_CONFIG, session_options
 from tuner.models.spec import InputSpec
-
-if TYPE_CHECKING:  # replica processes import this module: keep pydantic and optuna out of them
-    from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 _SESSIONS_KEPT = 2
 
@@ -47,19 +47,6 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def timing_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndarray]:
-    """Seeded inputs for timing: values do not change the work of dense kernels."""
-    rng = np.random.default_rng(batch)
-    feeds = {}
-    for s in specs:
-        shape = (batch, *s.shape)
-        if np.issubdtype(np.dtype(s.dtype), np.floating):
-            feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
-        else:
-            feeds[s.name] = rng.integers(0, 2 if s.dtype == "bool" else 10, shape).astype(s.dtype)
-    return feeds
 
 
 class ReplicaBench:
@@ -144,6 +131,18 @@ class ReplicaBench:
                              seconds, rate_rps, max_wait_s, seed)
 
 
+def make_cpu_bench(config: TrialConfig, cores: Sequence[int] | None) -> ReplicaBench:
+    """The bench of one CPU replica: `threads_per_replica` threads, pinned to `cores`."""
+    return ReplicaBench(config.threads_per_replica, list(cores) if cores else None)
+
+
+def cpu_cores(config: TrialConfig) -> int:
+    return config.threads_per_replica
+
+
+CPU = ReplicaEvaluator("cpu", make_bench=make_cpu_bench, cores_per_replica=cpu_cores)
+
+
 def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size: int, replicas: int,
                   threads: int, settings: MeasurementSettings, load: LoadSpec | None = None,
                   providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> PerfResult:
@@ -152,13 +151,4 @@ def measure_local(model: bytes | str, inputs: tuple[InputSpec, ...], batch_size:
     for b in benches:
         b.prepare("model", model, inputs, batch_size)
     with ThreadPoolExecutor(max_workers=replicas) as pool:
-
-        def broadcast(method: str, args: tuple | list[tuple]) -> list:
-            per = args if isinstance(args, list) else [args] * len(benches)
-            return list(pool.map(lambda ba: getattr(ba[0], method)(*ba[1]), zip(benches, per)))
-
-        if load is None:
-            from tuner.spec.measurement import LoadSpec
-
-            load = LoadSpec()
-        return run_protocol(broadcast, settings, load)
+        return run_protocol(thread_broadcast(benches, pool), settings, load or LoadSpec())

@@ -14,6 +14,7 @@ import onnx
 
 from tuner.config import TrialConfig
 from tuner.errors import field_error
+from tuner.evaluators.base import EstimateEvaluator
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
 from tuner.costmodels.graph import LayerCost, analyze_graph
@@ -120,3 +121,6 @@ def _layer_dict(layer: LayerEstimate) -> dict[str, Any]:
             "time_us": round(layer.time_us, 2), "bound": layer.bound,
             "utilisation": round(layer.utilisation, 3),
             "offchip_bytes": int(layer.offchip_bytes)}
+
+
+FPGA = EstimateEvaluator("fpga", estimate=evaluate_fpga, variant="int8")

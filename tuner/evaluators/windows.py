@@ -20,14 +20,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from tuner.metrics import PerfResult, latency_percentiles_ms
 
-if TYPE_CHECKING:  # replica processes import this module: keep pydantic and optuna out of them
-    from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 Z_99 = 2.576
 

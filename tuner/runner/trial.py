@@ -1,15 +1,17 @@
-"""Run one configuration on the cluster: exclusive cores, pinned replicas, time-out, failures.
+"""Run one configuration on the Ray cluster: exclusive cores, pinned replicas, time-out, failures.
 
-A CPU trial reserves distinct cores for each replica (waiting while other trials hold them),
-takes one pinned actor per replica from the pool, and drives the measurement protocol. An
-FPGA trial reserves one core and runs the analytical cost model as a Ray task. Workers get
-the model's bytes from the object store, so a multi-node cluster needs no shared files.
+The evaluator comes from `tuner.evaluators.registry` by the config's platform. A measured
+platform (`ReplicaEvaluator`) reserves distinct cores for each replica (waiting while other
+trials hold them), takes one pinned actor per replica from the pool, and drives the measurement
+protocol. A modelled platform (`EstimateEvaluator`) reserves one core and runs its cost model as
+a Ray task. Workers get the model's bytes from the object store, so a multi-node cluster needs
+no shared files.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -17,12 +19,14 @@ from ray.exceptions import GetTimeoutError, OutOfMemoryError, RayActorError, Ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.config import TrialConfig
-from tuner.evaluators.fpga import evaluate_fpga
+from tuner.evaluators.base import EstimateEvaluator, ReplicaEvaluator
+from tuner.evaluators.registry import evaluator_for
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
 from tuner.models.spec import PreparedModel
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
+from tuner.runner.cores import Placement
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
@@ -30,18 +34,24 @@ _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out
 
 @dataclass
 class RayRunner:
-    """Runs configurations on `cluster`; thread-safe, so several trials can be in flight."""
+    """Runs configurations on `cluster`; thread-safe, so several trials can be in flight.
+
+    Attributes:
+        devices: catalog entries of the modelled platforms' devices, by key (FPGA boards).
+        exclusive_hosts: a measured trial takes its whole machine (--exclusive-hosts).
+    """
 
     model: PreparedModel
     settings: MeasurementSettings
     load: LoadSpec
-    fpga_catalog: dict[str, Any]
+    devices: dict[str, Any]
     cluster: RayCluster
-    exclusive_hosts: bool = False  # a measured trial takes its whole machine (--exclusive-hosts)
+    exclusive_hosts: bool = False
+    _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self._refs: dict[str, ray.ObjectRef] = {}
-        self.pool = self.cluster.pool  # shared by every runner of the cluster
+    @property
+    def pool(self):  # shared by every runner of the cluster
+        return self.cluster.pool
 
     def _model_ref(self, precision: str) -> ray.ObjectRef:
         if precision not in self._refs:
@@ -50,13 +60,14 @@ class RayRunner:
         return self._refs[precision]
 
     def run(self, config: TrialConfig) -> PerfResult:
-        if config.platform == "cpu":
-            return self._run_cpu(config)
-        if config.platform == "fpga":
-            return self._run_fpga(config)
-        raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
+        evaluator = evaluator_for(config.platform)
+        if evaluator is None:
+            raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
+        if isinstance(evaluator, EstimateEvaluator):
+            return self._run_estimate(evaluator, config)
+        return self._run_replicas(evaluator, config)
 
-    def _reserve(self, replicas: int, threads: int, exclusive: bool = False):
+    def _reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement]:
         alloc = self.cluster.allocator
         if not alloc.can_ever_fit(replicas, threads):
             raise TrialFailed(
@@ -64,41 +75,44 @@ class RayRunner:
                 f"node are {alloc.usable_cpus()} (a replica's threads must share one node)",
                 infeasible=True,
             )
-        return alloc.reserve(replicas, threads, exclusive=exclusive)
+        placement = alloc.reserve(replicas, threads, exclusive=exclusive)
+        assert placement is not None  # no time-out: it waits until the layout fits
+        return placement
 
-    def _run_fpga(self, config: TrialConfig) -> PerfResult:
+    def _run_estimate(self, evaluator: EstimateEvaluator, config: TrialConfig) -> PerfResult:
         placement = self._reserve(1, 1)
         try:
             self.pool.make_room(placement[0])
-            task = ray.remote(num_cpus=1, max_retries=0)(evaluate_fpga).options(
+            task = ray.remote(num_cpus=1, max_retries=0)(evaluator.estimate).options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(placement[0].node_id, soft=False))
             t0 = time.perf_counter()
-            ref = task.remote(self._model_ref("int8"), self.model.input_shapes(1), config,
-                              self.fpga_catalog[config.device])
+            ref = task.remote(self._model_ref(evaluator.variant), self.model.input_shapes(1), config,
+                              self.devices[config.device or ""])
             try:
                 result = ray.get(ref, timeout=self.settings.trial_timeout_s)
             except GetTimeoutError:
                 ray.cancel(ref, force=True)
-                raise TrialFailed(f"FPGA estimate timed out after {self.settings.trial_timeout_s} s") from None
+                raise TrialFailed(f"{config.platform.upper()} estimate timed out after "
+                                  f"{self.settings.trial_timeout_s} s") from None
             except RayError as exc:
-                raise TrialFailed(f"FPGA estimate failed: {_short(exc)}") from None
+                raise TrialFailed(f"{config.platform.upper()} estimate failed: {_short(exc)}") from None
             result.details["trial_wall_s"] = round(time.perf_counter() - t0, 3)
             return result
         finally:
             self.cluster.allocator.release(placement)
 
-    def _run_cpu(self, config: TrialConfig) -> PerfResult:
+    def _run_replicas(self, evaluator: ReplicaEvaluator, config: TrialConfig) -> PerfResult:
         t_wait = time.perf_counter()
         exclusive = self.exclusive_hosts
-        placement = self._reserve(config.replicas, config.threads_per_replica, exclusive)
+        placement = self._reserve(config.replicas, evaluator.cores_per_replica(config), exclusive)
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.settings.trial_timeout_s
-        actors, reused = self.pool.acquire(placement)
+        actors, reused = self.pool.acquire(evaluator, config, placement)
         healthy = False
 
-        def broadcast(method: str, args: tuple | list[tuple]) -> list:
+        def broadcast(method: str, args: tuple | list) -> list:
             per = args if isinstance(args, list) else [args] * len(actors)
-            refs = [getattr(a, method).remote(*x) for a, x in zip(actors, per)]
+            refs = [a.call.remote(method, *x) for a, x in zip(actors, per)]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GetTimeoutError("trial deadline passed")
@@ -123,7 +137,7 @@ class RayRunner:
                 raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
             raise TrialFailed(f"replica failed: {_short(exc)}") from None
         finally:
-            self.pool.release(placement, actors, healthy)
+            self.pool.release(evaluator, config, placement, actors, healthy)
             self.cluster.allocator.release(placement, exclusive)
         result.details.update(
             trial_wall_s=round(time.perf_counter() - t0, 3),

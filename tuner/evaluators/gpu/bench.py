@@ -31,8 +31,10 @@ import numpy as np
 
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.gpu.select import BACKENDS, is_gpu_oom
+from tuner.evaluators.base import thread_broadcast, timing_inputs
 from tuner.evaluators.windows import WindowSample, serve_poisson
 from tuner.models.spec import InputSpec
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 _PROGRAMS_KEPT = 2  # sessions / modules kept per replica: each holds device memory
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -40,19 +42,6 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 class GpuOutOfMemoryError(TunerError):
     """The configuration needs more device memory than the replica has (an infeasible config)."""
-
-
-def timing_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndarray]:
-    """Seeded inputs for timing (the same recipe as the CPU bench's)."""
-    rng = np.random.default_rng(batch)
-    feeds = {}
-    for s in specs:
-        shape = (batch, *s.shape)
-        if np.issubdtype(np.dtype(s.dtype), np.floating):
-            feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
-        else:
-            feeds[s.name] = rng.integers(0, 2 if s.dtype == "bool" else 10, shape).astype(s.dtype)
-    return feeds
 
 
 def _check_args(backend: str, device_index: int, precision: str, memory_fraction: float | None) -> None:
@@ -226,12 +215,10 @@ class GpuReplicaBench:
 
 
 def measure_local_gpu(model: Any, inputs: tuple[InputSpec, ...], batch_size: int, replicas: int,
-                      settings: Any, load: Any, backend: str, precision: str, device_index: int = 0,
+                      settings: MeasurementSettings, load: LoadSpec, backend: str, precision: str, device_index: int = 0,
                       key: str = "model") -> Any:
     """Measure `replicas` replicas on one GPU as threads of this process (no Ray needed).
 
-    `settings` and `load` need only the attributes `run_protocol` reads (MeasurementSettings and
-    LoadSpec have them), so a caller without pydantic can pass simple objects.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -242,9 +229,4 @@ def measure_local_gpu(model: Any, inputs: tuple[InputSpec, ...], batch_size: int
     for b in benches:
         b.prepare(key, model, inputs, batch_size)
     with ThreadPoolExecutor(max_workers=replicas) as pool:
-
-        def broadcast(method: str, args: tuple | list[tuple]) -> list:
-            per = args if isinstance(args, list) else [args] * len(benches)
-            return list(pool.map(lambda ba: getattr(ba[0], method)(*ba[1]), zip(benches, per)))
-
-        return run_protocol(broadcast, settings, load)
+        return run_protocol(thread_broadcast(benches, pool), settings, load)
