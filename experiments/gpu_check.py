@@ -9,8 +9,8 @@ ONNX export (torch's exporter), scikit-learn to train digits-cnn (without it dig
 random weights: the timing is the same) and PyYAML for the card's peaks (without it no
 fraction-of-peak). It exits with status 2 and a message on a machine without CUDA.
 
-The contract checks are importable (`check_contract`, `check_oom`): tests/test_gpu_contract.py
-runs them against the CPU ReplicaBench, which honours the same contract.
+The contract checks are tuner's own (`tuner.testing.contract`), the ones tests/test_evaluator_contract.py
+runs over every evaluator.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,101 +30,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tuner.models.spec import InputSpec  # noqa: E402
+from tuner.spec.measurement import LoadSpec, MeasurementSettings  # noqa: E402
+from tuner.testing.contract import check_bench_contract, check_oom  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "gpu"
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
-class ContractViolation(AssertionError):
-    """A bench broke the replica contract (prepare / info / run_for / serve_for)."""
-
-
-def _expect(ok: bool, what: str) -> None:
-    if not ok:
-        raise ContractViolation(what)
-
-
-def _check_sample(sample: Any, batch: int, min_requests: int, min_elapsed_s: float, where: str) -> None:
-    lat = getattr(sample, "latencies_s", None)
-    _expect(isinstance(lat, np.ndarray) and lat.ndim == 1, f"{where}: latencies_s must be a 1-D array")
-    _expect(len(lat) >= min_requests, f"{where}: {len(lat)} requests, wanted >= {min_requests}")
-    _expect(bool(np.all(np.isfinite(lat))) and bool(np.all(lat > 0)), f"{where}: latencies must be finite and > 0")
-    _expect(sample.batch_size == batch, f"{where}: batch_size {sample.batch_size}, wanted {batch}")
-    _expect(sample.elapsed_s >= min_elapsed_s, f"{where}: elapsed {sample.elapsed_s:.3f} s < {min_elapsed_s} s")
-    _expect(sample.elapsed_s >= float(lat.max()) * 0.999, f"{where}: a latency exceeds the window")
-    _expect(sample.throughput_rps > 0, f"{where}: throughput must be > 0")
-
-
-def check_contract(bench: Any, model: Any, inputs: tuple[InputSpec, ...], batch_size: int = 4,
-                   seconds: float = 0.2, key: str = "contract") -> list[str]:
-    """Check one replica bench against the contract the protocol relies on.
-
-    Returns the names of the checks passed; raises ContractViolation on the first failure.
-    """
-    passed = []
-    _expect(bench.prepare(key, model, inputs, batch_size) is False, "first prepare must return False (not cached)")
-    _expect(bench.prepare(key, model, inputs, batch_size) is True, "second prepare must return True (cached)")
-    passed.append("prepare caches by key")
-    info = bench.info()
-    _expect(isinstance(info, dict) and "pid" in info and "node" in info, "info() must be a dict with pid and node")
-    json.dumps(info, default=str)
-    passed.append("info is a dict")
-    sample = bench.run_for(seconds, 3)
-    _check_sample(sample, batch_size, 3, seconds, "run_for")
-    busy = float(sample.latencies_s.sum())
-    _expect(busy <= sample.elapsed_s * 1.05, f"run_for: calls took {busy:.3f} s in a {sample.elapsed_s:.3f} s window")
-    _expect(busy >= sample.elapsed_s * 0.5, f"run_for: calls fill only {busy / sample.elapsed_s:.0%} of the window")
-    passed.append("run_for: back-to-back calls, latencies within the window")
-    _check_sample(bench.run_for(0.0, 5), batch_size, 5, 0.0, "run_for(min_calls)")
-    passed.append("run_for honours min_calls")
-    rate = 4.0 / seconds * 10  # about 40 requests per window: enough, and far below capacity
-    served = bench.serve_for(seconds, rate, 0.002, 7)
-    _check_sample(served, 1, 1, seconds * 0.99, "serve_for")
-    again = bench.serve_for(seconds, rate, 0.002, 7)
-    _expect(len(again.latencies_s) == len(served.latencies_s), "serve_for: the same seed must give the same arrivals")
-    passed.append("serve_for: seeded Poisson arrivals, per-request latencies")
-    bench.prepare(key, model, inputs, 1)
-    _check_sample(bench.run_for(0.0, 2), 1, 2, 0.0, "run_for after re-prepare at batch 1")
-    passed.append("prepare switches the batch size")
-    return passed
-
-
-def check_oom(make_bench: Callable[[], Any], model: Any, inputs: tuple[InputSpec, ...], huge_batch: int,
-              key: str = "oom") -> list[str]:
-    """An out-of-memory batch must raise an error saying "out of memory" (the runner's mark of an
-    infeasible config), and the replica must work again at batch 1 afterwards."""
-    bench = make_bench()
-    try:
-        bench.prepare(key, model, inputs, huge_batch)
-    except Exception as exc:  # the contract is about the message, whatever the type
-        _expect("out of memory" in str(exc), f"batch {huge_batch} failed without 'out of memory': {exc!r}"[:400])
-    else:
-        raise ContractViolation(f"batch {huge_batch} fitted in memory: the out-of-memory path was not exercised")
-    bench.prepare(key, model, inputs, 1)
-    _check_sample(bench.run_for(0.0, 2), 1, 2, 0.0, "run_for after out of memory")
-    return ["out-of-memory batch reported as 'out of memory'", "replica recovers at batch 1"]
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    """The attributes run_protocol reads (MeasurementSettings needs pydantic; this does not)."""
-
-    warmup_s: float = 0.2
-    window_s: float = 0.4
-    min_windows: int = 3
-    max_windows: int = 6
-    stable_pct: float = 10.0
-    target_requests: int = 300
-    max_measuring_s: float = 3.0
-    min_requests_per_window: int = 3
-
-
-@dataclass(frozen=True)
-class OfflineLoad:
-    mode: str = "offline"
-    target_rps: float | None = None
-    batch_wait_timeout_s: float = 0.0
+#: Short windows: this script times many configurations inside one call on the GPU machine.
+CHECK_SETTINGS = MeasurementSettings(warmup_s=0.2, window_s=0.4, min_windows=3, max_windows=6, stable_pct=10.0,
+                                     target_requests=300, max_measuring_s=3.0, min_requests_per_window=3)
+OFFLINE = LoadSpec(mode="offline", batch_wait_timeout_s=0.0)
 
 
 def _log(msg: str) -> None:
@@ -173,26 +90,11 @@ def _build_fp32(name: str, notes: list[str]) -> tuple[Path | None, Any, str]:
     return path, TorchSource(name), "seeded (code)"
 
 
-def _analyze_graph() -> Callable[..., list]:
-    """tuner.costmodels.graph.analyze_graph. The tuner.costmodels.fpga package imports pydantic, which GPU images
-    often lack; graph.py itself needs only onnx, so without pydantic it is loaded on its own."""
-    try:
-        from tuner.costmodels.graph import analyze_graph
-    except ImportError:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_gpu_check_graph", ROOT / "tuner" / "fpga" / "graph.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        analyze_graph = module.analyze_graph
-    return analyze_graph
-
-
 def load_model(name: str, onnx_precisions: tuple[str, ...], notes: list[str]) -> CheckModel:
     """Build (or take from tuner's cache) the variants with tuner's own model code."""
     import onnx
 
+    from tuner.costmodels.graph import analyze_graph
     from tuner.costmodels.gpu.whatif import gflops_per_instance
     from tuner.models import variants
     from tuner.models.builtin import BUILTINS
@@ -203,7 +105,7 @@ def load_model(name: str, onnx_precisions: tuple[str, ...], notes: list[str]) ->
     gflops, layers = None, None
     if path is not None:
         onnx_bytes["fp32"] = path.read_bytes()
-        layers = tuple(_analyze_graph()(onnx.load(str(path)), {s.name: [1, *s.shape] for s in inputs}))
+        layers = tuple(analyze_graph(onnx.load(str(path)), {s.name: [1, *s.shape] for s in inputs}))
         gflops = gflops_per_instance(layers)
         if "fp16" in onnx_precisions:
             out = path.with_name("gpu_check.fp16.onnx")
@@ -269,7 +171,7 @@ def measure(bench: Any, model: CheckModel, backend: str, precision: str, batch: 
     try:
         bench.prepare(f"{model.name}/{precision}", program, model.inputs, batch)
         result = run_protocol(lambda method, args: [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))],
-                              CheckSettings(), OfflineLoad())
+                              CHECK_SETTINGS, OFFLINE)
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         row["status"] = "oom" if "out of memory" in str(exc) else f"error: {text}"
@@ -399,7 +301,7 @@ def main(argv: list[str]) -> int:
             contract[backend] = "skipped: no fp32 ONNX"
             continue
         try:
-            contract[backend] = check_contract(make_bench(backend, "fp32"), program, small.inputs)
+            contract[backend] = check_bench_contract(make_bench(backend, "fp32"), program, small.inputs)
         except Exception as exc:
             contract[backend] = f"FAILED: {exc}"
         _log(f"contract [{backend}]: {contract[backend]}")

@@ -4,8 +4,6 @@ and nothing written or lost."""
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +11,8 @@ import onnx
 import optuna
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from helpers import tuner
 
-
-def tuner(work: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=work, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def dynamic_model(path: Path) -> Path:

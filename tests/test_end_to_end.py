@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from helpers import free_port, start_tuner, tuner
 
 pytestmark = pytest.mark.integration
 
@@ -43,20 +43,7 @@ METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p9
                "accuracy", "cost_usd_per_million", "estimated"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def tuner(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=workdir, capture_output=True,
-                          text=True, timeout=timeout, env=os.environ.copy())
-
-
-def start(workdir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tuner", *args], cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen) -> str:
@@ -147,7 +134,7 @@ def test_rerun_continues_the_study_to_the_new_count(studied: Path) -> None:
 
 def test_dashboard_lists_the_study_and_its_trials(studied: Path) -> None:
     port = free_port()
-    proc = start(studied, "dashboard", "--port", str(port))
+    proc = start_tuner(studied, "dashboard", "--port", str(port))
     try:
         wait_http(f"http://127.0.0.1:{port}/api/studies", proc, 60)
         studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()["study_summaries"]
@@ -178,7 +165,7 @@ def test_promote_serve_and_classify_digits_over_http(studied: Path) -> None:
     dep = app["deployments"][0]
     assert dep["max_ongoing_requests"] >= app["args"]["batch_size"]
 
-    proc = start(studied, "serve", "serve.yaml")
+    proc = start_tuner(studied, "serve", "serve.yaml")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/v2/health/ready", proc, 150)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,6 @@ platforms:
 measurement: {warmup_s: 0.1, window_s: 0.2, min_windows: 2, max_windows: 2}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_tune_joins_an_existing_cluster(tmp_path: Path) -> None:

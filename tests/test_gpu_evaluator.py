@@ -16,6 +16,7 @@ import onnxruntime
 import pytest
 import torch
 
+from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
 from tuner.errors import TunerError
 from tuner.evaluators.gpu.bench import GpuOutOfMemoryError, GpuReplicaBench
 from tuner.evaluators.gpu.runners import OrtCudaRunner, TorchRunner, require_provider
@@ -29,17 +30,6 @@ from tuner.evaluators.gpu.torch_models import (
 )
 from tuner.models import digits, resnet
 from tuner.models.spec import InputSpec, PreparedModel, Variant
-
-DIGITS_INPUTS = (InputSpec("x", (1, 8, 8), "float32"),)
-
-
-def digits_source() -> tuple[TorchSource, dict[str, torch.Tensor]]:
-    torch.manual_seed(3)
-    state = digits.DigitsCNN().state_dict()
-    buf = io.BytesIO()
-    np.savez(buf, **{k: v.numpy() for k, v in state.items()})
-    return TorchSource("digits-cnn", buf.getvalue()), state
-
 
 def test_module_imports_without_ray_torch_pydantic_or_cuda():
     """Replica processes and the bare GPU image (no Ray, no pydantic) import these."""
@@ -69,8 +59,6 @@ def test_ort_backend_without_the_cuda_provider_names_the_package(monkeypatch):
 def test_a_session_that_fell_back_to_the_cpu_is_refused(monkeypatch):
     """A real ONNX Runtime session asked for CUDA where it cannot load: ORT only warns and runs on
     the CPU; the runner must refuse it rather than time the CPU."""
-    from test_gpu_whatif import tiny_cnn
-
     real = onnxruntime.get_available_providers()
     if "CUDAExecutionProvider" not in real:
         monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
@@ -158,10 +146,6 @@ def test_torch_runner_refuses_onnx_bytes():
         TorchRunner("cpu", "fp32").build(b"onnx bytes")
 
 
-def cpu_bench(precision: str = "fp32") -> GpuReplicaBench:
-    return GpuReplicaBench._on_runner(TorchRunner("cpu", precision), "torch", precision)
-
-
 def test_bench_code_path_runs_on_cpu_tensors():
     bench = cpu_bench("bf16")
     source, _ = digits_source()
@@ -182,19 +166,6 @@ def test_forward_only_timing_stages_inputs_on_the_device():
     assert len(bench.run_for(0.0, 3).latencies_s) == 3
     with pytest.raises(TunerError, match="for time_transfers"):
         GpuReplicaBench("ort", 0, "fp32", time_transfers=False)
-
-
-class OomAbove(TorchRunner):
-    """A CPU runner that raises the allocator's error above a batch: isolates the mapping logic."""
-
-    def __init__(self, limit: int, error: Exception) -> None:
-        super().__init__("cpu", "fp32")
-        self.limit, self.error = limit, error
-
-    def call(self, take: int) -> float:
-        if take > self.limit:
-            raise self.error
-        return super().call(take)
 
 
 @pytest.mark.parametrize("error", [

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
+from helpers import tiny_cnn
 from tuner.errors import TunerError
 from tuner.costmodels.graph import LayerCost
 from tuner.costmodels.gpu.devices import BUILTIN_CATALOG, load_calibration, load_gpu_devices, match_device
@@ -34,26 +35,6 @@ HARDWARE_MD_E = {
     "a100": (19.5, 312, 624, 1555),
     "h100": (66.9, 989.4, 1978.9, 3350),
 }
-
-
-def tiny_cnn(channels: int = 32, size: int = 32) -> bytes:
-    """Conv 3x3 (3 -> channels) + Relu + GlobalAveragePool + Flatten + Gemm(channels -> 10), dynamic batch."""
-    rng = np.random.default_rng(0)
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w"),
-        numpy_helper.from_array(rng.standard_normal((10, channels)).astype(np.float32), "fc"),
-        numpy_helper.from_array(np.zeros(10, np.float32), "fcb"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),
-    ]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 10])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 SHAPES = {"x": [1, 3, 32, 32]}

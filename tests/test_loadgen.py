@@ -16,7 +16,8 @@ import pytest
 from serving.loadgen import BackgroundLoad, LoadResult, drive, drive_background, run_until
 from serving.v2.protocol import InputMeta
 from serving.serve_config import make_serve_config
-from test_serving_http import Server, _free_port, _matmul_model, start_server
+from helpers import free_port
+from servers import Server, matmul_model, start_server
 from tuner.errors import TunerError
 from tuner.models.spec import InputSpec
 
@@ -28,10 +29,10 @@ INPUTS = [InputSpec("x", (4,), "float32")]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("loadgen")
-    _matmul_model(work / "mm.onnx", ["N", 4])
+    matmul_model(work / "mm.onnx", ["N", 4])
     config = make_serve_config(model_name=MODEL, model_path=str(work / "mm.onnx"),
                                precision="fp32", batch_size=BATCH, replicas=1,
-                               threads_per_replica=1, port=_free_port())
+                               threads_per_replica=1, port=free_port())
     srv = start_server(config, work)
     try:
         yield srv

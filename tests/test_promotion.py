@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from tuner.config import TrialConfig
 from tuner.models.spec import InputSpec
 from tuner.spec.space import SearchSpace
 from tuner.search.suggest import params_for, suggest
+from helpers import free_port, tuner
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +33,6 @@ measurement: {warmup_s: 0.1, window_s: 0.5, min_windows: 2, max_windows: 3, targ
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tuner(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=work, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def promotions(work: Path) -> list[dict]:

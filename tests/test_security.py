@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import requests
 
 from serving.serve_config import make_serve_config, write_serve_config
 from tuner.models.prepare import prepare_model
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +24,6 @@ RAY_INTERNAL = ("gcs_server", "raylet", "agent", "dashboard", "runtime_env", "lo
                 "/site-packages/ray/",  # a worker (core-worker gRPC) before or without its ray:: title
                 "ray.serve.scripts")  # the `serve run` driver tuner serve starts (a Ray driver)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree(pid: int) -> list[psutil.Process]:

@@ -8,11 +8,7 @@ to it, and at the end check that stopping it leaves none of its processes behind
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,44 +26,19 @@ from serving.app import ModelServer
 from serving.args import ServeArgs
 from serving.model import describe_model, load_session
 from serving.v2.protocol import HEADER_LENGTH
-from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config import make_serve_config
 from serving.v2.wire import decode_infer_response, encode_infer_request, max_body_bytes_for
 from tuner.errors import TunerError
+from helpers import free_port
+from servers import Server, client, matmul_model, new_client, session_pids, start_server
 
-READY_TIMEOUT_S = 120.0
 MODEL = "digits"
 BATCH = 4
 #: The derived body limit of the digits model (64 values per instance), see serving.v2.wire.
 DIGITS_BODY_LIMIT = 64 * 1024 + BATCH * 64 * 40
 
 
-def _client() -> requests.Session:
-    """A session that talks to 127.0.0.1 directly even where http_proxy is set."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-client = _client()
-
-
 # --- The replica's logic on a real session, without Ray -------------------------------------
-
-def _matmul_model(path: Path, x_shape: list, elem: int = TensorProto.FLOAT) -> np.ndarray:
-    """y = x @ w, x of `x_shape` (symbolic dims as strings); returns w."""
-    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
-    np_dtype = np.float16 if elem == TensorProto.FLOAT16 else np.float32
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
-        [helper.make_tensor_value_info("x", elem, x_shape)],
-        [helper.make_tensor_value_info("y", elem, [x_shape[0], 3])],
-        [numpy_helper.from_array(w.astype(np_dtype), "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return w
-
 
 def _args(path: Path, batch_size: int = 2, **kw: object) -> ServeArgs:
     return ServeArgs(model_name="m", model_path=str(path), precision="fp32",
@@ -86,7 +57,7 @@ class _ChunkSpy:
 
 
 def test_batch_is_concatenated_run_in_chunks_of_batch_size_and_split_back(tmp_path: Path) -> None:
-    w = _matmul_model(tmp_path / "m.onnx", ["N", 4])
+    w = matmul_model(tmp_path / "m.onnx", ["N", 4])
     replica = ModelServer(_args(tmp_path / "m.onnx", batch_size=2))
     spy = replica._session = _ChunkSpy(replica._session)
     rng = np.random.default_rng(0)
@@ -98,7 +69,7 @@ def test_batch_is_concatenated_run_in_chunks_of_batch_size_and_split_back(tmp_pa
 
 
 def test_every_onnx_runtime_call_is_timed_for_the_metrics(tmp_path: Path) -> None:
-    _matmul_model(tmp_path / "m.onnx", ["N", 4])
+    matmul_model(tmp_path / "m.onnx", ["N", 4])
     replica = ModelServer(_args(tmp_path / "m.onnx", batch_size=2))
     timings: list[tuple[int, float]] = []
     replica._run_batch([{"x": np.ones((n, 4), np.float32)} for n in (2, 1, 2)], timings)
@@ -106,7 +77,7 @@ def test_every_onnx_runtime_call_is_timed_for_the_metrics(tmp_path: Path) -> Non
 
 
 def test_body_limit_is_derived_from_the_model_unless_given(tmp_path: Path) -> None:
-    _matmul_model(tmp_path / "m.onnx", ["N", 4])
+    matmul_model(tmp_path / "m.onnx", ["N", 4])
     derived = ModelServer(_args(tmp_path / "m.onnx", batch_size=8))
     assert derived._max_body_bytes == max_body_bytes_for(derived._inputs, 8)
     assert derived._max_body_bytes == 64 * 1024 + 8 * 4 * 40
@@ -115,7 +86,7 @@ def test_body_limit_is_derived_from_the_model_unless_given(tmp_path: Path) -> No
 
 
 def test_fp16_model_is_served_with_float32_inputs_and_outputs(tmp_path: Path) -> None:
-    w = _matmul_model(tmp_path / "h.onnx", ["N", 4], TensorProto.FLOAT16)
+    w = matmul_model(tmp_path / "h.onnx", ["N", 4], TensorProto.FLOAT16)
     replica = ModelServer(_args(tmp_path / "h.onnx"))
     assert [m.datatype for m in replica._inputs + replica._outputs] == ["FP32", "FP32"]
     x = np.ones((1, 4), dtype=np.float32)
@@ -125,7 +96,7 @@ def test_fp16_model_is_served_with_float32_inputs_and_outputs(tmp_path: Path) ->
 
 
 def test_dynamic_instance_dims_need_input_shapes(tmp_path: Path) -> None:
-    _matmul_model(tmp_path / "d.onnx", ["N", "L"])
+    matmul_model(tmp_path / "d.onnx", ["N", "L"])
     session = load_session(_args(tmp_path / "d.onnx"))
     with pytest.raises(TunerError, match="input_shapes"):
         describe_model(session, _args(tmp_path / "d.onnx"))
@@ -136,58 +107,12 @@ def test_dynamic_instance_dims_need_input_shapes(tmp_path: Path) -> None:
 
 
 def test_fixed_batch_dimension_is_refused(tmp_path: Path) -> None:
-    _matmul_model(tmp_path / "f.onnx", [2, 4])
+    matmul_model(tmp_path / "f.onnx", [2, 4])
     with pytest.raises(TunerError, match="dynamic batch axis"):
         describe_model(load_session(_args(tmp_path / "f.onnx")), _args(tmp_path / "f.onnx"))
 
 
 # --- A real server ---------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Live processes in session `sid`: the server we started and everything it spawned."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # state ppid pgrp session
-            pids.append(int(entry))
-    return pids
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen
-    base: str
-    log: Path
-
-    def stop(self) -> tuple[int, list[int]]:
-        """SIGINT (as Ctrl-C would), then kill leftovers; returns (exit code, leftover pids)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)  # our own group: the serve_foreground process
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        deadline = time.monotonic() + 30
-        while (left := _session_pids(self.proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pid in left:  # only processes of the session this test created
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return self.proc.returncode, left
 
 
 @pytest.fixture(scope="module")
@@ -209,40 +134,11 @@ def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start_server(config: dict, work: Path, ready_timeout_s: float = READY_TIMEOUT_S) -> Server:
-    """Write `config`, run it with `serve_foreground` in a new session, wait for readiness."""
-    config_path = write_serve_config(config, work / "serve_config.yaml", comment="test server")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = work / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from pathlib import Path; "
-             "from serving.run import serve_foreground; "
-             "sys.exit(serve_foreground(Path(sys.argv[1]), address='local'))", str(config_path)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    srv = Server(proc, f"http://127.0.0.1:{config['http_options']['port']}", log)
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            assert proc.poll() is None, f"server exited early:\n{log.read_text()[-4000:]}"
-            try:
-                if client.get(f"{srv.base}/v2/health/ready", timeout=2).status_code == 200:
-                    return srv
-            except requests.RequestException:  # refused, or held while replicas start
-                pass
-            assert time.monotonic() < deadline, f"not ready in time:\n{log.read_text()[-4000:]}"
-            time.sleep(0.5)
-    except BaseException:
-        srv.stop()
-        raise
-
-
 @pytest.fixture(scope="module")
 def server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = make_serve_config(model_name=MODEL, model_path=str(digits_onnx), precision="fp32",
                                batch_size=BATCH, replicas=2, threads_per_replica=1,
-                               port=_free_port())
+                               port=free_port())
     srv = start_server(config, tmp_path_factory.mktemp("serve"))
     try:
         yield srv
@@ -312,7 +208,7 @@ def test_sixteen_concurrent_requests_all_succeed_with_their_own_results(
 
     def post(x: np.ndarray) -> requests.Response:
         url = f"{server.base}/v2/models/{MODEL}/infer"
-        return _client().post(url, json=_infer_body(x), timeout=60)
+        return new_client().post(url, json=_infer_body(x), timeout=60)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(post, xs))
@@ -461,7 +357,7 @@ def _metrics_ports(srv: Server) -> list[int]:
     import psutil
 
     ports = set()
-    for pid in _session_pids(srv.proc.pid):
+    for pid in session_pids(srv.proc.pid):
         try:
             ports |= {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
                       if c.status == psutil.CONN_LISTEN}
@@ -507,7 +403,7 @@ def test_application_metrics_reach_rays_prometheus_endpoint(server: Server) -> N
 
 @pytest.mark.integration
 def test_sigint_stops_the_server_and_leaves_no_processes(server: Server) -> None:
-    assert _session_pids(server.proc.pid), "the server should be running before we stop it"
+    assert session_pids(server.proc.pid), "the server should be running before we stop it"
     code, leftovers = server.stop()
     assert leftovers == []
     assert code == 0, server.log.read_text()[-3000:]
@@ -575,7 +471,7 @@ class Slow:
 
     def post(self, seconds: float) -> tuple[requests.Response, float]:
         started = time.monotonic()
-        response = _client().post(f"{self.server.base}/v2/models/slow/infer",
+        response = new_client().post(f"{self.server.base}/v2/models/slow/infer",
                                   json=self.body(seconds), timeout=60)
         return response, time.monotonic() - started
 
@@ -595,7 +491,7 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slow]:
     rate = _units_per_second(work / "slow.onnx")
     config = make_serve_config(
         model_name="slow", model_path=str(work / "slow.onnx"), precision="fp32", batch_size=1,
-        replicas=1, threads_per_replica=1, port=_free_port(), max_ongoing_requests=1,
+        replicas=1, threads_per_replica=1, port=free_port(), max_ongoing_requests=1,
         max_queued_requests=1, request_timeout_s=SLOW_TIMEOUT_S)
     config["applications"][0]["args"]["body_timeout_s"] = 1.0  # before the proxy's time-out
     srv = start_server(config, work)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,12 @@ import requests
 from serving.loadgen import drive, drive_background
 from serving.serve_config import make_serve_config, write_serve_config
 from tuner.models.prepare import prepare_model
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
 SLO_P99_MS = 500.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def replicas() -> list[psutil.Process]:

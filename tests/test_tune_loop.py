@@ -4,21 +4,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from helpers import tuner
 
 pytestmark = pytest.mark.integration
 
-
-def tuner(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=workdir, capture_output=True,
-                          text=True, timeout=900)
 
 
 def show(workdir: Path, study: str) -> dict:

@@ -1,6 +1,7 @@
 """The ask -> run -> tell loop, with up to `parallel` trials in flight.
 
-Only this thread touches the study; trials run in worker threads that drive Ray. A new trial
+Only this thread touches the study; trials run in worker threads that call the runner (the Ray
+runner, or `LocalRunner` in this process: see `tuner.runner.base.Runner`). A new trial
 is asked whenever one finishes. A configuration already measured in the study (same variant,
 load and hardware) is not measured again: its measurement is copied, marked `reused_from`.
 """
@@ -25,8 +26,7 @@ from tuner.metrics import Constraints
 from tuner.models.spec import PreparedModel
 from tuner.study.outcome import copy_measurement, make_outcome, measure_key, record, record_not_runnable
 from tuner.prices import PriceTable
-from tuner.runner.base import TrialFailed
-from tuner.runner.trial import RayRunner
+from tuner.runner.base import Runner, TrialFailed
 from tuner.spec.measurement import LoadSpec
 from tuner.spec.space import SearchSpace
 from tuner.search.stopping import Stopper
@@ -38,7 +38,7 @@ class LoopContext:
     study: optuna.Study
     space: SearchSpace
     cluster: ClusterInfo
-    runner: RayRunner
+    runner: Runner
     model: PreparedModel
     prices: PriceTable
     constraints: Constraints
@@ -173,10 +173,9 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
         executor.shutdown(wait=False, cancel_futures=True)
         # End the running trials before Ray shuts down: a thread still inside ray.get while
         # the driver disconnects can abort the process (SIGABRT) instead of exiting cleanly.
-        abort = getattr(ctx.runner, "abort", None)
-        if abort is not None and in_flight:
+        if in_flight:
             try:
-                abort()
+                ctx.runner.abort()
             except Exception:  # noqa: BLE001 - best effort; the cluster may be gone already
                 pass
             wait(list(in_flight), timeout=30)

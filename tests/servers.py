@@ -1,0 +1,117 @@
+"""Test helpers for real servers: a tiny MatMul ONNX model, and a Serve config run with
+`serve_foreground` in its own session (so that stopping it can check nothing was left behind)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import requests
+from onnx import TensorProto, helper, numpy_helper
+
+from serving.serve_config import write_serve_config
+
+READY_TIMEOUT_S = 120.0
+
+
+def new_client() -> requests.Session:
+    """A session that talks to 127.0.0.1 directly even where http_proxy is set."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+client = new_client()
+
+
+def matmul_model(path: Path, x_shape: list, elem: int = TensorProto.FLOAT) -> np.ndarray:
+    """y = x @ w, x of `x_shape` (symbolic dims as strings); returns w."""
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    np_dtype = np.float16 if elem == TensorProto.FLOAT16 else np.float32
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", elem, x_shape)],
+        [helper.make_tensor_value_info("y", elem, [x_shape[0], 3])],
+        [numpy_helper.from_array(w.astype(np_dtype), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return w
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes in session `sid`: the server we started and everything it spawned."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # state ppid pgrp session
+            pids.append(int(entry))
+    return pids
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    base: str
+    log: Path
+
+    def stop(self) -> tuple[int, list[int]]:
+        """SIGINT (as Ctrl-C would), then kill leftovers; returns (exit code, leftover pids)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # our own group: the serve_foreground process
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        deadline = time.monotonic() + 30
+        while (left := session_pids(self.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in left:  # only processes of the session this test created
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode, left
+
+
+def start_server(config: dict, work: Path, ready_timeout_s: float = READY_TIMEOUT_S) -> Server:
+    """Write `config`, run it with `serve_foreground` in a new session, wait for readiness."""
+    config_path = write_serve_config(config, work / "serve_config.yaml", comment="test server")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = work / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from pathlib import Path; "
+             "from serving.run import serve_foreground; "
+             "sys.exit(serve_foreground(Path(sys.argv[1]), address='local'))", str(config_path)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    srv = Server(proc, f"http://127.0.0.1:{config['http_options']['port']}", log)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            assert proc.poll() is None, f"server exited early:\n{log.read_text()[-4000:]}"
+            try:
+                if client.get(f"{srv.base}/v2/health/ready", timeout=2).status_code == 200:
+                    return srv
+            except requests.RequestException:  # refused, or held while replicas start
+                pass
+            assert time.monotonic() < deadline, f"not ready in time:\n{log.read_text()[-4000:]}"
+            time.sleep(0.5)
+    except BaseException:
+        srv.stop()
+        raise
