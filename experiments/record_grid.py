@@ -24,7 +24,7 @@ from tuner.metrics import METRIC_KEYS
 from tuner.models.prepare import prepare_model
 from tuner.study.outcome import make_outcome
 from tuner.prices import load_prices
-from tuner.study.readback import CONFIG_KEYS
+from tuner.record import CONFIG_KEYS
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner

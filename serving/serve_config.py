@@ -1,4 +1,5 @@
-"""The Ray Serve config file: generate it from a chosen trial, write it, load and check it.
+"""The Ray Serve config file: generate it from a trial's configuration (`make_serve_config(TrialConfig,
+ServedModel, ServingOptions)`), write it, load and check it.
 
 The file is a standard Ray Serve multi-application config, so ``serve run FILE`` and
 ``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
@@ -27,8 +28,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -41,6 +43,7 @@ from serving.args import (
     max_ongoing_requests_for,
     max_queued_requests_for,
 )
+from tuner.config import TrialConfig
 from tuner.errors import TunerError, field_error
 
 
@@ -54,52 +57,92 @@ def _validation_message(exc: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def make_serve_config(
-    *,
-    model_name: str,
-    model_path: str,
-    precision: str,
-    batch_size: int,
-    replicas: int,
-    threads_per_replica: int,
-    input_shapes: dict[str, list[int]] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    batch_wait_timeout_s: float = 0.005,
-    app_name: str = "tuner",
-    max_ongoing_requests: int | None = None,
-    max_queued_requests: int | None = None,
-    request_timeout_s: float = 30.0,
-    graceful_shutdown_timeout_s: float | None = None,
-    max_surge_percent: int = 100,
-    max_body_bytes: int | None = None,
-    retry_after_s: float = 1.0,
-) -> dict[str, Any]:
-    """A Ray Serve multi-application config that serves one model over V2 REST.
+@dataclass(frozen=True)
+class ServedModel:
+    """The model file a deployment serves.
 
-    Args:
-        model_name: name in the endpoint URL, /v2/models/NAME/infer.
-        model_path: absolute path of the .onnx file (the chosen precision variant).
-        precision: the variant's precision, reported by the metadata endpoint.
-        batch_size: most instances per ONNX Runtime call (and per request).
-        replicas: number of replicas (Ray actors).
-        threads_per_replica: ONNX Runtime intra-op threads, and the CPUs Ray reserves, per replica.
+    Attributes:
+        name: name in the endpoint URL, /v2/models/NAME/infer.
+        path: absolute path of the .onnx file (the chosen precision variant).
         input_shapes: per-instance shapes for inputs whose non-batch dims are dynamic.
+    """
+
+    name: str
+    path: str
+    input_shapes: Mapping[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How the deployment is exposed and bounded (everything but the trial's configuration).
+
+    Attributes:
         host: interface the HTTP proxy binds; loopback unless you mean to expose the model.
         port: HTTP port.
-        batch_wait_timeout_s: longest wait for a batch to fill.
         app_name: the Serve application's name.
+        batch_wait_timeout_s: longest wait for a batch to fill.
+        request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
+            longest a replica waits for a request body.
         max_ongoing_requests: requests one replica takes at once; None: 2 x batch_size.
         max_queued_requests: requests the proxy holds when every replica is full before it
             answers 503; None: 4 x max_ongoing_requests x replicas, at least 64.
-        request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
-            longest a replica waits for a request body.
         graceful_shutdown_timeout_s: how long a stopping replica may finish its requests;
             None: request_timeout_s.
-        max_surge_percent: extra replicas, in percent of `replicas`, an update may start
+        max_surge_percent: extra replicas, in percent of the replicas, an update may start
             before stopping old ones (100: a whole new set starts beside the old one).
         max_body_bytes: largest request body (413 above it); None derives it from the model.
         retry_after_s: the ``Retry-After`` header of a 503 (overloaded) response.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    app_name: str = "tuner"
+    batch_wait_timeout_s: float = 0.005
+    request_timeout_s: float = 30.0
+    max_ongoing_requests: int | None = None
+    max_queued_requests: int | None = None
+    graceful_shutdown_timeout_s: float | None = None
+    max_surge_percent: int = 100
+    max_body_bytes: int | None = None
+    retry_after_s: float = 1.0
+
+
+def _check_options(options: ServingOptions) -> None:
+    for name in ("request_timeout_s", "retry_after_s", "graceful_shutdown_timeout_s"):
+        value = getattr(options, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < float("inf")):
+            raise field_error(name, value, "It must be a positive number of seconds.", "Pass e.g. 30.")
+    port = options.port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise field_error("port", port, "It must be an integer from 1 to 65535.", "Pick a free port.")
+    surge = options.max_surge_percent
+    if isinstance(surge, bool) or not isinstance(surge, int) or not 0 <= surge <= 100:
+        raise field_error("max_surge_percent", surge, "It must be an integer from 0 to 100 (Ray's rule).",
+                          "Pass 100 for zero-downtime updates, 0 to stop old replicas first.")
+
+
+def serve_args_for(config: TrialConfig, model: ServedModel, options: ServingOptions) -> ServeArgs:
+    """The application's typed args for `config` served from `model`."""
+    try:
+        return ServeArgs(
+            model_name=model.name, model_path=model.path, precision=config.precision,
+            batch_size=config.batch_size, threads_per_replica=config.threads_per_replica,
+            batch_wait_timeout_s=options.batch_wait_timeout_s, input_shapes=dict(model.input_shapes),
+            max_body_bytes=options.max_body_bytes, body_timeout_s=options.request_timeout_s,
+        )
+    except ValidationError as exc:
+        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'args')}") from None
+
+
+def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingOptions | None = None
+                      ) -> dict[str, Any]:
+    """A Ray Serve multi-application config that serves `config` of `model` over V2 REST.
+
+    Args:
+        config: the trial's configuration (a cpu one: precision, batch size, replicas, threads).
+        model: the model file to serve.
+        options: host, port, limits and update policy (defaults: `ServingOptions()`).
 
     Returns:
         A dict that validates as `ray.serve.schema.ServeDeploySchema`.
@@ -107,44 +150,26 @@ def make_serve_config(
     Raises:
         TunerError: an argument breaks a rule (named, with the value and the fix).
     """
-    for name, value in (("request_timeout_s", request_timeout_s), ("retry_after_s", retry_after_s),
-                        ("graceful_shutdown_timeout_s", graceful_shutdown_timeout_s)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not 0 < value < float("inf")):
-            raise field_error(name, value, "It must be a positive number of seconds.",
-                              "Pass e.g. 30.")
-    try:
-        args = ServeArgs(
-            model_name=model_name, model_path=model_path, precision=precision,
-            batch_size=batch_size, threads_per_replica=threads_per_replica,
-            batch_wait_timeout_s=batch_wait_timeout_s, input_shapes=input_shapes or {},
-            max_body_bytes=max_body_bytes, body_timeout_s=request_timeout_s,
-        )
-    except ValidationError as exc:
-        message = _validation_message(exc, "args")
-        raise TunerError(f"Cannot build the Serve config:\n{message}") from None
+    options = options or ServingOptions()
+    if config.platform != "cpu":
+        raise field_error("platform", config.platform, "The Serve application runs ONNX Runtime on CPUs.",
+                          "Promote a cpu trial (tuner show lists them).")
+    _check_options(options)
+    args = serve_args_for(config, model, options)
+    replicas = config.replicas
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise field_error("replicas", replicas, "It must be an integer >= 1.",
-                          "Pass a positive count.")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise field_error("port", port, "It must be an integer from 1 to 65535.",
-                          "Pick a free port.")
-    max_ongoing = _positive_int("max_ongoing_requests", max_ongoing_requests,
-                                max_ongoing_requests_for(batch_size))
-    max_queued = _positive_int("max_queued_requests", max_queued_requests,
+        raise field_error("replicas", replicas, "It must be an integer >= 1.", "Pass a positive count.")
+    max_ongoing = _positive_int("max_ongoing_requests", options.max_ongoing_requests,
+                                max_ongoing_requests_for(config.batch_size))
+    max_queued = _positive_int("max_queued_requests", options.max_queued_requests,
                                max_queued_requests_for(max_ongoing, replicas))
-    if (isinstance(max_surge_percent, bool) or not isinstance(max_surge_percent, int)
-            or not 0 <= max_surge_percent <= 100):
-        raise field_error("max_surge_percent", max_surge_percent,
-                          "It must be an integer from 0 to 100 (Ray's rule).",
-                          "Pass 100 for zero-downtime updates, 0 to stop old replicas first.")
-    config = {
+    serve_config = {
         # One proxy on the head node: a single, predictable endpoint URL.
         "proxy_location": "HeadOnly",
-        "http_options": {"host": host, "port": port, "request_timeout_s": request_timeout_s},
+        "http_options": {"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s},
         "applications": [
             {
-                "name": app_name,
+                "name": options.app_name,
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
                 "args": args.model_dump(mode="json"),
@@ -155,22 +180,22 @@ def make_serve_config(
                         # Serve's default (5) would silently cap batches.
                         "max_ongoing_requests": max_ongoing,
                         "max_queued_requests": max_queued,
-                        "backpressure_config": {"retry_after_s": retry_after_s},
-                        "max_surge_percent": max_surge_percent,
+                        "backpressure_config": {"retry_after_s": options.retry_after_s},
+                        "max_surge_percent": options.max_surge_percent,
                         "graceful_shutdown_timeout_s": (
-                            graceful_shutdown_timeout_s or request_timeout_s),
-                        "ray_actor_options": {"num_cpus": threads_per_replica},
+                            options.graceful_shutdown_timeout_s or options.request_timeout_s),
+                        "ray_actor_options": {"num_cpus": config.threads_per_replica},
                     }
                 ],
             }
         ],
     }
     try:
-        ServeDeploySchema.model_validate(config)
+        ServeDeploySchema.model_validate(serve_config)
     except ValidationError as exc:
         raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
                          f"{_validation_message(exc, 'config')}") from None
-    return config
+    return serve_config
 
 
 def _positive_int(name: str, value: int | None, default: int) -> int:

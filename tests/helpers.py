@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import io
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper

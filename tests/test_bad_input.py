@@ -10,9 +10,8 @@ import numpy as np
 import onnx
 import optuna
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from helpers import tuner
-
+from onnx import TensorProto, helper, numpy_helper
 
 
 def dynamic_model(path: Path) -> Path:

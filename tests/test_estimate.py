@@ -19,15 +19,20 @@ import torch
 
 from tuner.cli.estimate import add_parser, format_record, run
 from tuner.config import TrialConfig
-from tuner.errors import TunerError
-from tuner.study.estimate import NO_PRICE, EstimateOptions, estimate_model, resolve_config
-from tuner.evaluators.fpga import evaluate_fpga
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.costmodels.graph import analyze_graph
+from tuner.errors import TunerError
+from tuner.evaluators.fpga import evaluate_fpga
 from tuner.metrics import METRIC_KEYS
 from tuner.models import resnet, zoo
 from tuner.models.builtin import BUILTINS, fp32_path
-from tuner.study.readback import CONFIG_KEYS
+from tuner.study.estimate import (
+    NO_PRICE,
+    EstimateOptions,
+    estimate_model,
+    resolve_config,
+)
+from tuner.record import CONFIG_KEYS
 
 DEVICES = load_devices()
 PUBLISHED_GOP = {**{name: a.published_gop for name, a in zoo.ARCHITECTURES.items()}, "resnet18": 3.65}

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
+
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.evaluators.cpu import CPU, ReplicaBench

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tuner.errors import TunerError
 from tuner.costmodels.fpga import calibration as cal
 from tuner.costmodels.fpga.devices import load_devices
+from tuner.costmodels.fpga.params import (
+    PARAMS_FILE,
+    DpuParams,
+    load_params,
+    save_params,
+)
 from tuner.costmodels.graph import LayerCost
-from tuner.costmodels.fpga.params import PARAMS_FILE, DpuParams, load_params, save_params
+from tuner.errors import TunerError
 from tuner.models.builtin import BUILTINS
 
 DEVICES = load_devices()

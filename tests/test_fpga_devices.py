@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.errors import TunerError
 from tuner.costmodels.fpga.devices import BUILTIN_CATALOG, load_devices
+from tuner.errors import TunerError
 
 EXPECTED_KEYS = {
     "zcu102", "zcu104", "kv260", "u50", "u50lv", "u55c", "u280", "u200", "u250", "vck190",

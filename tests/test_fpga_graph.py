@@ -10,8 +10,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from tuner.errors import TunerError
 from tuner.costmodels.graph import analyze_graph
+from tuner.errors import TunerError
 
 OPSET = 18
 
@@ -265,7 +265,11 @@ def test_resnet18_structure_and_weights(resnet18_layers) -> None:
 
 
 def test_qdq_quantized_resnet18_keeps_macs_and_weights(resnet18_path, resnet18_layers) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        quantize_static,
+    )
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -10,11 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tuner.evaluators.fpga as fpga_evaluator
 from tuner.config import TrialConfig
-from tuner.errors import TunerError
 from tuner.costmodels.fpga import dpu_model
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.costmodels.fpga.dpu_model import estimate, offchip_bytes, tiled_cycles
 from tuner.costmodels.graph import LayerCost
+from tuner.errors import TunerError
 
 DEVICES = load_devices()
 PARAMS = dpu_model.load_params()

@@ -6,7 +6,6 @@ Where a test needs "no CUDA" it says so with monkeypatch, so it holds on a GPU m
 
 from __future__ import annotations
 
-import io
 import pickle
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-
 from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
+
 from tuner.errors import TunerError
 from tuner.evaluators.gpu.bench import GpuOutOfMemoryError, GpuReplicaBench
 from tuner.evaluators.gpu.runners import OrtCudaRunner, TorchRunner, require_provider
@@ -29,7 +28,8 @@ from tuner.evaluators.gpu.torch_models import (
     torch_source_from_fp32,
 )
 from tuner.models import digits, resnet
-from tuner.models.spec import InputSpec, PreparedModel, Variant
+from tuner.models.spec import PreparedModel, Variant
+
 
 def test_module_imports_without_ray_torch_pydantic_or_cuda():
     """Replica processes and the bare GPU image (no Ray, no pydantic) import these."""

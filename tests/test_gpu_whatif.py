@@ -11,12 +11,14 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from onnx import TensorProto, helper, numpy_helper
-
 from helpers import tiny_cnn
-from tuner.errors import TunerError
-from tuner.costmodels.graph import LayerCost
-from tuner.costmodels.gpu.devices import BUILTIN_CATALOG, load_calibration, load_gpu_devices, match_device
+
+from tuner.costmodels.gpu.devices import (
+    BUILTIN_CATALOG,
+    load_calibration,
+    load_gpu_devices,
+    match_device,
+)
 from tuner.costmodels.gpu.whatif import (
     UNCALIBRATED_COMPUTE_EFFICIENCY,
     CalibrationSample,
@@ -24,6 +26,8 @@ from tuner.costmodels.gpu.whatif import (
     fit_calibration,
     roofline,
 )
+from tuner.costmodels.graph import LayerCost
+from tuner.errors import TunerError
 from tuner.prices import load_prices
 
 ISSUE_CARDS = ("t4", "l4", "a10g", "a100", "h100")

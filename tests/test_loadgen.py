@@ -12,12 +12,19 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
-from serving.loadgen import BackgroundLoad, LoadResult, drive, drive_background, run_until
-from serving.v2.protocol import InputMeta
-from serving.serve_config import make_serve_config
 from helpers import free_port
 from servers import Server, matmul_model, start_server
+
+from serving.loadgen import (
+    BackgroundLoad,
+    LoadResult,
+    drive,
+    drive_background,
+    run_until,
+)
+from serving.serve_config import ServedModel, ServingOptions, make_serve_config
+from serving.v2.protocol import InputMeta
+from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.models.spec import InputSpec
 
@@ -30,9 +37,10 @@ INPUTS = [InputSpec("x", (4,), "float32")]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("loadgen")
     matmul_model(work / "mm.onnx", ["N", 4])
-    config = make_serve_config(model_name=MODEL, model_path=str(work / "mm.onnx"),
-                               precision="fp32", batch_size=BATCH, replicas=1,
-                               threads_per_replica=1, port=free_port())
+    config = make_serve_config(
+        TrialConfig("cpu", BATCH, "fp32", 1, 1),
+        ServedModel(MODEL, str(work / "mm.onnx")),
+        ServingOptions(port=free_port()))
     srv = start_server(config, work)
     try:
         yield srv

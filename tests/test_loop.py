@@ -11,9 +11,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import CPU_SPACE, tiny_cnn, write_space
 from optuna.trial import TrialState
 
-from helpers import CPU_SPACE, tiny_cnn, write_space
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
@@ -189,7 +189,13 @@ def test_two_drivers_on_one_study_make_exactly_the_target(tmp_path, model):
 
 
 def test_parallel_trials_run_at_once_and_reach_the_target(tmp_path, model):
-    runner = Recording(LocalRunner(model, QUICK, LoadSpec()))
+    together = threading.Barrier(2, timeout=10)
+
+    def first_two_meet(config, n):  # a trial is short: hold the first two until both are running
+        if n <= 2:
+            together.wait()
+
+    runner = Recording(LocalRunner(model, QUICK, LoadSpec()), first_two_meet)
     ctx = context(tmp_path, model, runner, seed=2)
     stats = run_trials(ctx, target=4, parallel=2)
     assert states(ctx.study) == {"COMPLETE": 4} and stats.measured >= 2

@@ -1,7 +1,7 @@
 """Non-dominated sorting (maximise throughput, minimise p95 and cost)."""
 
-from tuner.metrics import DIRECTIONS
 from tuner.front.pareto import dominates, pareto_indices
+from tuner.metrics import DIRECTIONS
 
 
 def test_dominance_respects_directions() -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import free_port, tuner
 
 from serving.loadgen import drive_background
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.models.spec import InputSpec
-from tuner.spec.space import SearchSpace
 from tuner.search.suggest import params_for, suggest
-from helpers import free_port, tuner
+from tuner.spec.space import SearchSpace
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,19 @@ from tuner.config import TrialConfig
 from tuner.metrics import OBJECTIVES, Constraints, Metrics, PerfResult
 from tuner.models.accuracy import FIDELITY_DESCRIPTION, TOP1_DESCRIPTION
 from tuner.models.spec import InputSpec, PreparedModel, Variant
-from tuner.study.outcome import copy_measurement, make_outcome, record, record_not_runnable
 from tuner.prices import load_prices
-from tuner.study.readback import study_record
 from tuner.report import report_of_study, write_report
 from tuner.report.build import build_report
 from tuner.report.plots import plotly_figure
 from tuner.spec.load import load_space
+from tuner.study.outcome import (
+    copy_measurement,
+    make_outcome,
+    record,
+    record_not_runnable,
+)
+from tuner.record import StudyRecord
+from tuner.study.readback import study_record
 
 EVIL_NAME = '<script>alert("study")</script> & co'
 EVIL_SOURCE = "<img src=x onerror=alert(1)> our quote, 2026"
@@ -206,8 +212,7 @@ def test_pngs_are_valid_images_referenced_by_the_page(written: tuple[Path, str])
 
 def test_fidelity_model_says_so() -> None:
     attrs = {"model": _model("fidelity").to_dict(), "search_space": {"constraints": {"accuracy_min_ratio": 0.995}}}
-    rec = {"study": "s", "objectives": list(OBJECTIVES), "directions": ["maximize", "minimize", "minimize"],
-           "trials": []}
+    rec = StudyRecord("s", ("maximize", "minimize", "minimize"), OBJECTIVES, ())
     report = build_report(rec, attrs, "now")
     assert report.accuracy.metric_label == "fidelity" and report.accuracy.description == FIDELITY_DESCRIPTION
     assert [r.meets_floor for r in report.accuracy.rows] == [True, True, False]  # int8: 0.965 / 0.97 < 99.5%
@@ -242,13 +247,12 @@ def test_study_record_is_the_input(storage: str) -> None:
     study = optuna.load_study(study_name=EVIL_NAME, storage=storage)
     rec = study_record(study)
     report = build_report(rec, study.user_attrs, "now")
-    assert {p.number for p in report.front} == {r["number"] for r in rec["trials"] if r["pareto"]}
+    assert {p.number for p in report.front} == {r.number for r in rec.front}
     assert next(p for p in report.points if p.number == 1).metrics.throughput_rps == 3900.0
 
 
 def test_study_without_trials_or_attrs_still_gets_a_page(tmp_path: Path) -> None:
-    rec = {"study": "empty", "objectives": list(OBJECTIVES), "directions": ["maximize", "minimize", "minimize"],
-           "trials": []}
+    rec = StudyRecord("empty", ("maximize", "minimize", "minimize"), OBJECTIVES, ())
     files = write_report(build_report(rec, {}, "now"), tmp_path)
     page = files.html.read_text()
     assert "Nothing can be chosen yet" in page and "No feasible Pareto trial yet." in page

@@ -14,9 +14,9 @@ from tuner.metrics import OBJECTIVES, directions_for
 from tuner.prices import load_prices
 from tuner.search.context import SamplerContext
 from tuner.search.samplers import SAMPLERS, make_sampler
-from tuner.spec.load import load_space
 from tuner.search.stopping import Stopper
 from tuner.search.suggest import enumerate_configs, suggest
+from tuner.spec.load import load_space
 
 CLUSTER = ClusterInfo(total_cpus=2, max_node_cpus=2, fpga_devices={"aws-f1": 2})
 

@@ -10,8 +10,8 @@ import pytest
 
 from tuner.cluster_info import ClusterInfo
 from tuner.errors import TunerError
-from tuner.spec.load import load_space, resolve_space_path
 from tuner.search.suggest import enumerate_configs, params_for, suggest
+from tuner.spec.load import load_space, resolve_space_path
 
 TWO_CPUS = ClusterInfo(total_cpus=2, max_node_cpus=2, fpga_devices={"aws-f1": 2})
 

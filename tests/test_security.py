@@ -13,10 +13,16 @@ import optuna
 import psutil
 import pytest
 import requests
-
-from serving.serve_config import make_serve_config, write_serve_config
-from tuner.models.prepare import prepare_model
 from helpers import free_port
+
+from serving.serve_config import (
+    ServedModel,
+    ServingOptions,
+    make_serve_config,
+    write_serve_config,
+)
+from tuner.config import TrialConfig
+from tuner.models.prepare import prepare_model
 
 pytestmark = pytest.mark.integration
 
@@ -80,9 +86,10 @@ def test_optuna_dashboard_listens_on_loopback_only(tmp_path: Path) -> None:
 def test_serving_http_and_ray_dashboard_listen_on_loopback(tmp_path: Path) -> None:
     model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
     port = free_port()
-    config = make_serve_config(model_name="digits-cnn", model_path=model.variants["fp32"].path, precision="fp32",
-                               batch_size=4, replicas=1, threads_per_replica=1, input_shapes={"x": [1, 8, 8]},
-                               port=port)
+    config = make_serve_config(
+        TrialConfig("cpu", 4, "fp32", 1, 1),
+        ServedModel("digits-cnn", model.variants["fp32"].path, {"x": [1, 8, 8]}),
+        ServingOptions(port=port))
     write_serve_config(config, tmp_path / "serve.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "serve", "serve.yaml"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from tuner.config import TrialConfig
 from tuner.errors import TunerError
+from tuner.metrics import Metrics
+from tuner.record import TrialRecord
 from tuner.front.selection import choose, explicit
 
 
-def rec(number, platform, cost, tput, p95, pareto=True, feasible=True):
-    return {
-        "number": number, "pareto": pareto, "feasible": feasible,
-        "config": {"platform": platform, "precision": "int8", "batch_size": 8, "replicas": 1, "threads_per_replica": 1},
-        "metrics": {"cost_usd_per_million": cost, "throughput_rps": tput, "latency_p95_ms": p95},
-    }
+def rec(number, platform, cost, tput, p95, pareto=True, feasible=True) -> TrialRecord:
+    config = TrialConfig(platform, 8, "int8", 1, 1, "zcu104" if platform == "fpga" else None)
+    metrics = Metrics(tput, p95 / 2, p95, p95 * 1.5, 0.98, cost, platform == "fpga")
+    return TrialRecord(number, "COMPLETE", config, metrics, feasible, pareto)
 
 
 RECORDS = [
@@ -27,15 +28,15 @@ RECORDS = [
 
 def test_cheapest_skips_unservable_and_reports_it() -> None:
     c = choose(RECORDS, "cheapest", {"cpu"})
-    assert c.trial["number"] == 1
-    assert c.better_unservable is not None and c.better_unservable["number"] == 2
-    assert [r["number"] for r in c.runners_up] == [0]
+    assert c.trial.number == 1
+    assert c.better_unservable is not None and c.better_unservable.number == 2
+    assert [r.number for r in c.runners_up] == [0]
 
 
 def test_lowest_latency_and_fastest_policies() -> None:
-    assert choose(RECORDS, "lowest-latency", {"cpu"}).trial["number"] == 0
-    assert choose(RECORDS, "fastest", {"cpu"}).trial["number"] == 1
-    assert choose(RECORDS, "cheapest", {"cpu", "fpga"}).trial["number"] == 2
+    assert choose(RECORDS, "lowest-latency", {"cpu"}).trial.number == 0
+    assert choose(RECORDS, "fastest", {"cpu"}).trial.number == 1
+    assert choose(RECORDS, "cheapest", {"cpu", "fpga"}).trial.number == 2
 
 
 def test_no_feasible_front_is_a_clear_error() -> None:
@@ -46,7 +47,7 @@ def test_no_feasible_front_is_a_clear_error() -> None:
 def test_explicit_fpga_trial_names_the_best_servable_one() -> None:
     with pytest.raises(TunerError, match=r"cannot be served.*--trial 1"):
         explicit(RECORDS, 2, {"cpu"})
-    assert explicit(RECORDS, 3, {"cpu"}).trial["number"] == 3
+    assert explicit(RECORDS, 3, {"cpu"}).trial.number == 3
 
 
 def test_unknown_policy_lists_known_ones() -> None:
@@ -55,12 +56,12 @@ def test_unknown_policy_lists_known_ones() -> None:
 
 
 def test_cheapest_respects_an_slo_and_fastest_a_budget() -> None:
-    assert choose(RECORDS, "cheapest", {"cpu"}, slo_ms=5.0).trial["number"] == 0   # #1 misses 5 ms
-    assert choose(RECORDS, "fastest", {"cpu"}, max_cost=0.3).trial["number"] == 1
+    assert choose(RECORDS, "cheapest", {"cpu"}, slo_ms=5.0).trial.number == 0   # #1 misses 5 ms
+    assert choose(RECORDS, "fastest", {"cpu"}, max_cost=0.3).trial.number == 1
     with pytest.raises(TunerError, match="No feasible Pareto trial meets"):
         choose(RECORDS, "fastest", {"cpu"}, max_cost=0.01)
 
 
 def test_knee_picks_the_balanced_point() -> None:
     recs = [rec(0, "cpu", 1.0, 1000, 1.0), rec(1, "cpu", 0.1, 10, 100.0), rec(2, "cpu", 0.4, 700, 20.0)]
-    assert choose(recs, "knee", {"cpu"}).trial["number"] == 2
+    assert choose(recs, "knee", {"cpu"}).trial.number == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +18,14 @@ from ray.serve.schema import (
 
 from serving.app import ModelDeployment, build_app
 from serving.args import ServeArgs
-from serving.serve_config import load_serve_config, make_serve_config, write_serve_config
+from serving.serve_config import (
+    ServedModel,
+    ServingOptions,
+    load_serve_config,
+    make_serve_config,
+    write_serve_config,
+)
+from tuner.config import TrialConfig
 from tuner.errors import TunerError
 
 
@@ -28,11 +36,13 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
-def _config(model_file: Path, **overrides: object) -> dict:
-    kwargs = dict(model_name="digits", model_path=str(model_file), precision="int8",
-                  batch_size=16, replicas=2, threads_per_replica=1)
-    kwargs.update(overrides)
-    return make_serve_config(**kwargs)
+def _config(model_file: Path, **overrides: Any) -> dict:
+    """make_serve_config with one keyword per knob: the trial's, the model's, the options'."""
+    config = TrialConfig("cpu", overrides.pop("batch_size", 16), overrides.pop("precision", "int8"),
+                         overrides.pop("replicas", 2), overrides.pop("threads_per_replica", 1))
+    model = ServedModel(overrides.pop("model_name", "digits"), overrides.pop("model_path", str(model_file)),
+                        overrides.pop("input_shapes", {}))
+    return make_serve_config(config, model, ServingOptions(**overrides))
 
 
 def test_generated_config_validates_with_rays_own_schema(model_file: Path) -> None:
@@ -130,6 +140,11 @@ def test_deployment_name_and_import_path_resolve_to_the_real_application(model_f
     assert inspect.signature(build_app).parameters["args"].annotation is ServeArgs
     app = build_app(ServeArgs.model_validate(app_config["args"]))
     assert isinstance(app, Application)
+
+
+def test_only_cpu_configurations_are_served(model_file: Path) -> None:
+    with pytest.raises(TunerError, match="Got 'fpga' for platform"):
+        make_serve_config(TrialConfig("fpga", 8, "int8", 1, 1, "zcu104"), ServedModel("m", str(model_file)))
 
 
 def test_build_app_fails_fast_on_a_missing_model(tmp_path: Path) -> None:

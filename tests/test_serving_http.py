@@ -20,17 +20,22 @@ import onnx
 import onnxruntime as ort
 import pytest
 import requests
+from helpers import free_port
 from onnx import TensorProto, helper, numpy_helper
+from servers import Server, client, matmul_model, new_client, session_pids, start_server
 
 from serving.app import ModelServer
 from serving.args import ServeArgs
 from serving.model import describe_model, load_session
+from serving.serve_config import ServedModel, ServingOptions, make_serve_config
 from serving.v2.protocol import HEADER_LENGTH
-from serving.serve_config import make_serve_config
-from serving.v2.wire import decode_infer_response, encode_infer_request, max_body_bytes_for
+from serving.v2.wire import (
+    decode_infer_response,
+    encode_infer_request,
+    max_body_bytes_for,
+)
+from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from helpers import free_port
-from servers import Server, client, matmul_model, new_client, session_pids, start_server
 
 MODEL = "digits"
 BATCH = 4
@@ -136,9 +141,10 @@ def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    config = make_serve_config(model_name=MODEL, model_path=str(digits_onnx), precision="fp32",
-                               batch_size=BATCH, replicas=2, threads_per_replica=1,
-                               port=free_port())
+    config = make_serve_config(
+        TrialConfig("cpu", BATCH, "fp32", 2, 1),
+        ServedModel(MODEL, str(digits_onnx)),
+        ServingOptions(port=free_port()))
     srv = start_server(config, tmp_path_factory.mktemp("serve"))
     try:
         yield srv
@@ -490,9 +496,9 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slow]:
     _slow_model(work / "slow.onnx")
     rate = _units_per_second(work / "slow.onnx")
     config = make_serve_config(
-        model_name="slow", model_path=str(work / "slow.onnx"), precision="fp32", batch_size=1,
-        replicas=1, threads_per_replica=1, port=free_port(), max_ongoing_requests=1,
-        max_queued_requests=1, request_timeout_s=SLOW_TIMEOUT_S)
+        TrialConfig("cpu", 1, "fp32", 1, 1),
+        ServedModel("slow", str(work / "slow.onnx")),
+        ServingOptions(port=free_port(), max_ongoing_requests=1, max_queued_requests=1, request_timeout_s=SLOW_TIMEOUT_S))
     config["applications"][0]["args"]["body_timeout_s"] = 1.0  # before the proxy's time-out
     srv = start_server(config, work)
     try:

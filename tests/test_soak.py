@@ -12,11 +12,17 @@ import time
 import psutil
 import pytest
 import requests
+from helpers import free_port
 
 from serving.loadgen import drive, drive_background
-from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config import (
+    ServedModel,
+    ServingOptions,
+    make_serve_config,
+    write_serve_config,
+)
+from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
-from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +40,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("soak")
     model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
     port = free_port()
-    config = make_serve_config(model_name="digits-cnn", model_path=model.variants["fp32"].path, precision="fp32",
-                               batch_size=8, replicas=2, threads_per_replica=1, input_shapes={"x": [1, 8, 8]},
-                               port=port)
+    config = make_serve_config(
+        TrialConfig("cpu", 8, "fp32", 2, 1),
+        ServedModel("digits-cnn", model.variants["fp32"].path, {"x": [1, 8, 8]}),
+        ServingOptions(port=port))
     write_serve_config(config, work / "serve.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "serve", "serve.yaml"], cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from helpers import tuner
+from onnx import TensorProto, helper, numpy_helper
 
 pytestmark = pytest.mark.integration
 

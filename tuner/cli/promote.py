@@ -42,20 +42,21 @@ def run(args: argparse.Namespace) -> int:
     result = promote(study, args.out, args.trial, args.policy, args.host, args.port, slo_ms=args.slo_ms,
                      max_cost=args.max_cost, dry_run=args.dry_run)
     t, c = result.choice.trial, result.config
-    m = t["metrics"]
+    m = t.metrics
+    assert m is not None  # the policy only chooses measured trials
     if result.choice.better_unservable:
         b = result.choice.better_unservable
-        print(f"note: trial #{b['number']} ({b['config']['platform']}, ESTIMATED) ranks first by this policy, "
-              f"but {b['config']['platform']} trials cannot be served on this machine; promoting the best "
-              f"servable trial #{t['number']} instead.")
-    print(f"promoted trial #{t['number']}: {c.label()} ({result.choice.reason})")
-    print(f"  measured: {m['throughput_rps']:,.0f} inf/s, p95 {m['latency_p95_ms']:.3f} ms, "
-          f"accuracy {m['accuracy']:.4f}, ${m['cost_usd_per_million']:.5f} per million")
+        print(f"note: trial #{b.number} ({b.platform}, ESTIMATED) ranks first by this policy, "
+              f"but {b.platform} trials cannot be served on this machine; promoting the best "
+              f"servable trial #{t.number} instead.")
+    print(f"promoted trial #{t.number}: {c.label()} ({result.choice.reason})")
+    print(f"  measured: {m.throughput_rps:,.0f} inf/s, p95 {m.latency_p95_ms:.3f} ms, "
+          f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million")
     for r in result.choice.runners_up:
-        rm = r["metrics"]
-        print(f"  runner-up #{r['number']}: {r['config']['platform']} {r['config']['precision']} b{r['config']['batch_size']} "
-              f"{r['config']['replicas']}x{r['config']['threads_per_replica']}: {rm['throughput_rps']:,.0f} inf/s, "
-              f"p95 {rm['latency_p95_ms']:.3f} ms, ${rm['cost_usd_per_million']:.5f}/M")
+        if r.config and r.metrics:
+            print(f"  runner-up #{r.number}: {r.config.platform} {r.config.precision} b{r.config.batch_size} "
+                  f"{r.config.replicas}x{r.config.threads_per_replica}: {r.metrics.throughput_rps:,.0f} inf/s, "
+                  f"p95 {r.metrics.latency_p95_ms:.3f} ms, ${r.metrics.cost_usd_per_million:.5f}/M")
     if args.dry_run:
         print("dry run: nothing written or deployed")
         return 0
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance)
     if entry.get("rolled_back_to") is not None:
-        print(f"promotion of trial #{t['number']} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
+        print(f"promotion of trial #{t.number} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
         return 1
     print("stop the local serving cluster with: tuner undeploy")
     return 0

@@ -22,15 +22,15 @@ def run(args: argparse.Namespace) -> int:
     study = pick_study(args.study, args.storage)
     record = study_record(study)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.to_json(), indent=2))
         return 0
     model = study.user_attrs.get("model", {})
-    trials = record["trials"]
+    trials = record.trials
     print(f"study {study.study_name!r}: model {model.get('name')} ({model.get('source')}), "
           f"{len(trials)} trials; accuracy = {model.get('accuracy_metric')}, fp32 "
           f"{study.user_attrs.get('fp32_accuracy', float('nan')):.4f}")
-    print(f"objectives: {', '.join(f'{o} ({d})' for o, d in zip(record['objectives'], record['directions']))}")
+    print(f"objectives: {', '.join(f'{o} ({d})' for o, d in zip(record.objectives, record.directions))}")
     print("FPGA rows are ESTIMATED by the DPU cost model; CPU rows are measured.\n")
     print(format_table(trials))
-    print(f"\nfeasible Pareto front: {[t['number'] for t in trials if t['pareto']]}")
+    print(f"\nfeasible Pareto front: {[t.number for t in record.front]}")
     return 0

@@ -7,7 +7,7 @@ import argparse
 import optuna
 
 from tuner.cli.common import load_args, model_args, storage_arg
-from tuner.cli.table import format_table
+from tuner.cli.table import fastest_first, format_table
 from tuner.search.samplers import SAMPLERS
 from tuner.study.readback import study_record
 
@@ -51,13 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def print_front(study: optuna.Study) -> None:
     """The feasible Pareto front, fastest first."""
-    records = study_record(study)["trials"]
-    front = [r for r in records if r["pareto"]]
-    complete = sum(r["state"] == "COMPLETE" for r in records)
+    record = study_record(study)
+    front = record.front
+    complete = sum(r.state == "COMPLETE" for r in record.trials)
     print(f"\nFeasible Pareto front of {study.study_name!r} ({len(front)} of {complete} complete trials; "
           "ESTIMATED rows come from the FPGA cost model, not a measurement; finalists show the median "
           "of their measurements):")
-    print(format_table(sorted(front, key=lambda r: -r["metrics"]["throughput_rps"])) if front
+    print(format_table(fastest_first(front)) if front
           else "(empty: no feasible trial yet)")
 
 

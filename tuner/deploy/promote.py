@@ -1,33 +1,39 @@
-"""Promote a trial: choose it, re-materialise its config, write a Ray Serve config file."""
+"""Promote a trial: choose it (the selection policy), re-materialise its config with the same
+`suggest()` that proposed it, and write the Ray Serve config that deploys it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FixedTrial
 
+from serving.serve_config import ServedModel, ServingOptions, make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from tuner.study.readback import study_model, study_record
-from tuner.spec.space import SearchSpace
 from tuner.front.selection import DEFAULT_POLICY, Choice, choose, explicit
 from tuner.search.suggest import suggest
+from tuner.spec.space import SearchSpace
+from tuner.study.readback import study_model, study_record
 
 SERVABLE = {"cpu"}  # gpu once a GPU serving path exists; FPGA trials are estimates only
 
 
 @dataclass(frozen=True)
 class Promotion:
+    """A chosen trial and the Serve config that deploys it (a dict: the Ray Serve edge)."""
+
     choice: Choice
     config: TrialConfig
-    serve_config: dict
+    serve_config: dict[str, Any]
     path: Path
 
 
 def rematerialise(study: optuna.Study, number: int) -> TrialConfig:
-    """The chosen trial's config, rebuilt by the same `suggest()` that proposed it."""
+    """The chosen trial's config, rebuilt by the same `suggest()` that proposed it, within the
+    search space's own bounds (no cluster is consulted)."""
     trial = study.trials[number]
     space = SearchSpace.model_validate(study.user_attrs["search_space"])
     config = suggest(space, FixedTrial(trial.params, number=number), cluster=None)
@@ -45,38 +51,28 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
             host: str = "127.0.0.1", port: int = 8000, *, slo_ms: float | None = None,
             max_cost: float | None = None, dry_run: bool = False) -> Promotion:
     """Choose a trial and write its Serve config (not with `dry_run`: then only choose)."""
-    from serving.serve_config import make_serve_config, write_serve_config
-
     record = study_record(study)
-    records = record["trials"]
     if slo_ms is None:
         slo_ms = study.user_attrs.get("search_space", {}).get("constraints", {}).get("latency_p95_ms_max")
     if trial is not None:
-        choice = explicit(records, trial, SERVABLE)
+        choice = explicit(record.trials, trial, SERVABLE)
     else:
-        choice = choose(records, policy, SERVABLE, slo_ms=slo_ms, max_cost=max_cost, objectives=record["objectives"])
-    number = choice.trial["number"]
+        choice = choose(record.trials, policy, SERVABLE, slo_ms=slo_ms, max_cost=max_cost,
+                        objectives=record.objectives)
+    number = choice.trial.number
     config = rematerialise(study, number)
     model = study_model(study)
-    artifact = choice.trial["artifact"]
+    artifact = choice.trial.artifact
     if not artifact or not Path(artifact).is_file():
         raise TunerError(
             f"Trial #{number}'s model file {artifact!r} is missing (the model cache was cleared or "
             "the study came from another machine). Re-run tuner tune with the same --model to "
             "rebuild it (the cache is keyed by content, so the path comes back)."
         )
-    serve_config = make_serve_config(
-        model_name=model.name,
-        model_path=artifact,
-        precision=config.precision,
-        batch_size=config.batch_size,
-        replicas=config.replicas,
-        threads_per_replica=config.threads_per_replica,
-        input_shapes={s.name: list(s.shape) for s in model.inputs},
-        host=host,
-        port=port,
-        batch_wait_timeout_s=study.user_attrs.get("load", {}).get("batch_wait_timeout_s", 0.005),
-    )
+    served = ServedModel(model.name, artifact, {s.name: list(s.shape) for s in model.inputs})
+    options = ServingOptions(host=host, port=port, batch_wait_timeout_s=study.user_attrs.get("load", {}).get(
+        "batch_wait_timeout_s", 0.005))
+    serve_config = make_serve_config(config, served, options)
     if not dry_run:
         write_serve_config(serve_config, out, comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
     return Promotion(choice, config, serve_config, out)

@@ -15,23 +15,42 @@ import getpass
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 
+from tuner.config import TrialConfig
+from tuner.deploy.promote import Promotion
 from tuner.errors import TunerError
+from tuner.models.spec import InputSpec
+from tuner.record import TrialRecord
+from tuner.spec.measurement import LoadSpec
+from tuner.study.readback import study_model
 
 HISTORY = "promotions"
 
 
 @dataclass(frozen=True)
+class Figures:
+    """Throughput and latency percentiles of one configuration, measured one way."""
+
+    throughput_rps: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p99_ms: float
+    requests_ok: int | None = None
+
+
+@dataclass(frozen=True)
 class Verification:
+    """Served figures (the live endpoint, driven like the trial) against the tuned ones."""
+
     passed: bool
     mode: str
     duration_s: float
     tolerance: float
-    served: dict[str, float]
-    tuned: dict[str, float]
+    served: Figures
+    tuned: Figures
     throughput_ratio: float
     p95_ratio: float
     requests_failed: int
@@ -59,41 +78,41 @@ def record(study: optuna.Study, entry: dict[str, Any], make_active: bool) -> Non
     study.set_user_attr(HISTORY, entries)
 
 
-def verify(base_url: str, model_name: str, inputs, trial: dict[str, Any], serve_config: dict, load: dict,
-           duration_s: float, tolerance: float) -> Verification:
+def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: TrialRecord, config: TrialConfig,
+           load: LoadSpec, duration_s: float, tolerance: float) -> Verification:
     """Drive the endpoint like the trial was driven and compare the figures."""
     from serving.loadgen import drive
 
-    cfg = trial["config"]
-    mode = load.get("mode", "offline")
-    result = drive(base_url, model_name, inputs, mode=mode, batch_size=cfg["batch_size"] if mode == "offline" else 1,
-                   duration_s=duration_s, concurrency=cfg["replicas"] if mode == "offline" else None,
-                   target_rps=load.get("target_rps"), binary=True)
-    tuned = {k: trial["metrics"][k] for k in ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")}
-    served = {"throughput_rps": result.throughput_rps, "latency_p50_ms": result.latency_p50_ms,
-              "latency_p95_ms": result.latency_p95_ms, "latency_p99_ms": result.latency_p99_ms,
-              "requests_ok": result.requests_ok}
-    t_ratio = served["throughput_rps"] / tuned["throughput_rps"] if tuned["throughput_rps"] else 0.0
-    p_ratio = served["latency_p95_ms"] / tuned["latency_p95_ms"] if tuned["latency_p95_ms"] else float("inf")
+    if trial.metrics is None:
+        raise TunerError(f"Trial #{trial.number} has no measurement to verify against. Promote a measured trial.")
+    offline = load.mode == "offline"
+    result = drive(base_url, model_name, inputs, mode=load.mode, batch_size=config.batch_size if offline else 1,
+                   duration_s=duration_s, concurrency=config.replicas if offline else None,
+                   target_rps=load.target_rps, binary=True)
+    m = trial.metrics
+    tuned = Figures(m.throughput_rps, m.latency_p50_ms, m.latency_p95_ms, m.latency_p99_ms)
+    served = Figures(result.throughput_rps, result.latency_p50_ms, result.latency_p95_ms, result.latency_p99_ms,
+                     result.requests_ok)
+    t_ratio = served.throughput_rps / tuned.throughput_rps if tuned.throughput_rps else 0.0
+    p_ratio = served.latency_p95_ms / tuned.latency_p95_ms if tuned.latency_p95_ms else float("inf")
     passed = result.requests_failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
-    return Verification(passed, mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio, result.requests_failed,
-                        tuple(result.errors_sample))
+    return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
+                        result.requests_failed, tuple(result.errors_sample))
 
 
 def describe(v: Verification) -> str:
     s, t = v.served, v.tuned
-    return (f"verification ({v.mode} load, {v.duration_s:.0f} s): served {s['throughput_rps']:,.1f} inf/s, "
-            f"p95 {s['latency_p95_ms']:.2f} ms; tuned {t['throughput_rps']:,.1f} inf/s, p95 {t['latency_p95_ms']:.2f} ms; "
+    return (f"verification ({v.mode} load, {v.duration_s:.0f} s): served {s.throughput_rps:,.1f} inf/s, "
+            f"p95 {s.latency_p95_ms:.2f} ms; tuned {t.throughput_rps:,.1f} inf/s, p95 {t.latency_p95_ms:.2f} ms; "
             f"ratio throughput {v.throughput_ratio:.2f}, p95 {v.p95_ratio:.2f} (tolerance {v.tolerance:.0%}); "
             f"{v.requests_failed} failed requests -> {'PASSED' if v.passed else 'FAILED'}"
             + (f"\n  first errors: {'; '.join(v.errors_sample[:3])}" if v.errors_sample else ""))
 
 
-def deploy_promotion(study: optuna.Study, promotion, *, address: str | None, verify_s: float, tolerance: float,
+def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str | None, verify_s: float, tolerance: float,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Deploy `promotion` (from tuner.deploy.promote.promote), verify it, roll back on failure."""
     from serving import deploy as serve_deploy
-    from tuner.study.readback import study_model
 
     cluster = _cluster(address)
     app = promotion.serve_config["applications"][0]
@@ -101,15 +120,16 @@ def deploy_promotion(study: optuna.Study, promotion, *, address: str | None, ver
     took = serve_deploy.deploy(cluster, promotion.path, app["name"])
     http = promotion.serve_config["http_options"]
     base = f"http://{http['host']}:{http['port']}"
-    log(f"deployed trial #{promotion.choice.trial['number']} to {cluster.dashboard_url} in {took:.1f} s; "
+    log(f"deployed trial #{promotion.choice.trial.number} to {cluster.dashboard_url} in {took:.1f} s; "
         f"serving {base}/v2/models/{app['args']['model_name']}/infer")
-    entry: dict[str, Any] = {"trial": promotion.choice.trial["number"], "reason": promotion.choice.reason,
+    entry: dict[str, Any] = {"trial": promotion.choice.trial.number, "reason": promotion.choice.reason,
                              "config_path": str(promotion.path.resolve()), "serve_config": promotion.serve_config,
                              "cluster": cluster.dashboard_url, "verdict": "not verified"}
     if verify_s > 0:
         model = study_model(study)
-        v = verify(base, app["args"]["model_name"], model.inputs, promotion.choice.trial, promotion.serve_config,
-                   study.user_attrs.get("load", {}), verify_s, tolerance)
+        load = LoadSpec(**study.user_attrs.get("load", {}))
+        v = verify(base, app["args"]["model_name"], model.inputs, promotion.choice.trial, promotion.config,
+                   load, verify_s, tolerance)
         log(describe(v))
         entry |= {"verdict": "passed" if v.passed else "failed", "verification": asdict(v)}
         if not v.passed:

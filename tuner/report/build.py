@@ -1,7 +1,6 @@
 """Study data -> a typed report model. Pure: no storage, no files, no HTML.
 
-Input is what tuner already writes: the `tuner show --json` record (`tuner.study.readback.study_record`)
-and the study's user attributes (``model``, ``prices``, ``search_space``, ``load``, ``runs``,
+Input is the study's typed trial records (`tuner.study.readback.study_record`) and its user attributes (``model``, ``prices``, ``search_space``, ``load``, ``runs``,
 ``promotions``). Every later stage (plots, HTML) reads only the `Report` built here.
 """
 
@@ -13,6 +12,7 @@ from typing import Any, Mapping
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.metrics import Metrics
+from tuner.record import StudyRecord, TrialRecord
 from tuner.front.selection import DEFAULT_POLICY, POLICIES, choose
 
 METRIC_NAMES = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
@@ -151,18 +151,13 @@ def price_key(config: TrialConfig) -> str:
     return "cpu.vcpu" if config.platform == "cpu" else f"{config.platform}.{config.device}"
 
 
-def _point(rec: Mapping[str, Any]) -> TrialPoint:
-    config = TrialConfig.from_dict({**rec["config"], "device": rec.get("device")})
-    m = rec["metrics"]
-    metrics = Metrics(**{k: float(m[k]) for k in METRIC_NAMES}, estimated=bool(m.get("estimated")))
-    again = rec.get("remeasured")
-    remeasure = None
-    if again:
-        spread = {k: (float(v[0]), float(v[1])) for k, v in (again.get("spread") or {}).items()}
-        remeasure = Remeasure(int(again["samples"]), float(again.get("throughput_cv") or 0.0), spread)
-    violations = {k: float(v) for k, v in (rec.get("constraints") or {}).items() if v is not None and v > 0}
-    return TrialPoint(rec["number"], config, metrics, bool(rec["feasible"]), bool(rec["pareto"]),
-                      price_key(config), remeasure, violations)
+def _point(rec: TrialRecord) -> TrialPoint:
+    assert rec.config is not None and rec.metrics is not None  # callers pass measured trials
+    again = rec.remeasured
+    remeasure = Remeasure(again.samples, again.throughput_cv, dict(again.spread)) if again else None
+    violations = {k: float(v) for k, v in rec.constraints.items() if v is not None and v > 0}
+    return TrialPoint(rec.number, rec.config, rec.metrics, rec.feasible, rec.pareto, price_key(rec.config),
+                      remeasure, violations)
 
 
 def _pick(entry: Mapping[str, Any], field: str) -> Any:
@@ -190,7 +185,7 @@ def _promotion(entry: Mapping[str, Any]) -> Promotion:
         figures=_pick(entry, "figures"), extra={k: v for k, v in entry.items() if k not in known})
 
 
-def _chosen(records: list[dict[str, Any]], points: dict[int, TrialPoint], promotions: tuple[Promotion, ...],
+def _chosen(records: tuple[TrialRecord, ...], points: dict[int, TrialPoint], promotions: tuple[Promotion, ...],
             servable: frozenset[str], objectives: list[str]) -> tuple[Chosen | None, str]:
     if promotions:
         last = promotions[-1]
@@ -204,12 +199,12 @@ def _chosen(records: list[dict[str, Any]], points: dict[int, TrialPoint], promot
         return None, str(exc)
     note = ""
     if choice.better_unservable is not None:
-        b = points[choice.better_unservable["number"]]
+        b = points[choice.better_unservable.number]
         note = (f"Trial #{b.number} ({b.label}) ranks first by this policy, but {b.config.platform} trials "
                 f"cannot be served on this machine (servable: {', '.join(sorted(servable))}).")
-    number = choice.trial["number"]
+    number = choice.trial.number
     return Chosen(number, points[number], "policy", choice.reason,
-                  tuple(points[r["number"]] for r in choice.runners_up), note), ""
+                  tuple(points[r.number] for r in choice.runners_up), note), ""
 
 
 def _accuracy(model: Mapping[str, Any] | None, floor: float | None) -> Accuracy | None:
@@ -237,8 +232,8 @@ def _prices(table: Mapping[str, Mapping[str, Any]], points: tuple[TrialPoint, ..
     return tuple(sorted(lines, key=lambda line: (line.trials == 0, line.key)))
 
 
-def _counts(records: list[dict[str, Any]], points: tuple[TrialPoint, ...]) -> dict[str, int]:
-    complete = [r for r in records if r["state"] == "COMPLETE"]
+def _counts(records: tuple[TrialRecord, ...], points: tuple[TrialPoint, ...]) -> dict[str, int]:
+    complete = [r for r in records if r.state == "COMPLETE"]
     return {
         "trials": len(records),
         "complete": len(complete),
@@ -247,19 +242,19 @@ def _counts(records: list[dict[str, Any]], points: tuple[TrialPoint, ...]) -> di
         "pareto": sum(p.pareto for p in points),
         "feasible": sum(p.feasible for p in points),
         "infeasible": sum(not p.feasible for p in points),
-        "reused": sum(r.get("reused_from") is not None for r in complete),
-        "not_runnable": sum(r["metrics"] is None for r in complete),
-        "failed": sum(r["state"] == "FAIL" for r in records),
+        "reused": sum(r.reused_from is not None for r in complete),
+        "not_runnable": sum(r.metrics is None for r in complete),
+        "failed": sum(r.state == "FAIL" for r in records),
         "finalists": sum(p.remeasured is not None for p in points),
     }
 
 
-def build_report(record: Mapping[str, Any], attrs: Mapping[str, Any], generated_at: str,
+def build_report(record: StudyRecord, attrs: Mapping[str, Any], generated_at: str,
                  servable: frozenset[str] = frozenset({"cpu"})) -> Report:
     """Assemble the report of one study.
 
     Args:
-        record: `tuner.study.readback.study_record(study)` (the `tuner show --json` object).
+        record: the study's trials (`tuner.study.readback.study_record(study)`).
         attrs: the study's user attributes (`study.user_attrs`).
         generated_at: when the report is made (ISO 8601), printed on it.
         servable: platforms this machine can serve; the fallback choice is made among them.
@@ -268,18 +263,17 @@ def build_report(record: Mapping[str, Any], attrs: Mapping[str, Any], generated_
         The report model; `chosen` is None (and `chosen_problem` says why) when the study has
         no feasible Pareto trial on a servable platform and no promotion.
     """
-    records = list(record["trials"])
-    usable = [r for r in records if r["state"] == "COMPLETE" and r["metrics"] and r.get("reused_from") is None]
-    points = tuple(_point(r) for r in usable)
+    records = record.trials
+    points = tuple(_point(r) for r in records if r.measured)
     by_number = {p.number: p for p in points}
     promotions = tuple(_promotion(p) for p in attrs.get("promotions") or [] if isinstance(p, Mapping))
-    chosen, problem = _chosen(records, by_number, promotions, servable, list(record["objectives"]))
+    chosen, problem = _chosen(records, by_number, promotions, servable, list(record.objectives))
     space = attrs.get("search_space") or {}
     constraints = {k: v for k, v in (space.get("constraints") or {}).items() if v is not None}
     model = attrs.get("model") or {}
     facts = StudyFacts(
-        study=str(record["study"]), model_name=str(model.get("name", "?")), model_source=str(model.get("source", "?")),
-        objectives=tuple(zip(record["objectives"], record["directions"])), constraints=constraints,
+        study=record.study, model_name=str(model.get("name", "?")), model_source=str(model.get("source", "?")),
+        objectives=tuple(zip(record.objectives, record.directions)), constraints=constraints,
         load=dict(attrs.get("load") or {}), counts=_counts(records, points),
         runs=tuple(r for r in attrs.get("runs") or [] if isinstance(r, Mapping)))
     return Report(facts, points, chosen, problem, _accuracy(model, constraints.get("accuracy_min_ratio")),

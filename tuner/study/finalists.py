@@ -10,25 +10,25 @@ Pareto front it reports and `tuner promote` use it.
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Sequence
 
 from tuner.study.loop import LoopContext
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
 from tuner.study.outcome import make_outcome
 from tuner.study.readback import study_record
 from tuner.runner.base import TrialFailed
-from tuner.front.selection import POLICIES
-from tuner.config import TrialConfig
+from tuner.front.selection import DEFAULT_POLICY, rank_key
+from tuner.record import TrialRecord
 
 NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
 
 
-def pick_finalists(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+def pick_finalists(records: Sequence[TrialRecord], k: int) -> list[TrialRecord]:
     """The `k` best measured (not estimated) feasible Pareto trials, in the default
     promotion policy's order."""
-    front = [r for r in records if r["pareto"] and r["feasible"] and not r["metrics"]["estimated"]]
-    _rule, key = POLICIES["cheapest"]
-    return sorted(front, key=key)[:k]
+    front = [r for r in records if r.pareto and r.feasible and r.metrics and not r.metrics.estimated]
+    key = rank_key(DEFAULT_POLICY)
+    return sorted(front, key=lambda r: key(r.metrics))[:k]  # type: ignore[arg-type]
 
 
 def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, list[float]], float]:
@@ -42,13 +42,13 @@ def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[s
 
 def remeasure_finalists(ctx: LoopContext, k: int, repeats: int) -> dict[str, Any]:
     """Re-measure up to `k` finalists `repeats` times each, interleaved; store and return."""
-    finalists = pick_finalists(study_record(ctx.study)["trials"], k)
+    finalists = pick_finalists(study_record(ctx.study).trials, k)
     if not finalists or repeats < 1:
         return {}
     ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s), interleaved: "
-            f"{', '.join('#' + str(f['number']) for f in finalists)}")
-    samples = {f["number"]: [f["metrics"]] for f in finalists}
-    configs = {f["number"]: TrialConfig.from_dict({**f["config"], "device": f.get("device")}) for f in finalists}
+            f"{', '.join('#' + str(f.number) for f in finalists)}")
+    samples = {f.number: [f.metrics.to_dict()] for f in finalists if f.metrics}
+    configs = {f.number: f.config for f in finalists if f.config}
     for r in range(repeats):
         for number, config in configs.items():
             try:

@@ -59,14 +59,12 @@ def warm_start(study: optuna.Study, source: str, storage: str | None, space: Sea
     prices, new cluster): measured again here, first. Returns how many were enqueued."""
     from tuner.study.storage import load_study
 
-    earlier = study_record(load_study(source, storage))["trials"]
+    earlier = study_record(load_study(source, storage))
     grid = set(enumerate_configs(space, info))
-    picked = []
-    for r in earlier:
-        if r["pareto"]:
-            config = TrialConfig.from_dict({**r["config"], "device": r.get("device")})
-            if config in grid and config not in picked:
-                picked.append(config)
+    picked: list[TrialConfig] = []
+    for r in earlier.front:
+        if r.config in grid and r.config not in picked:
+            picked.append(r.config)
     for config in picked:
         study.enqueue_trial(params_for(space, config), skip_if_exists=True)
     log(f"warm start: {len(picked)} Pareto configuration(s) of study {source!r} enqueued first"

@@ -1,4 +1,4 @@
-"""Read a study back: one plain record per trial, as `tuner show --json` prints it.
+"""Read a study back into typed records (`tuner.record`): one `TrialRecord` per trial.
 
 The driver writes these user attributes on every trial (also what the dashboard shows):
 ``config`` (dict), ``artifact`` (path), the metric keys flat (``throughput_rps``, ...,
@@ -13,69 +13,59 @@ reported metrics among feasible, COMPLETE, non-reused trials.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.metrics import METRIC_KEYS, OBJECTIVES, directions_for
-from tuner.models.spec import PreparedModel
+from tuner.config import TrialConfig
 from tuner.front.pareto import pareto_indices
+from tuner.metrics import METRIC_KEYS, OBJECTIVES, Metrics, directions_for
+from tuner.models.spec import PreparedModel
+from tuner.record import Remeasured, StudyRecord, TrialRecord
 
-CONFIG_KEYS = ("platform", "batch_size", "precision", "replicas", "threads_per_replica")
+
+def _metrics(values: dict[str, Any]) -> Metrics:
+    return Metrics(**{k: values[k] for k in METRIC_KEYS})
 
 
-def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> dict[str, Any]:
+def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
+    """One trial as tuner reports it (a finalist with the medians of its measurements)."""
     attrs = trial.user_attrs
-    config = attrs.get("config") or {}
     measured = trial.state == TrialState.COMPLETE and "throughput_rps" in attrs
-    metrics = {k: attrs.get(k) for k in METRIC_KEYS} if measured else None
-    feasible = bool(attrs.get("feasible", False)) if trial.state == TrialState.COMPLETE else False
+    metrics = _metrics(attrs) if measured else None
+    config = TrialConfig.from_dict(attrs["config"]) if attrs.get("config") else None
     constraints = {k[len("constraint."):]: v for k, v in attrs.items() if k.startswith("constraint.")}
+    feasible = bool(attrs.get("feasible", False)) if trial.state == TrialState.COMPLETE else False
+    remeasured = None
     final = finalists.get(str(trial.number))
-    rec = {
-        "number": trial.number,
-        "state": trial.state.name,
-        "pareto": False,
-        "feasible": feasible,
-        "config": {k: config.get(k) for k in CONFIG_KEYS},
-        "device": config.get("device"),
-        "metrics": metrics,
-        "constraints": constraints,
-        "artifact": attrs.get("artifact"),
-        "failure": attrs.get("failure"),
-        "reused_from": attrs.get("reused_from"),
-        "remeasured": None,
-    }
     if final and measured:
-        rec["metrics"] = dict(final["metrics"])
-        rec["feasible"] = bool(final["feasible"])
-        rec["constraints"] = dict(final["constraints"])
-        rec["remeasured"] = {"samples": final["samples"], "spread": final["spread"],
-                             "throughput_cv": final["throughput_cv"], "first_measurement": metrics}
-    return rec
+        remeasured = Remeasured(int(final["samples"]), {k: (v[0], v[1]) for k, v in final["spread"].items()},
+                                float(final["throughput_cv"]), metrics)
+        metrics, feasible = _metrics(final["metrics"]), bool(final["feasible"])
+        constraints = dict(final["constraints"])
+    return TrialRecord(trial.number, trial.state.name, config, metrics, feasible, False, constraints,
+                       attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured)
 
 
-def mark_pareto(records: list[dict[str, Any]], objectives: list[str]) -> None:
-    """Set `pareto` on the feasible, measured, non-reused records that no other dominates."""
-    pool = [r for r in records if r["feasible"] and r["metrics"] and r["reused_from"] is None]
-    points = [[r["metrics"][k] for k in objectives] for r in pool]
-    for i in pareto_indices(points, directions_for(objectives)):
-        pool[i]["pareto"] = True
+def mark_pareto(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
+    """The records with `pareto` set on the feasible, measured, non-reused ones no other dominates."""
+    pool = [i for i, r in enumerate(records) if r.feasible and r.metrics and r.reused_from is None]
+    points = [records[i].metrics.objective_values(objectives) for i in pool]  # type: ignore[union-attr]
+    front = {pool[j] for j in pareto_indices(points, directions_for(objectives))}
+    return [replace(r, pareto=True) if i in front else r for i, r in enumerate(records)]
 
 
-def study_record(study: optuna.Study) -> dict[str, Any]:
+def study_record(study: optuna.Study) -> StudyRecord:
+    """Every trial of `study`, typed, with the feasible Pareto front marked."""
     finalists = study.user_attrs.get("finalists", {})
-    records = [trial_record(t, finalists) for t in study.get_trials(deepcopy=False)]
-    objectives = study.metric_names or list(OBJECTIVES)
-    mark_pareto(records, objectives)
-    return {
-        "study": study.study_name,
-        "directions": [d.name.lower() for d in study.directions],
-        "objectives": objectives,
-        "trials": records,
-    }
+    objectives = list(study.metric_names or OBJECTIVES)
+    records = mark_pareto([trial_record(t, finalists) for t in study.get_trials(deepcopy=False)], objectives)
+    return StudyRecord(study.study_name, tuple(d.name.lower() for d in study.directions), tuple(objectives),
+                       tuple(records))
 
 
 def study_model(study: optuna.Study) -> PreparedModel:
+    """The model the study was tuned on (its variants' files and accuracy)."""
     return PreparedModel.from_dict(study.user_attrs["model"])

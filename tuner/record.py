@@ -1,0 +1,113 @@
+"""What a study says about each of its trials, as typed records: `TrialRecord` and `StudyRecord`.
+
+The one hand-off between reading a study back (`tuner.study.readback`) and everything that reads
+trials: the front and the selection policy, the finalists, promote and its verification, the
+report and `tuner show`. `to_json()` is the `tuner show --json` contract (README, "Inspect").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.config import TrialConfig
+from tuner.metrics import Metrics
+
+#: The config keys of the `tuner show --json` contract (the device has its own key).
+CONFIG_KEYS = ("platform", "batch_size", "precision", "replicas", "threads_per_replica")
+
+
+@dataclass(frozen=True)
+class Remeasured:
+    """A finalist's repeated measurements: how many, each metric's [min, max], the throughput's
+    coefficient of variation, and the first measurement (what the trial measured alone)."""
+
+    samples: int
+    spread: dict[str, tuple[float, float]]
+    throughput_cv: float
+    first_measurement: Metrics | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples, "spread": {k: list(v) for k, v in self.spread.items()},
+                "throughput_cv": self.throughput_cv,
+                "first_measurement": self.first_measurement.to_dict() if self.first_measurement else None}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as tuner reports it.
+
+    Attributes:
+        number: the trial's number in the study.
+        state: Optuna's state name ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING").
+        config: the configuration it ran (None when the trial ended before one was chosen).
+        metrics: what was measured (a finalist: the medians of its measurements); None when
+            nothing was (not runnable, failed, running).
+        feasible: COMPLETE and every constraint met.
+        pareto: on the feasible Pareto front of the reported metrics (measured trials only,
+            reused copies excluded).
+        constraints: constraint values by name, feasible when <= 0.
+        artifact: absolute path of the ONNX file measured.
+        failure: why it could not run or failed.
+        reused_from: the trial whose measurement this one copied, if any.
+        remeasured: a finalist's repeated measurements.
+    """
+
+    number: int
+    state: str
+    config: TrialConfig | None
+    metrics: Metrics | None
+    feasible: bool = False
+    pareto: bool = False
+    constraints: dict[str, float] = field(default_factory=dict)
+    artifact: str | None = None
+    failure: str | None = None
+    reused_from: int | None = None
+    remeasured: Remeasured | None = None
+
+    @property
+    def measured(self) -> bool:
+        """COMPLETE with figures (measured or estimated), not a copy of another trial."""
+        return self.state == "COMPLETE" and self.metrics is not None and self.reused_from is None
+
+    @property
+    def estimated(self) -> bool:
+        return self.metrics is not None and self.metrics.estimated
+
+    @property
+    def platform(self) -> str | None:
+        return self.config.platform if self.config else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The trial as `tuner show --json` prints it."""
+        config = self.config.as_contract() if self.config else {k: None for k in CONFIG_KEYS}
+        return {
+            "number": self.number, "state": self.state, "pareto": self.pareto, "feasible": self.feasible,
+            "config": config, "device": self.config.device if self.config else None,
+            "metrics": self.metrics.to_dict() if self.metrics else None, "constraints": dict(self.constraints),
+            "artifact": self.artifact, "failure": self.failure, "reused_from": self.reused_from,
+            "remeasured": self.remeasured.to_json() if self.remeasured else None,
+        }
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study's trials, with its objectives and their directions."""
+
+    study: str
+    directions: tuple[str, ...]
+    objectives: tuple[str, ...]
+    trials: tuple[TrialRecord, ...]
+
+    @property
+    def front(self) -> tuple[TrialRecord, ...]:
+        """The feasible Pareto trials, in trial order."""
+        return tuple(t for t in self.trials if t.pareto)
+
+    def trial(self, number: int) -> TrialRecord | None:
+        return next((t for t in self.trials if t.number == number), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `tuner show --json` object."""
+        return {"study": self.study, "directions": list(self.directions), "objectives": list(self.objectives),
+                "trials": [t.to_json() for t in self.trials]}
