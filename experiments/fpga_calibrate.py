@@ -26,7 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tuner.costmodels.fpga.calibration import (  # noqa: E402
-    DEFAULT_CSV, architecture_layers, fit, geomean, predict, read_rows,
+    DEFAULT_CSV,
+    architecture_layers,
+    fit,
+    geomean,
+    predict,
+    read_rows,
 )
 from tuner.costmodels.fpga.devices import load_devices  # noqa: E402
 from tuner.costmodels.fpga.params import PARAMS_FILE, DpuParams, save_params  # noqa: E402

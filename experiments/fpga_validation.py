@@ -30,7 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tuner.costmodels.fpga.calibration import (  # noqa: E402
-    DEFAULT_CSV, architecture_layers, error_factor, fit, geomean, lookup_baseline, predict,
+    DEFAULT_CSV,
+    architecture_layers,
+    error_factor,
+    fit,
+    geomean,
+    lookup_baseline,
+    predict,
     read_rows,
 )
 from tuner.costmodels.fpga.devices import load_devices  # noqa: E402

@@ -94,8 +94,8 @@ def load_model(name: str, onnx_precisions: tuple[str, ...], notes: list[str]) ->
     """Build (or take from tuner's cache) the variants with tuner's own model code."""
     import onnx
 
-    from tuner.costmodels.graph import analyze_graph
     from tuner.costmodels.gpu.whatif import gflops_per_instance
+    from tuner.costmodels.graph import analyze_graph
     from tuner.models import variants
     from tuner.models.builtin import BUILTINS
 
@@ -129,8 +129,8 @@ def machine_facts() -> dict[str, Any]:
     import socket
     from datetime import datetime, timezone
 
-    from tuner.evaluators.gpu.select import detect_runtime
     from tuner.evaluators.gpu.nvml import device_facts
+    from tuner.evaluators.gpu.select import detect_runtime
 
     facts = detect_runtime()
     out: dict[str, Any] = {
@@ -202,8 +202,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _calibrate(rows: list[dict[str, Any]], models: dict[str, CheckModel], device: Any, card: str) -> dict[str, Any]:
-    from tuner.errors import TunerError
     from tuner.costmodels.gpu.whatif import CalibrationSample, fit_calibration
+    from tuner.errors import TunerError
 
     out: dict[str, Any] = {}
     for precision in PRECISIONS:

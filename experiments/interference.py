@@ -47,7 +47,7 @@ def main() -> None:
                 alone = runner.run(target)
                 cluster.allocator.release(idle)
                 side: list = []
-                neighbour = threading.Thread(target=lambda: side.append(runner.run(other)))
+                neighbour = threading.Thread(target=lambda side=side, runner=runner, other=other: side.append(runner.run(other)))
                 neighbour.start()
                 while cluster.allocator.free_cores() == total:  # wait until the neighbour holds its core
                     time.sleep(0.01)
@@ -64,7 +64,7 @@ def main() -> None:
         cluster.shutdown()
     summary = {"rounds": args.rounds, "target": "< 10% difference", "pairs": []}
     for name, target, other in PAIRS:
-        def med(mode: str, key: str) -> float:
+        def med(mode: str, key: str, name: str = name) -> float:
             return statistics.median(x[key] for x in rows if x["model"] == name and x["mode"] == mode)
         summary["pairs"].append({
             "model": name, "config": target.label(), "neighbour": other.label(),

@@ -22,15 +22,14 @@ from common import RESULTS, machine
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.metrics import METRIC_KEYS
 from tuner.models.prepare import prepare_model
-from tuner.study.outcome import make_outcome
 from tuner.prices import load_prices
 from tuner.record import CONFIG_KEYS
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
-from tuner.spec.load import load_space
 from tuner.search.suggest import enumerate_configs
-
+from tuner.spec.load import load_space
+from tuner.study.outcome import make_outcome
 
 KEYS = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
         "throughput_cv", "trial_wall_s"]
@@ -41,7 +40,8 @@ def write_rows(path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         f.write(",".join(KEYS) + "\n")
-        for r in sorted(rows, key=lambda r: (r["platform"], r["precision"], r["batch_size"], r["replicas"], r["threads_per_replica"])):
+        order = ("platform", "precision", "batch_size", "replicas", "threads_per_replica")
+        for r in sorted(rows, key=lambda r: tuple(r[k] for k in order)):
             f.write(",".join("" if r.get(k) is None else str(r[k]) for k in KEYS) + "\n")
 
 

@@ -66,7 +66,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'trial':>5} {'prec':>5} {'batch':>5} {'RxT':>4} {'trial p50':>10} {'direct p50':>11} {'ratio':>6} {'trial p95':>10} {'direct p95':>11}")
+    print(f"{'trial':>5} {'prec':>5} {'batch':>5} {'RxT':>4} {'trial p50':>10} {'direct p50':>11} {'ratio':>6} "
+          f"{'trial p95':>10} {'direct p95':>11}")
     for r in rows:
         print(f"{r['trial']:>5} {r['precision']:>5} {r['batch_size']:>5} {r['replicas']}x{r['threads']:<2} "
               f"{r['trial_p50_ms']:>10.3f} {r['direct_p50_ms']:>11.3f} {r['p50_ratio']:>6.2f} "

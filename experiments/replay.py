@@ -42,8 +42,8 @@ from tuner.metrics import directions_for  # noqa: E402
 from tuner.prices import load_prices  # noqa: E402
 from tuner.search.context import SamplerContext  # noqa: E402
 from tuner.search.samplers import SAMPLERS, make_sampler  # noqa: E402
-from tuner.spec.space import SearchSpace  # noqa: E402
 from tuner.search.suggest import suggest
+from tuner.spec.space import SearchSpace  # noqa: E402
 
 OBJ = ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
 FOUND_TOLERANCE = 0.03
@@ -195,7 +195,8 @@ def main() -> None:
     parser.add_argument("--sampler", default="default,tpe,gp,nsga2,random", help=f"comma-separated: {', '.join(SAMPLERS)}")
     parser.add_argument("--seeds", default=",".join(str(1000 + i) for i in range(10)))
     parser.add_argument("--trials", type=int, default=60, help="trials per run in the front scenario")
-    parser.add_argument("--slo-trials", type=int, default=None, help="trials per run in the SLO scenario (default 10%% of the grid)")
+    parser.add_argument("--slo-trials", type=int, default=None,
+                        help="trials per run in the SLO scenario (default 10%% of the grid)")
     parser.add_argument("--slo-ms", default=None, help="comma-separated p95 SLOs (default: the 25/50/75th percentiles of p95)")
     parser.add_argument("--hv-tolerance", type=float, default=0.0,
                         help="credit each point found this much better in every objective (e.g. 0.03: "
@@ -246,7 +247,8 @@ def main() -> None:
             w.writerows(summary)
         (RESULTS / f"{stem}.json").write_text(json.dumps(
             {"grid": str(args.grid), "grid_size": len(table), "slo_ms": slos, "reference_point": REFERENCE_POINT,
-             "found_tolerance": FOUND_TOLERANCE, "hv_tolerance": args.hv_tolerance, "summary": summary, "runs": results}, indent=1) + "\n")
+             "found_tolerance": FOUND_TOLERANCE, "hv_tolerance": args.hv_tolerance, "summary": summary,
+             "runs": results}, indent=1) + "\n")
         plot(results, land, RESULTS / f"{stem}.png")
         for row in summary:
             print(row)

@@ -34,8 +34,8 @@ from ray.serve import Application, Deployment
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tuner
-from serving.metrics import ServerMetrics
 from serving.args import DEPLOYMENT_NAME, ServeArgs, max_ongoing_requests_for, max_queued_requests_for
+from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, describe_model, load_session, require_model_file
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout
 from serving.v2.wire import (
@@ -138,8 +138,9 @@ class ModelServer:
         self._max_body_bytes = args.max_body_bytes or max_body_bytes_for(
             self._inputs, args.batch_size)
         self._metrics = ServerMetrics(args.model_name, args.batch_size)
-        self._infer_batch.set_max_batch_size(args.batch_size)
-        self._infer_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        # @serve.batch wraps the method in an object with these setters; its type hint says callable.
+        self._infer_batch.set_max_batch_size(args.batch_size)  # type: ignore[attr-defined]
+        self._infer_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)  # type: ignore[attr-defined]
         self._session = session
 
     def check_health(self) -> None:
@@ -253,6 +254,7 @@ class ModelServer:
         for start in range(0, total, step):
             chunk = {n: a[start : start + step] for n, a in merged.items()}
             began = time.perf_counter()
+            assert self._session is not None  # set in __init__; None only while loading
             outs = self._session.run(names, chunk)
             if timings is not None:
                 timings.append((min(step, total - start), time.perf_counter() - began))

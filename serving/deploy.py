@@ -11,6 +11,7 @@ Ray's workers at nice 0 (see `local_cluster`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -128,16 +129,12 @@ def _kill_processes_under(marker: str) -> None:
         if any(marker in part for part in (p.info["cmdline"] or [])) and p.pid != os.getpid():
             victims.append(p)
     for p in victims:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
     _gone, alive = psutil.wait_procs(victims, timeout=15)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
 
 
 SERVE_API = "/api/serve/applications/"

@@ -46,9 +46,14 @@ class InputLike(Protocol):
     """Anything with a name, a per-instance shape and a numpy dtype, e.g. `InputSpec` or
     `InputMeta` (a leading -1, the batch dimension, is dropped)."""
 
-    name: str
-    shape: Sequence[int]
-    dtype: Any
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+    @property
+    def dtype(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,7 @@ def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float, start: f
     return LoadResult(
         mode=spec.mode, requests_ok=len(ok), requests_failed=len(failed),
         failed_by_status=dict(Counter(o.status for o in failed if o.status is not None)),
-        failed_by_kind=dict(Counter(o.kind for o in failed)),
+        failed_by_kind=dict(Counter(o.kind or "other" for o in failed)),
         instances_ok=len(ok) * spec.instances, duration_s=elapsed_s,
         throughput_rps=len(ok) * spec.instances / duration,
         latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99, errors_sample=tuple(sample),
@@ -245,7 +250,7 @@ def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float, start: f
     )
 
 
-def _spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: str,
+def _spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
           batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
           seed: int, timeout_s: float, max_connections: int) -> _Spec:
     if mode not in ("offline", "server"):

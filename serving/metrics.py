@@ -49,7 +49,7 @@ class ServerMetrics:
     def __init__(self, model_name: str, batch_size: int) -> None:
         tags = ("model",)
         self._requests = Counter(
-            "tuner_infer_requests", tag_keys=("model", "status"),
+            "tuner_infer_requests", tag_keys=("model", "status"),  # type: ignore[arg-type]  # Ray's hint says 1-tuples
             description="Inference requests answered by a replica, by HTTP status.")
         self._latency = Histogram(
             "tuner_infer_request_latency_ms", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=tags,

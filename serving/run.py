@@ -9,6 +9,7 @@ signal kills the child's whole process group (Ray's daemons included).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -164,7 +165,5 @@ def _signal_child(child: subprocess.Popen, signum: int) -> None:
 
 def _kill_group(child: subprocess.Popen) -> None:
     """SIGKILL the child's process group: `serve run` and the Ray daemons it started."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from helpers import free_port, write_space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,10 +82,8 @@ class Server:
         while (left := session_pids(self.proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.5)
         for pid in left:  # only processes of the session this test created
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         return self.proc.returncode, left
 
 

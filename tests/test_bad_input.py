@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import optuna
 import pytest
-from helpers import tuner
 from onnx import TensorProto, helper, numpy_helper
+
+from helpers import tuner
 
 
 def dynamic_model(path: Path) -> Path:

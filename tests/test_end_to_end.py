@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
+
 from helpers import free_port, start_tuner, tuner
 
 pytestmark = pytest.mark.integration

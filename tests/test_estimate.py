@@ -26,13 +26,13 @@ from tuner.evaluators.fpga import evaluate_fpga
 from tuner.metrics import METRIC_KEYS
 from tuner.models import resnet, zoo
 from tuner.models.builtin import BUILTINS, fp32_path
+from tuner.record import CONFIG_KEYS
 from tuner.study.estimate import (
     NO_PRICE,
     EstimateOptions,
     estimate_model,
     resolve_config,
 )
-from tuner.record import CONFIG_KEYS
 
 DEVICES = load_devices()
 PUBLISHED_GOP = {**{name: a.published_gop for name, a in zoo.ARCHITECTURES.items()}, "resnet18": 3.65}

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
 
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
@@ -19,6 +18,8 @@ from tuner.evaluators.registry import EVALUATORS, evaluator_for
 from tuner.models.spec import InputSpec
 from tuner.testing.contract import ContractViolation, check_bench_contract, check_oom
 from tuner.testing.pytest_evaluators import BenchContract, EstimateContract
+
+from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
 
 TINY_INPUTS = (InputSpec("x", (3, 32, 32), "float32"),)
 

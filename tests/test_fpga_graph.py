@@ -249,18 +249,18 @@ def resnet18_layers(resnet18_path):
 def test_resnet18_has_1_82_gmacs(resnet18_layers) -> None:
     total_gmacs = sum(layer.macs for layer in resnet18_layers) / 1e9
     assert total_gmacs == pytest.approx(1.82, rel=0.05)
-    conv_gmacs = sum(l.macs for l in resnet18_layers if l.kind in ("conv", "gemm")) / 1e9
+    conv_gmacs = sum(layer.macs for layer in resnet18_layers if layer.kind in ("conv", "gemm")) / 1e9
     assert conv_gmacs == pytest.approx(1.814, rel=0.002)
 
 
 def test_resnet18_structure_and_weights(resnet18_layers) -> None:
-    assert len([l for l in resnet18_layers if l.kind == "conv"]) == 20
-    assert len([l for l in resnet18_layers if l.kind == "gemm"]) == 1
+    assert len([layer for layer in resnet18_layers if layer.kind == "conv"]) == 20
+    assert len([layer for layer in resnet18_layers if layer.kind == "gemm"]) == 1
     assert all(layer.dpu_supported for layer in resnet18_layers)
     # 11.69 M parameters (BatchNorm folded into the convs or kept, a few thousand either way).
     weights_m = sum(layer.weight_bytes for layer in resnet18_layers) / 1e6
     assert weights_m == pytest.approx(11.69, rel=0.01)
-    stem = next(l for l in resnet18_layers if l.kind == "conv")
+    stem = next(layer for layer in resnet18_layers if layer.kind == "conv")
     assert (stem.c_in, stem.c_out, stem.h_out, stem.w_out, stem.kernel_h) == (3, 64, 112, 112, 7)
 
 
@@ -286,12 +286,12 @@ def test_qdq_quantized_resnet18_keeps_macs_and_weights(resnet18_path, resnet18_l
     layers = analyze_graph(qdq_model, {"x": [1, 3, 224, 224]})
 
     def dense_macs(ls):
-        return sum(l.macs for l in ls if l.kind in ("conv", "gemm"))
+        return sum(layer.macs for layer in ls if layer.kind in ("conv", "gemm"))
 
     assert dense_macs(layers) == dense_macs(resnet18_layers)
-    weighted = [l for l in layers if l.kind in ("conv", "gemm")]
-    fp32_weighted = [l for l in resnet18_layers if l.kind in ("conv", "gemm")]
-    assert sorted(l.weight_bytes for l in weighted) == sorted(
-        l.weight_bytes for l in fp32_weighted
+    weighted = [layer for layer in layers if layer.kind in ("conv", "gemm")]
+    fp32_weighted = [layer for layer in resnet18_layers if layer.kind in ("conv", "gemm")]
+    assert sorted(layer.weight_bytes for layer in weighted) == sorted(
+        layer.weight_bytes for layer in fp32_weighted
     )
     assert all(layer.dpu_supported for layer in layers)

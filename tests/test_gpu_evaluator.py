@@ -14,7 +14,6 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
 
 from tuner.errors import TunerError
 from tuner.evaluators.gpu.bench import GpuOutOfMemoryError, GpuReplicaBench
@@ -30,10 +29,13 @@ from tuner.evaluators.gpu.torch_models import (
 from tuner.models import digits, resnet
 from tuner.models.spec import PreparedModel, Variant
 
+from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
+
 
 def test_module_imports_without_ray_torch_pydantic_or_cuda():
     """Replica processes and the bare GPU image (no Ray, no pydantic) import these."""
-    code = ("import sys, tuner.evaluators.gpu.bench, tuner.evaluators.gpu.select, tuner.costmodels.gpu.devices, tuner.costmodels.gpu.whatif; "
+    code = ("import sys, tuner.evaluators.gpu.bench, tuner.evaluators.gpu.select, tuner.costmodels.gpu.devices, "
+            "tuner.costmodels.gpu.whatif; "
             "print(sorted(m for m in ('ray', 'torch', 'onnxruntime', 'pydantic', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from helpers import tiny_cnn
 
 from tuner.costmodels.gpu.devices import (
     BUILTIN_CATALOG,
@@ -29,6 +28,8 @@ from tuner.costmodels.gpu.whatif import (
 from tuner.costmodels.graph import LayerCost
 from tuner.errors import TunerError
 from tuner.prices import load_prices
+
+from helpers import tiny_cnn
 
 ISSUE_CARDS = ("t4", "l4", "a10g", "a100", "h100")
 # hardware.md section E: FP32, FP16 tensor dense, INT8 dense, memory GB/s.

@@ -12,8 +12,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from helpers import free_port
-from servers import Server, matmul_model, start_server
 
 from serving.loadgen import (
     BackgroundLoad,
@@ -27,6 +25,9 @@ from serving.v2.protocol import InputMeta
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.models.spec import InputSpec
+
+from helpers import free_port
+from servers import Server, matmul_model, start_server
 
 MODEL = "mm"
 BATCH = 4

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import CPU_SPACE, tiny_cnn, write_space
 from optuna.trial import TrialState
 
 from tuner.cluster_info import ClusterInfo
@@ -28,6 +27,8 @@ from tuner.spec.measurement import LoadSpec, MeasurementSettings
 from tuner.study import interrupts
 from tuner.study.loop import LoopContext, LoopStats, run_trials
 from tuner.study.storage import open_storage
+
+from helpers import CPU_SPACE, tiny_cnn, write_space
 
 QUICK = MeasurementSettings(warmup_s=0.01, window_s=0.02, min_windows=1, max_windows=1, target_requests=1,
                             max_measuring_s=1.0, min_requests_per_window=1)

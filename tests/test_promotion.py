@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import free_port, tuner
 
 from serving.loadgen import drive_background
 from tuner.cluster_info import ClusterInfo
@@ -19,6 +18,8 @@ from tuner.config import TrialConfig
 from tuner.models.spec import InputSpec
 from tuner.search.suggest import params_for, suggest
 from tuner.spec.space import SearchSpace
+
+from helpers import free_port, tuner
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ from tuner.metrics import OBJECTIVES, Constraints, Metrics, PerfResult
 from tuner.models.accuracy import FIDELITY_DESCRIPTION, TOP1_DESCRIPTION
 from tuner.models.spec import InputSpec, PreparedModel, Variant
 from tuner.prices import load_prices
+from tuner.record import StudyRecord
 from tuner.report import report_of_study, write_report
 from tuner.report.build import build_report
 from tuner.report.plots import plotly_figure
@@ -28,7 +29,6 @@ from tuner.study.outcome import (
     record,
     record_not_runnable,
 )
-from tuner.record import StudyRecord
 from tuner.study.readback import study_record
 
 EVIL_NAME = '<script>alert("study")</script> & co'

@@ -6,9 +6,9 @@ import pytest
 
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
+from tuner.front.selection import choose, explicit
 from tuner.metrics import Metrics
 from tuner.record import TrialRecord
-from tuner.front.selection import choose, explicit
 
 
 def rec(number, platform, cost, tput, p95, pareto=True, feasible=True) -> TrialRecord:

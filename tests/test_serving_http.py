@@ -20,9 +20,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import requests
-from helpers import free_port
 from onnx import TensorProto, helper, numpy_helper
-from servers import Server, client, matmul_model, new_client, session_pids, start_server
 
 from serving.app import ModelServer
 from serving.args import ServeArgs
@@ -36,6 +34,9 @@ from serving.v2.wire import (
 )
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
+
+from helpers import free_port
+from servers import Server, client, matmul_model, new_client, session_pids, start_server
 
 MODEL = "digits"
 BATCH = 4

@@ -12,7 +12,6 @@ import time
 import psutil
 import pytest
 import requests
-from helpers import free_port
 
 from serving.loadgen import drive, drive_background
 from serving.serve_config import (
@@ -23,6 +22,8 @@ from serving.serve_config import (
 )
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
+
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 

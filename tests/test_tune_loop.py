@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import tuner
 from onnx import TensorProto, helper, numpy_helper
+
+from helpers import tuner
 
 pytestmark = pytest.mark.integration
 

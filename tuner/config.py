@@ -50,7 +50,7 @@ class TrialConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     @property

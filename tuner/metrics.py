@@ -6,27 +6,30 @@ per precision variant) and cost (price table) to make `Metrics`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+Direction = Literal["maximize", "minimize"]
+
 # The objectives a study may use, with their directions. The default study uses all three,
 # in this order; names are set on the study so the dashboard shows them.
-OBJECTIVE_DIRECTIONS: dict[str, str] = {
+OBJECTIVE_DIRECTIONS: dict[str, Direction] = {
     "throughput_rps": "maximize",
     "latency_p95_ms": "minimize",
     "cost_usd_per_million": "minimize",
 }
 OBJECTIVES: tuple[str, ...] = tuple(OBJECTIVE_DIRECTIONS)
-DIRECTIONS: tuple[str, ...] = tuple(OBJECTIVE_DIRECTIONS.values())
+DIRECTIONS: tuple[Direction, ...] = tuple(OBJECTIVE_DIRECTIONS.values())
 
 
-def directions_for(objectives: tuple[str, ...] | list[str]) -> list[str]:
+def directions_for(objectives: Sequence[str]) -> list[Direction]:
     return [OBJECTIVE_DIRECTIONS[o] for o in objectives]
 
 
-def worst_values(objectives: tuple[str, ...] | list[str]) -> list[float]:
+def worst_values(objectives: Sequence[str]) -> list[float]:
     """Objective values told for a configuration that could not run at all: nothing was
     measured (0 throughput, unbounded latency and cost), and it is infeasible anyway."""
     return [0.0 if OBJECTIVE_DIRECTIONS[o] == "maximize" else float("inf") for o in objectives]
@@ -77,7 +80,7 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def objective_values(self, objectives: tuple[str, ...] | list[str] = OBJECTIVES) -> list[float]:
+    def objective_values(self, objectives: Sequence[str] = OBJECTIVES) -> list[float]:
         return [float(getattr(self, name)) for name in objectives]
 
 

@@ -8,9 +8,9 @@ whether used or not). GPU: one GPU per replica.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -77,7 +77,7 @@ def load_prices(overrides: Mapping[str, object] | None = None) -> PriceTable:
     except ValidationError as exc:  # the shipped file is ours: a bug, not user input
         raise RuntimeError(f"shipped price table is invalid: {exc}") from exc
     for key, row in (overrides or {}).items():
-        data = row.model_dump() if isinstance(row, BaseModel) else dict(row)  # type: ignore[arg-type]
+        data = row.model_dump() if isinstance(row, BaseModel) else dict(row)  # type: ignore[call-overload]
         data.setdefault("unit", "")
         data["source"] = f"override in search space: {data['source']}"
         rows[key] = PriceRow.model_validate(data)

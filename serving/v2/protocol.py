@@ -64,10 +64,11 @@ def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
             `parameters` type, or a request parameter this server does not understand.
     """
     if isinstance(body, (bytes, bytearray)):
+        raw = bytes(body)
         try:
-            body = body.decode("utf-8")
+            body = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _bad("the request body", bytes(body[:40]), f"It is not UTF-8 ({exc.reason}).",
+            raise _bad("the request body", raw[:40], f"It is not UTF-8 ({exc.reason}).",
                        "Send UTF-8 encoded JSON.") from None
     if isinstance(body, str):
         try:
@@ -257,7 +258,7 @@ def parse_infer_request(
             raise _bad(f"{where}.parameters.binary_data_size", parameters["binary_data_size"],
                        f"Binary data needs the {HEADER_LENGTH} header (the JSON header's length), "
                        "with the tensor bytes after the JSON.",
-                       f"Send the header, or send the values as 'data' instead.")
+                       "Send the header, or send the values as 'data' instead.")
         size = parameters["binary_data_size"]
         tensors[name] = _from_bytes(where, size, shape, meta, binary_data, offset)
         offset += size

@@ -143,7 +143,7 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> o
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     if fixed.functions:
-        fixed = onnx.inliner.inline_local_functions(fixed)
+        fixed = onnx.inliner.inline_local_functions(fixed)  # type: ignore[attr-defined]
     graph = fixed.graph
     initializers = {init.name for init in graph.initializer}
     real_inputs = [i for i in graph.input if i.name not in initializers]

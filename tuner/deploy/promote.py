@@ -74,5 +74,6 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
         "batch_wait_timeout_s", 0.005))
     serve_config = make_serve_config(config, served, options)
     if not dry_run:
-        write_serve_config(serve_config, out, comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
+        write_serve_config(serve_config, out,
+                           comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
     return Promotion(choice, config, serve_config, out)

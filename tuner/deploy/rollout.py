@@ -12,10 +12,11 @@ the figures, the verdict), which the dashboard shows.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 

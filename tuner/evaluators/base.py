@@ -17,9 +17,10 @@ No Ray, pydantic or Optuna here: replica processes and a bare GPU machine import
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Protocol, Sequence, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 

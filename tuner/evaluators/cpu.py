@@ -21,13 +21,15 @@ import platform
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from tuner.config import TrialConfig
+from tuner.errors import TunerError
 from tuner.evaluators.base import ReplicaEvaluator, thread_broadcast, timing_inputs
 from tuner.evaluators.windows import WindowSample, run_protocol, serve_poisson
 from tuner.metrics import PerfResult
@@ -106,10 +108,15 @@ class ReplicaBench:
             "session_config": {"intra_op_num_threads": self._threads, "inter_op_num_threads": 1, **SESSION_CONFIG},
         }
 
+    def _current(self) -> ort.InferenceSession:
+        if self._session is None:
+            raise TunerError("Got a timing call before prepare(). Call prepare(key, model, inputs, batch_size) first.")
+        return self._session
+
     def run_for(self, seconds: float, min_calls: int) -> WindowSample:
         """Offline: call the model back to back for at least `seconds` and `min_calls` calls."""
         lat: list[float] = []
-        run, feeds = self._session.run, self._feeds
+        run, feeds = self._current().run, self._feeds
         start = time.perf_counter()
         end = start + seconds
         now = start
@@ -126,7 +133,7 @@ class ReplicaBench:
         Stops early when requests wait more than 10 s (the replica is overloaded); the window
         then reports what completed, and its throughput shows the shortfall.
         """
-        run, feeds = self._session.run, self._feeds
+        run, feeds = self._current().run, self._feeds
         return serve_poisson(lambda take: run(None, {k: v[:take] for k, v in feeds.items()}), self._batch,
                              seconds, rate_rps, max_wait_s, seed)
 

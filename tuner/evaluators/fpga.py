@@ -13,11 +13,11 @@ from typing import Any
 import onnx
 
 from tuner.config import TrialConfig
-from tuner.errors import field_error
-from tuner.evaluators.base import EstimateEvaluator
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
 from tuner.costmodels.graph import LayerCost, analyze_graph
+from tuner.errors import field_error
+from tuner.evaluators.base import EstimateEvaluator
 from tuner.metrics import PerfResult
 
 TOP_LAYERS = 10

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from tuner.metrics import PerfResult, latency_percentiles_ms
-
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
 Z_99 = 2.576
@@ -115,6 +115,7 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
     n = len(infos)
     warm = broadcast("run_for", (settings.warmup_s, 2))  # discarded: first runs, allocator growth
     if load.mode == "server":
+        assert load.target_rps is not None  # LoadSpec refuses server mode without a rate
         rate = float(load.target_rps)
         window = window_length_s(settings, rate)
     else:

@@ -6,6 +6,8 @@ for the few hundred points of a study or a recorded grid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tuner.metrics import directions_for
@@ -49,7 +51,7 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     return float(volume)
 
 
-def normalised_minimised(values: np.ndarray, objectives: list[str], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def normalised_minimised(values: np.ndarray, objectives: Sequence[str], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Map objective values to [0, 1] over [lo, hi] (per objective), 0 = best, all minimised."""
     v = np.asarray(values, float)
     span = np.where(hi > lo, hi - lo, 1.0)

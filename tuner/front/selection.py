@@ -14,8 +14,8 @@ FPGA estimate) is reported, not silently dropped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from tuner.errors import TunerError
 from tuner.metrics import OBJECTIVE_DIRECTIONS, Metrics
@@ -115,7 +115,8 @@ def explicit(records: Sequence[TrialRecord], number: int, servable: set[str]) ->
     match = [r for r in records if r.number == number]
     if not match or match[0].metrics is None:
         done = [r.number for r in records if r.metrics is not None]
-        raise TunerError(f"Got {number} for --trial. It is not a COMPLETE, measured trial of this study. Measured trials: {done}.")
+        raise TunerError(f"Got {number} for --trial. It is not a COMPLETE, measured trial of this study. "
+                         f"Measured trials: {done}.")
     rec = match[0]
     if _platform(rec) not in servable:
         try:

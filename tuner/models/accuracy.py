@@ -61,7 +61,7 @@ def fidelity_details(outputs: np.ndarray, reference: np.ndarray) -> dict[str, fl
     """Companion figures recorded beside fidelity, so a reader can see why it is what it is."""
     centred_ref = reference - reference.mean(axis=0, keepdims=True)
     centred_out = outputs - reference.mean(axis=0, keepdims=True)
-    raw = np.linalg.norm(outputs - reference) / max(np.linalg.norm(reference), 1e-30)
+    raw = float(np.linalg.norm(outputs - reference)) / max(float(np.linalg.norm(reference)), 1e-30)
     return {
         "relative_l2_error_raw": float(raw),
         "top1_agreement_raw": float(np.mean(outputs.argmax(1) == reference.argmax(1))),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
 
 import numpy as np
 import onnx
@@ -32,7 +33,7 @@ class BuiltinModel:
     name: str
     inputs: tuple[InputSpec, ...]
     description: str
-    module: object  # the module defining it; its source is part of the cache key
+    module: ModuleType  # the module defining it; its source is part of the cache key
     build_fp32: Callable[[Path, Callable[[str], None]], None]
     eval_data: Callable[[], EvalData]
 
@@ -122,7 +123,7 @@ def builtin_key(model: BuiltinModel) -> str:
     """Hash of what determines the fp32 file: model code, exporter code, library versions."""
     from tuner.models import export
 
-    sources = [Path(model.module.__file__).read_bytes(), Path(export.__file__).read_bytes()]
+    sources = [Path(str(model.module.__file__)).read_bytes(), Path(str(export.__file__)).read_bytes()]
     versions = f"{torch.__version__}|{onnx.__version__}|{sys.version_info[:2]}".encode()
     return cache.sha256_bytes(*sources, versions)
 

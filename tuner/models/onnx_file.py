@@ -121,14 +121,14 @@ def resolve_inputs(
                     "Give one value per dimension after the batch, matching the fixed ones."
                 )
         elif any(d is None or d == 0 for d in rest):
-            shown = ",".join("?" if d is None else str(d) for d in rest)
+            dynamic = ",".join("?" if d is None else str(d) for d in rest)
             raise TunerError(
-                f"Input {inp.name!r} of {path.name} has dynamic dimensions [{shown}] after the "
+                f"Input {inp.name!r} of {path.name} has dynamic dimensions [{dynamic}] after the "
                 f"batch. Set them with --input-shape {inp.name}:D1,D2,... (one instance's "
                 f"shape without the batch), e.g. --input-shape {inp.name}:3,224,224."
             )
         else:
-            shape = tuple(int(d) for d in rest)
+            shape = tuple(int(d) for d in rest if d is not None)
         dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
         specs.append(InputSpec(inp.name, tuple(shape), np.dtype(dtype).name))
     return tuple(specs)

@@ -7,8 +7,8 @@ measured once per variant, on ONNX Runtime's CPU provider, and cached beside the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -118,7 +118,8 @@ def _measure_accuracy(
         outputs = reference if precision == "fp32" else accuracy.run_outputs(str(path), data.evaluation)
         n = len(outputs)
         if data.labels is not None:
-            acc, details = accuracy.top1_accuracy(outputs, data.labels), {"eval_instances": n}
+            acc = accuracy.top1_accuracy(outputs, data.labels)
+            details: dict[str, float] = {"eval_instances": n}
         else:
             acc = accuracy.fidelity(outputs, reference)
             details = {"eval_instances": n, **accuracy.fidelity_details(outputs, reference)}

@@ -60,7 +60,7 @@ class PreparedModel:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreparedModel":
+    def from_dict(cls, d: dict[str, Any]) -> PreparedModel:
         return cls(
             name=d["name"],
             source=d["source"],

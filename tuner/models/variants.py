@@ -12,8 +12,8 @@ Recipe notes (measured on this project's CPU, see shared/reference/this-machine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnx

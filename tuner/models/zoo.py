@@ -21,8 +21,8 @@ ResNet-18 is the built-in `resnet18` (tuner.models.resnet), so it is not repeate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -140,7 +140,7 @@ def mobilenet_v1() -> nn.Module:
 
 def _inverted_residual(c_in: int, c_out: int, stride: int, expand: int) -> nn.Module:
     mid = c_in * expand
-    layers = [] if expand == 1 else [_cbr(c_in, mid, act="relu6")]
+    layers: list[nn.Module] = [] if expand == 1 else [_cbr(c_in, mid, act="relu6")]
     layers += [_cbr(mid, mid, 3, stride, 1, "relu6", groups=mid),
                nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
     body = nn.Sequential(*layers)

@@ -13,8 +13,8 @@ from pathlib import Path
 import optuna
 
 from tuner.errors import TunerError
-from tuner.study.readback import study_record
 from tuner.report.build import Report, build_report
+from tuner.study.readback import study_record
 
 __all__ = ["Report", "ReportFiles", "build_report", "report_of_study", "write_report"]
 

@@ -1,19 +1,21 @@
 """Study data -> a typed report model. Pure: no storage, no files, no HTML.
 
-Input is the study's typed trial records (`tuner.study.readback.study_record`) and its user attributes (``model``, ``prices``, ``search_space``, ``load``, ``runs``,
+Input is the study's typed trial records (`tuner.study.readback.study_record`) and its user
+attributes (``model``, ``prices``, ``search_space``, ``load``, ``runs``,
 ``promotions``). Every later stage (plots, HTML) reads only the `Report` built here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
+from tuner.front.selection import DEFAULT_POLICY, POLICIES, choose
 from tuner.metrics import Metrics
 from tuner.record import StudyRecord, TrialRecord
-from tuner.front.selection import DEFAULT_POLICY, POLICIES, choose
 
 METRIC_NAMES = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
                 "cost_usd_per_million")

@@ -8,8 +8,9 @@ can never inject tags.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Mapping
 from string import Template
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tuner.report.build import Chosen, Promotion, Report, TrialPoint
 from tuner.report.plots import PLOTLY_JS, VIEWS, PlotFiles
@@ -48,7 +49,7 @@ def join(parts: Iterable[Any], sep: str = "") -> Safe:
     return Safe(sep.join(esc(p) for p in parts))
 
 
-def table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset(),
+def table(headers: list[str], rows: list[list[Any]], numeric: frozenset[int] | set[int] = frozenset(),
           row_class: list[str] | None = None) -> Safe:
     """An HTML table; cells are escaped unless Safe; `numeric` columns are right-aligned."""
     head = join(Safe(f"<th>{esc(h)}</th>") for h in headers)

@@ -8,15 +8,16 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.cluster_info import ClusterInfo
-from tuner.runner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.errors import TunerError
 from tuner.evaluators.cpu import cpu_model_name
+from tuner.runner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.runner.pool import ActorPool
 
 
@@ -138,7 +139,7 @@ class RayCluster:
             ray.shutdown()
 
 
-def _restore_sigterm(handler: object) -> None:
+def _restore_sigterm(handler: Any) -> None:
     """Keep the caller's SIGTERM handling (tuner's: end the run like Ctrl-C, trials recorded)."""
     if handler is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)

@@ -14,7 +14,8 @@ runs the bench's methods by name, so the pool serves any `ReplicaEvaluator` alik
 from __future__ import annotations
 
 import threading
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -61,7 +62,8 @@ class ActorPool:
                 placements: list[Placement]) -> tuple[list, int]:
         """One actor per placement (reused when idle on exactly those cores for the same
         evaluator and bench key); returns (actors, how many were reused)."""
-        actors, reused = [], 0
+        actors: list[Any] = []
+        reused = 0
         for p in placements:
             key = (p, evaluator.platform, evaluator.bench_key(config))
             with self._lock:

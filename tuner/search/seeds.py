@@ -11,9 +11,9 @@ from typing import Any
 
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
+from tuner.search.suggest import params_for
 from tuner.spec.params import IntParam
 from tuner.spec.space import SearchSpace
-from tuner.search.suggest import params_for
 
 SEED_BATCH_SIZE = 16
 

@@ -4,6 +4,7 @@ the feasible Pareto front's hypervolume for K trials (--patience K)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from tuner.front.hypervolume import REFERENCE_POINT, hypervolume, normalised_min
 class Stopper:
     """Tracks the stopping rules; `reason()` says why to stop, or None."""
 
-    objectives: list[str]
+    objectives: Sequence[str]
     timeout_s: float | None = None
     patience: int | None = None
     _start: float = field(default_factory=time.monotonic)

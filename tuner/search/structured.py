@@ -27,8 +27,8 @@ from tuner.config import TrialConfig
 from tuner.front.hypervolume import hypervolume, normalised_minimised
 from tuner.metrics import OBJECTIVES
 from tuner.search.context import SamplerContext
-from tuner.search.surrogate import Observation, SpeedModel
 from tuner.search.suggest import enumerate_configs, params_for, suggest
+from tuner.search.surrogate import Observation, SpeedModel
 
 OBJ = list(OBJECTIVES)
 
@@ -81,11 +81,12 @@ class StructuredSampler(optuna.samplers.BaseSampler):
             taken.add(c)
             if t.state != TrialState.COMPLETE:
                 continue
-            metrics = {k: t.user_attrs.get(k) for k in OBJ}
+            known = {k: t.user_attrs.get(k) for k in OBJ}
             for k, v in zip(names, t.values or []):
-                if metrics.get(k) is None:
-                    metrics[k] = v
-            if any(metrics.get(k) is None for k in OBJ):
+                if known.get(k) is None:
+                    known[k] = v
+            metrics = {k: float(v) for k, v in known.items() if v is not None}
+            if len(metrics) < len(OBJ):
                 continue
             feasible = all(v <= 0 for v in t.constraints.values())
             done.append((c, metrics, feasible))
@@ -140,7 +141,8 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         allv = np.array([[m[k] for k in names] for m in found + cands])
         lo, hi = allv.min(0), allv.max(0)
         ref = np.full(len(names), 1.1)
-        base_pts = normalised_minimised(np.array([[m[k] for k in names] for m in found]), names, lo, hi) if found else np.empty((0, len(names)))
+        base_pts = (normalised_minimised(np.array([[m[k] for k in names] for m in found]), names, lo, hi)
+                    if found else np.empty((0, len(names))))
         base = hypervolume(base_pts, ref) if found else 0.0
         cand_pts = normalised_minimised(np.array([[m[k] for k in names] for m in cands]), names, lo, hi)
         return [hypervolume(np.vstack([base_pts, p[None]]), ref) - base for p in cand_pts]

@@ -67,7 +67,7 @@ class SpeedModel:
 
     def _fit(self) -> None:
         layouts = {_layout(o.config) for o in self.obs}
-        self.layout_f = {l: 1.0 for l in layouts}
+        self.layout_f = {lay: 1.0 for lay in layouts}
         for _ in range(8):
             share = self._pooled_share()
             by_p: dict[str, list[Observation]] = {}
@@ -77,15 +77,15 @@ class SpeedModel:
                 b = np.array([o.config.batch_size for o in obs], float)
                 t = np.array([o.call_s / self.layout_f[_layout(o.config)] for o in obs])
                 self.lines[p] = _fit_line(b, t, share)
-            for l in layouts:
-                ratios = [o.call_s / self._base(o.config) for o in self.obs if _layout(o.config) == l]
-                self.layout_f[l] = float(np.exp(np.mean(np.log(ratios))))
+            for lay in layouts:
+                ratios = [o.call_s / self._base(o.config) for o in self.obs if _layout(o.config) == lay]
+                self.layout_f[lay] = float(np.exp(np.mean(np.log(ratios))))
             ref = self.layout_f.get((1, 1))
             if ref:  # identifiability: 1x1 is the unit layout
-                self.layout_f = {l: f / ref for l, f in self.layout_f.items()}
-        for l in layouts:
-            tails = [o.latency_p95_ms / 1e3 / self.predict_call_s(o.config) for o in self.obs if _layout(o.config) == l]
-            self.tail[l] = float(np.exp(np.mean(np.log(tails))))
+                self.layout_f = {lay: f / ref for lay, f in self.layout_f.items()}
+        for lay in layouts:
+            tails = [o.latency_p95_ms / 1e3 / self.predict_call_s(o.config) for o in self.obs if _layout(o.config) == lay]
+            self.tail[lay] = float(np.exp(np.mean(np.log(tails))))
 
     def _pooled_share(self) -> float | None:
         shares = [a / (a + b) for a, b in self.lines.values() if a + b > 0]
@@ -97,13 +97,13 @@ class SpeedModel:
 
     def _borrowed_line(self) -> tuple[float, float]:
         lines = list(self.lines.values())
-        return (float(np.median([l[0] for l in lines])), float(np.median([l[1] for l in lines])))
+        return (float(np.median([lay[0] for lay in lines])), float(np.median([lay[1] for lay in lines])))
 
     def _layout_factor(self, c: TrialConfig) -> float:
-        l = _layout(c)
-        if l in self.layout_f:
-            return self.layout_f[l]
-        r, t = l
+        lay = _layout(c)
+        if lay in self.layout_f:
+            return self.layout_f[lay]
+        r, t = lay
         # unseen layout: threads help sublinearly, replicas contend a little (priors)
         return (1.0 / t ** 0.7) * (1.1 if r > 1 else 1.0)
 

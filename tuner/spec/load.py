@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 from tuner.errors import TunerError
@@ -35,12 +36,12 @@ def resolve_space_path(name_or_path: str) -> Path:
     )
 
 
-def _messages(exc: ValidationError, path: Path, node: object) -> list[str]:
+def _messages(exc: ValidationError, path: Path, node: yaml.Node | None) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = [x for x in err["loc"] if not (isinstance(x, str) and x in _TAGS)]
         where = ".".join(str(x) for x in loc) or "(top level)"
-        line = line_of(node, loc)  # type: ignore[arg-type]
+        line = line_of(node, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in _UNKNOWN_KEY:
             msg = "unknown key; remove it or fix its spelling (see docs/search-space.md)"

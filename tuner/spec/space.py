@@ -7,7 +7,7 @@ turns a `SearchSpace` into Optuna suggestions, and `tuner.spec.load` reads one f
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -82,7 +82,7 @@ class SearchSpace(Strict):
     """A validated search space file."""
 
     objectives: list[Objective] = Field(
-        default_factory=lambda: list(OBJECTIVES), min_length=1,
+        default_factory=lambda: [cast(Objective, o) for o in OBJECTIVES], min_length=1,
         description="Objectives to optimise (throughput maximised, the others minimised).")
     platforms: Platforms
     constraints: ConstraintsSpec = ConstraintsSpec()

@@ -7,6 +7,8 @@ carries user attributes the dashboard does show: its config, metrics, ``feasible
 
 from __future__ import annotations
 
+import contextlib
+
 from tuner.study.storage import DEFAULT_STORAGE, open_storage
 
 
@@ -19,8 +21,6 @@ def run_dashboard(storage_url: str | None, host: str, port: int) -> int:
               "this port can read and edit the study.")
     print(f"optuna-dashboard for {storage_url or DEFAULT_STORAGE} at http://{host}:{port}/ (Ctrl-C stops it)",
           flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         optuna_dashboard.run_server(storage, host=host, port=port)
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -7,15 +7,16 @@ figure is an estimate of the analytical DPU model (no board is attached).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuner.config import TrialConfig
-from tuner.errors import field_error
-from tuner.evaluators.fpga import evaluate_fpga
 from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.params import load_params
+from tuner.errors import field_error
+from tuner.evaluators.fpga import evaluate_fpga
 from tuner.prices import PriceTable, load_prices
 
 NO_PRICE = "no price (add one with --price-usd-per-hour or in a search space file)"

@@ -10,15 +10,16 @@ Pareto front it reports and `tuner promote` use it.
 from __future__ import annotations
 
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from tuner.study.loop import LoopContext
+from tuner.front.selection import DEFAULT_POLICY, rank_key
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
+from tuner.record import TrialRecord
+from tuner.runner.base import TrialFailed
+from tuner.study.loop import LoopContext
 from tuner.study.outcome import make_outcome
 from tuner.study.readback import study_record
-from tuner.runner.base import TrialFailed
-from tuner.front.selection import DEFAULT_POLICY, rank_key
-from tuner.record import TrialRecord
 
 NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
 

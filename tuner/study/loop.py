@@ -8,29 +8,31 @@ load and hardware) is not measured again: its measurement is copied, marked `reu
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
 
-from tuner.study import interrupts
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.metrics import Constraints
 from tuner.models.spec import PreparedModel
-from tuner.study.outcome import copy_measurement, make_outcome, measure_key, record, record_not_runnable
 from tuner.prices import PriceTable
 from tuner.runner.base import Runner, TrialFailed
-from tuner.spec.measurement import LoadSpec
-from tuner.spec.space import SearchSpace
 from tuner.search.stopping import Stopper
 from tuner.search.suggest import suggest
+from tuner.spec.measurement import LoadSpec
+from tuner.spec.space import SearchSpace
+from tuner.study import interrupts
+from tuner.study.outcome import copy_measurement, make_outcome, measure_key, record, record_not_runnable
 
 
 @dataclass
@@ -64,7 +66,9 @@ class Heartbeat:
     trials become stale and the next run fails and replaces them."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        self._storage, self._id = study._storage, trial._trial_id
+        # Optuna's heartbeat API is on the RDB storage (and its cache), not on BaseStorage.
+        self._storage = cast(Any, study._storage)
+        self._id = trial._trial_id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._storage.record_heartbeat(self._id)
@@ -174,10 +178,8 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
         # End the running trials before Ray shuts down: a thread still inside ray.get while
         # the driver disconnects can abort the process (SIGABRT) instead of exiting cleanly.
         if in_flight:
-            try:
+            with contextlib.suppress(Exception):  # best effort; the cluster may be gone already
                 ctx.runner.abort()
-            except Exception:  # noqa: BLE001 - best effort; the cluster may be gone already
-                pass
             wait(list(in_flight), timeout=30)
         raise
     executor.shutdown(wait=True)

@@ -10,17 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.cluster_info import ClusterInfo
-from tuner.config import TrialConfig
-from tuner.errors import TunerError
+from tuner.config import ALLOWED_PRECISIONS, TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
+from tuner.errors import TunerError
 from tuner.models.prepare import check_model_arg, prepare_model
-from tuner.study.outcome import make_outcome
 from tuner.prices import load_prices
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
-from tuner.config import ALLOWED_PRECISIONS
 from tuner.spec.load import load_space
+from tuner.study.outcome import make_outcome
 from tuner.study.tune import resolve_load
 
 
@@ -87,7 +86,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
             runner.shutdown()
         cluster.shutdown()
     d = outcome.details
-    measurement = {k: d.get(k) for k in ("mode", "target_rps", "windows", "windows_used", "window_s", "stable",
+    measurement: dict[str, Any] = {k: d.get(k) for k in ("mode", "target_rps", "windows", "windows_used", "window_s", "stable",
                                          "requests", "target_requests", "warmup_s", "throughput_cv", "measuring_s",
                                          "trial_wall_s", "latency_p95_ci_ms", "latency_p99_ci_ms") if k in d}
     measurement["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -100,7 +99,8 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
             "placement": d.get("placement"),
         }
     else:
-        measurement["estimate"] = {k: d.get(k) for k in ("device", "dpu", "clock_mhz", "gops_per_instance", "host_layers") if k in d}
+        keys = ("device", "dpu", "clock_mhz", "gops_per_instance", "host_layers")
+        measurement["estimate"] = {k: d.get(k) for k in keys if k in d}
     return {
         "config": config.as_contract(),
         "device": config.device,

@@ -46,7 +46,7 @@ class PeakMemory:
             if self._stop.wait(self._interval_s):
                 return
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 

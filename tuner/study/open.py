@@ -31,7 +31,7 @@ def open_study(name: str, storage_url: str | None, storage: optuna.storages.Base
             "Use the same objectives to continue it, or pass --study NEW_NAME.")
     known = study.user_attrs.get("model")
     if known is None:
-        study.set_metric_names(objectives)
+        study.set_metric_names([str(o) for o in objectives])
         study.set_user_attr("model", model.to_dict())
         study.set_user_attr("fp32_accuracy", model.fp32_accuracy)
         study.set_user_attr("accuracy_metric", model.accuracy_metric)

@@ -7,6 +7,7 @@ re-measurement, so the three can never compute a metric differently.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible, worst_v
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
 from tuner.spec.measurement import LoadSpec
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -56,7 +58,7 @@ def measure_key(config: TrialConfig, model: PreparedModel, load: LoadSpec, hardw
     return json.dumps([config.to_dict(), variant, load.to_dict(), where], sort_keys=True)
 
 
-def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: list[str]) -> list[float]:
+def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence[str]) -> list[float]:
     """Write the outcome on the trial (constraints for the sampler, attributes for people and
     the dashboard) and return the objective values to tell."""
     for name, value in outcome.constraints.items():
@@ -72,7 +74,7 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: list[str
     return outcome.metrics.objective_values(objectives)
 
 
-def record_not_runnable(trial: optuna.Trial, reason: str, key: str, objectives: list[str]) -> list[float]:
+def record_not_runnable(trial: optuna.Trial, reason: str, key: str, objectives: Sequence[str]) -> list[float]:
     """A configuration that cannot run here (out of memory, a layout the cluster cannot hold):
     a constraint violation the sampler learns from, keyed so it is never tried again."""
     trial.set_user_attr("measure_key", key)

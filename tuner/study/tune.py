@@ -65,7 +65,8 @@ def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: Pric
     estimates = {}
     fpga = [c for c in enumerate_configs(space, info) if c.platform == "fpga"]
     if fpga and "int8" in model.variants:
-        data = open(model.variants["int8"].path, "rb").read()
+        with open(model.variants["int8"].path, "rb") as f:
+            data = f.read()
         for c in fpga:
             perf = evaluate_fpga(data, model.input_shapes(1), c, devices[c.device])
             estimates[c] = {"throughput_rps": perf.throughput_rps, "latency_p95_ms": perf.latency_p95_ms,

@@ -7,8 +7,8 @@ parameters of `params` (fitted by `calibration` on AMD's published ZCU104 / U50 
 
 from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
-from tuner.costmodels.graph import LayerCost, analyze_graph
 from tuner.costmodels.fpga.params import DpuParams, load_params
+from tuner.costmodels.graph import LayerCost, analyze_graph
 
 __all__ = [
     "DpuParams",

@@ -12,18 +12,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from tuner.catalog import CATALOG_DIR
-from tuner.errors import field_error
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import estimate
-from tuner.costmodels.graph import LayerCost
 from tuner.costmodels.fpga.params import DpuParams
+from tuner.costmodels.graph import LayerCost
+from tuner.errors import field_error
 
 # A copy of shared/reference/fpga_calibration.csv (AMD Model Zoo tables), shipped so the fit can be
 # reproduced from an installed package.
@@ -192,6 +192,7 @@ def fit(rows: Sequence[CalibrationRow], layers: dict[str, Sequence[LayerCost]],
         log(f"  start x{scale}: cost {result.cost:.5f} at {np.round(result.x, 4).tolist()}")
         if best is None or result.cost < best.cost:
             best = result
+    assert best is not None
     params = with_values(best.x)
     fitted = list(FITTED)
     lat_rows = [r for r in rows if r.lat_ms and devices[BOARD_DEVICES[r.board]].host_link == "shared_ddr"]
@@ -220,7 +221,7 @@ def _fit_host_overhead(rows: Sequence[CalibrationRow], layers: dict[str, Sequenc
     def residuals(x: np.ndarray) -> np.ndarray:
         p = with_value(x)
         return np.array([math.log(predict(r, layers[r.arch], devices, p).lat_ms / r.lat_ms)
-                         for r in rows])
+                         for r in rows if r.lat_ms])
 
     x0 = [params.host_call_overhead_ms["shared_ddr"]]
     return with_value(least_squares(residuals, x0, bounds=([0.0], [20.0])).x)

@@ -128,7 +128,7 @@ class _DeviceSpec(BaseModel):
     pool_kernel_max: _Int | None = None
 
     @model_validator(mode="after")
-    def _engines_match_cores(self) -> "_DeviceSpec":
+    def _engines_match_cores(self) -> _DeviceSpec:
         engines = self.batch_engines.value
         if isinstance(engines, list) and len(engines) != self.cores.value:
             raise ValueError(

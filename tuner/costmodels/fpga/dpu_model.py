@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tuner.errors import field_error
 from tuner.costmodels.fpga.devices import FpgaDevice
-from tuner.costmodels.graph import LayerCost
 from tuner.costmodels.fpga.params import DpuParams, load_params
+from tuner.costmodels.graph import LayerCost
+from tuner.errors import field_error
 
 # Ops the DPU compiler fuses into the producing conv / element-wise op: no time of their own.
 FUSED_OP_TYPES = frozenset({

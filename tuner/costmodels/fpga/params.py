@@ -65,7 +65,7 @@ class DpuParams:
     fitted: tuple[str, ...] = ()
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def replace(self, **changes: Any) -> "DpuParams":
+    def replace(self, **changes: Any) -> DpuParams:
         """A copy with `changes` applied (e.g. candidate values during a fit)."""
         return dataclasses.replace(self, **changes)
 

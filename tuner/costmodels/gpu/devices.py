@@ -134,12 +134,17 @@ def _device(key: str, spec: Any) -> GpuDevice:
         values[name], sources[name], flag = _param(key, name, spec[name], name in _NULLABLE)
         if flag:
             unverified.add(name)
+    def required(name: str) -> float:
+        value = values[name]
+        assert value is not None, f"{name} is not nullable"  # _param refuses null for these
+        return value
+
     return GpuDevice(
         key=key, description=str(spec["description"]), price_key=str(spec["price_key"]),
         name_regex=str(spec["name_regex"]),
         peak_tflops={p: values[f] for p, f in PRECISION_FIELDS.items()},
-        memory_gb=values["memory_gb"], memory_bandwidth_gbps=values["memory_bandwidth_gbps"],
-        host_link_gbps=values["host_link_gbps"], tdp_w=values["tdp_w"],
+        memory_gb=required("memory_gb"), memory_bandwidth_gbps=required("memory_bandwidth_gbps"),
+        host_link_gbps=required("host_link_gbps"), tdp_w=required("tdp_w"),
         sources=sources, unverified=frozenset(unverified),
     )
 

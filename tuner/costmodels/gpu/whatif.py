@@ -25,11 +25,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from tuner.errors import TunerError, field_error
 from tuner.costmodels.gpu.devices import GpuCalibration, GpuDevice, load_calibration, load_gpu_devices
+from tuner.errors import TunerError, field_error
 from tuner.metrics import PerfResult
 
 if TYPE_CHECKING:  # tuner.costmodels.fpga's package imports pydantic: keep this module importable without it
@@ -48,7 +49,7 @@ CONTEXT_MEMORY_GB = 0.5  # CUDA context, cuDNN/cuBLAS workspaces (not fitted)
 BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 _TENSOR_KINDS = frozenset({"conv", "gemm"})
 _VECTOR_KINDS = frozenset({"depthwise", "pool"})
-_ANALYSES: dict[tuple[str, tuple], tuple["LayerCost", ...]] = {}
+_ANALYSES: dict[tuple[str, tuple], tuple[LayerCost, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Roofline:
 class CalibrationSample:
     """One measured row: a model's layers, the batch, and the measured per-call latency (ms)."""
 
-    layers: tuple["LayerCost", ...]
+    layers: tuple[LayerCost, ...]
     batch_size: int
     latency_ms: float
 

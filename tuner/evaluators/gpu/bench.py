@@ -25,13 +25,14 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from tuner.errors import TunerError, field_error
-from tuner.evaluators.gpu.select import BACKENDS, is_gpu_oom
 from tuner.evaluators.base import thread_broadcast, timing_inputs
+from tuner.evaluators.gpu.select import BACKENDS, is_gpu_oom
 from tuner.evaluators.windows import WindowSample, serve_poisson
 from tuner.models.spec import InputSpec
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
@@ -100,7 +101,7 @@ class GpuReplicaBench:
         self._setup(runner, backend, device_index, precision, memory_fraction)
 
     @classmethod
-    def _on_runner(cls, runner: Any, backend: str, precision: str) -> "GpuReplicaBench":
+    def _on_runner(cls, runner: Any, backend: str, precision: str) -> GpuReplicaBench:
         """A bench over a ready runner, e.g. `TorchRunner("cpu", ...)`: tests run the whole bench
         code path on CPU tensors where no GPU exists."""
         bench = cls.__new__(cls)

@@ -62,7 +62,8 @@ def _from_nvidia_smi(ident: str) -> dict[str, Any]:
     fields = "name,driver_version,memory.total,memory.used"
     done = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits", "-i", ident],
                           capture_output=True, text=True, timeout=10, check=False)
-    parts = [p.strip() for p in done.stdout.strip().splitlines()[0].split(",")] if done.returncode == 0 and done.stdout.strip() else []
+    answered = done.returncode == 0 and done.stdout.strip()
+    parts = [p.strip() for p in done.stdout.strip().splitlines()[0].split(",")] if answered else []
     if len(parts) != 4:
         return {}
     return {"gpu_name": parts[0], "driver_version": parts[1],

@@ -13,6 +13,7 @@ cap, and each new shape would be tuned inside a measured window.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -62,10 +63,8 @@ class OrtCudaRunner:
         self._ort = ort
         preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from torch or pip
         if preload is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort: session creation reports what is missing
                 preload()
-            except Exception:  # best effort: session creation reports what is really missing
-                pass
         self.device = f"cuda:{device_index}"
         self._limit = memory_limit_bytes
         cuda_opts: dict[str, Any] = {"device_id": device_index, "use_tf32": 0,

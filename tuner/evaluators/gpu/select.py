@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tuner.config import TrialConfig
 from tuner.errors import field_error
 
 BACKENDS: tuple[str, ...] = ("ort", "torch")
@@ -157,7 +158,7 @@ def plan_gpu(precision: str, facts: RuntimeFacts, has_torch_model: bool,
     """
     if precision not in ("fp32", "fp16", "bf16", "int8"):
         raise field_error("precision", precision, "It must be fp32, fp16, bf16 or int8.", "Fix the search space.")
-    reasons = []
+    reasons: list[str] = []
     for backend in prefer:
         reason = backend_reason(backend, precision, facts, has_torch_model)
         if reason is None:
@@ -212,16 +213,16 @@ def gpu_layout(replicas: int, gpus_available: float) -> GpuLayout:
                      None if per_gpu == 1 else round(share, 4))
 
 
-def gpu_resources(config: object, gpus_available: float) -> dict[str, float]:
+def gpu_resources(config: TrialConfig, gpus_available: float) -> dict[str, float]:
     """Ray resources of ONE replica actor of a gpu trial: {"num_gpus": 1/k, "num_cpus": 1}.
 
     One CPU per replica drives its GPU (launches kernels, copies inputs).
     """
-    platform = getattr(config, "platform")
+    platform = config.platform
     if platform != "gpu":
         raise field_error("platform", platform, "GPU resources are for gpu trials only.",
                           "Ask the resources of the trial's own platform.")
-    layout = gpu_layout(getattr(config, "replicas"), gpus_available)
+    layout = gpu_layout(config.replicas, gpus_available)
     return {"num_gpus": layout.num_gpus_per_replica, "num_cpus": 1}
 
 
@@ -241,7 +242,8 @@ def detect_runtime() -> RuntimeFacts:
         ort_version, providers = ort.__version__, tuple(ort.get_available_providers())
     except ImportError:
         pass
-    torch_version, cuda, count, bf16, names = None, False, 0, False, ()
+    torch_version, cuda, count, bf16 = None, False, 0, False
+    names: tuple[str, ...] = ()
     try:
         import torch
 

@@ -13,9 +13,10 @@ Only names in `TORCH_BUILDERS` have a torch definition; a user's ONNX file has n
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from tuner.errors import field_error
 
 if TYPE_CHECKING:
     import torch
+
+    from tuner.models.spec import PreparedModel
 
 DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 WEIGHTS_FILE = "weights.npz"
@@ -42,7 +45,7 @@ class TorchSource:
     weights_npz: bytes | None = None
 
 
-def _digits(source: TorchSource) -> "torch.nn.Module":
+def _digits(source: TorchSource) -> torch.nn.Module:
     import torch
 
     from tuner.models import digits
@@ -60,14 +63,14 @@ def _digits(source: TorchSource) -> "torch.nn.Module":
     return model
 
 
-def _resnet18(source: TorchSource) -> "torch.nn.Module":
+def _resnet18(source: TorchSource) -> torch.nn.Module:
     from tuner.models import resnet
 
     return resnet.build()
 
 
-def _zoo(name: str) -> Callable[[TorchSource], "torch.nn.Module"]:
-    def build(source: TorchSource) -> "torch.nn.Module":
+def _zoo(name: str) -> Callable[[TorchSource], torch.nn.Module]:
+    def build(source: TorchSource) -> torch.nn.Module:
         from tuner.models import zoo
 
         return zoo.ARCHITECTURES[name].build()
@@ -75,8 +78,8 @@ def _zoo(name: str) -> Callable[[TorchSource], "torch.nn.Module"]:
     return build
 
 
-def _registry() -> dict[str, Callable[[TorchSource], "torch.nn.Module"]]:
-    builders: dict[str, Callable[[TorchSource], "torch.nn.Module"]] = {
+def _registry() -> dict[str, Callable[[TorchSource], torch.nn.Module]]:
+    builders: dict[str, Callable[[TorchSource], torch.nn.Module]] = {
         "digits-cnn": _digits, "resnet18": _resnet18}
     try:
         from tuner.models import zoo
@@ -87,14 +90,14 @@ def _registry() -> dict[str, Callable[[TorchSource], "torch.nn.Module"]]:
     return builders
 
 
-TORCH_BUILDERS: dict[str, Callable[[TorchSource], "torch.nn.Module"]] = _registry()
+TORCH_BUILDERS: dict[str, Callable[[TorchSource], torch.nn.Module]] = _registry()
 
 
 def has_torch_definition(model_name: str) -> bool:
     return model_name in TORCH_BUILDERS
 
 
-def build_module(source: TorchSource) -> "torch.nn.Module":
+def build_module(source: TorchSource) -> torch.nn.Module:
     """The fp32 torch module of `source`, in eval mode, on the CPU.
 
     Raises:
@@ -109,7 +112,7 @@ def build_module(source: TorchSource) -> "torch.nn.Module":
     return TORCH_BUILDERS[source.name](source).eval()
 
 
-def torch_dtype(precision: str) -> "torch.dtype":
+def torch_dtype(precision: str) -> torch.dtype:
     """The torch dtype of a precision the torch backend runs (fp32, fp16, bf16)."""
     import torch
 
@@ -139,9 +142,9 @@ def torch_source_from_fp32(name: str, fp32_path: str | Path) -> TorchSource:
     return TorchSource(name, None)
 
 
-def torch_source_for(model: object) -> TorchSource | None:
+def torch_source_for(model: PreparedModel) -> TorchSource | None:
     """The TorchSource of a PreparedModel, or None when it has no torch definition."""
-    name = getattr(model, "name")
+    name = model.name
     if not has_torch_definition(name) or getattr(model, "source", "builtin") != "builtin":
         return None
-    return torch_source_from_fp32(name, model.variants["fp32"].path)  # type: ignore[attr-defined]
+    return torch_source_from_fp32(name, model.variants["fp32"].path)
