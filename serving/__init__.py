@@ -1,15 +1,17 @@
-"""serving: deploy the chosen configuration with Ray Serve, speaking the Open Inference Protocol.
+"""serving: the chosen configuration as a Ray Serve application speaking the Open Inference
+Protocol (KServe V2 REST), and the tools to run, deploy and drive it.
 
-- `serving.v2.types`: the V2 vocabulary: datatypes, tensor metadata, `ProtocolError`. Pure.
-- `serving.v2.protocol`: parse and validate V2 (KServe) REST requests, format responses. Pure.
-- `serving.v2.wire`: bodies on the wire: content types, size limit, JSON or binary tensor data
-  (both directions, for the server and for clients). Pure.
-- `serving.model`: a replica's typed args (`ServeArgs`), ONNX Runtime session and metadata.
-- `serving.app`: the Ray Serve application (`build_app(ServeArgs)`), batching with `@serve.batch`.
-- `serving.metrics`: the application's Prometheus metrics (`ray.serve.metrics`).
-- `serving.loadgen`: load generator and verification client (offline / server modes); no Ray.
-- `serving.serve_config`: generate, write and load the Ray Serve config YAML.
-- `serving.run`: run `serve run CONFIG` in the foreground and print the endpoint once ready.
+- `v2/`: the protocol itself (types, request parsing, bodies on the wire). Pure.
+- `args`: the application's typed args in the Serve config, and the limits derived from them.
+- `model`: a replica's ONNX Runtime session (the options the trial measured) and tensor metadata.
+- `app`: the Ray Serve application (`build_app(ServeArgs)`), batching with `@serve.batch`.
+- `metrics`: the application's Prometheus metrics (`ray.serve.metrics`).
+- `serve_config`: generate (from a TrialConfig), write, load and check the Serve config YAML.
+- `deploy`: tuner's local serving cluster and deploys through Serve's REST API.
+- `run`: `serve run CONFIG` in the foreground (`tuner serve`).
+- `loadgen`: the load generator and verification client (offline / server modes); no Ray.
 
-Only this package imports `ray.serve`; importing `serving` itself imports nothing heavy.
+May import: Ray and Ray Serve (only here and in tuner/runner/), and from tuner only its
+vocabulary (`tuner.config`, `tuner.errors`) and `tuner.models`. tuner's deploy/ and cli/
+import this package, never the other way round. Importing `serving` itself imports nothing heavy.
 """

@@ -191,3 +191,66 @@ def test_spec_loads_without_optuna_or_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "3"], done.stdout
+
+
+#: What each part of the house may import (the package docstrings say the same in words). A part
+#: is `tuner` (the vocabulary at its top), a second-level package of tuner, or `serving`; its
+#: subpackages belong to it. Every part may import itself and the vocabulary.
+MAY_IMPORT: dict[str, set[str]] = {
+    "tuner": {"tuner.catalog"},
+    "tuner.catalog": set(),
+    "tuner.spec": set(),
+    "tuner.front": set(),
+    "tuner.models": set(),
+    "tuner.costmodels": {"tuner.models", "tuner.catalog"},
+    "tuner.evaluators": {"tuner.spec", "tuner.models", "tuner.costmodels"},
+    "tuner.search": {"tuner.spec", "tuner.front"},
+    "tuner.runner": {"tuner.spec", "tuner.models", "tuner.evaluators"},
+    "tuner.study": {"tuner.spec", "tuner.search", "tuner.front", "tuner.evaluators", "tuner.costmodels",
+                    "tuner.models", "tuner.runner"},
+    "tuner.report": {"tuner.study", "tuner.front"},
+    "tuner.testing": {"tuner.spec", "tuner.models", "tuner.evaluators"},
+    "tuner.deploy": {"tuner.study", "tuner.front", "tuner.search", "tuner.spec", "tuner.models", "serving"},
+    "tuner.cli": {"*"},
+    "serving": {"tuner.models"},
+    "search_spaces": set(),
+}
+#: Third-party packages some parts must never import.
+NEVER: dict[str, set[str]] = {
+    "tuner": {"optuna", "ray"},
+    "tuner.spec": {"optuna", "ray"},
+    "tuner.front": {"optuna", "ray"},
+    "tuner.models": {"optuna", "ray"},
+    "tuner.costmodels": {"optuna", "ray"},
+    "tuner.evaluators": {"optuna", "ray", "pydantic"},
+    "tuner.search": {"ray"},
+    "tuner.study": {"ray"},
+    "tuner.report": {"ray"},
+    "tuner.deploy": {"ray"},
+}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "tuner" or len(parts) == 1:
+        return parts[0]
+    return "tuner" if MODULES[".".join(parts[:2])].name != "__init__.py" else ".".join(parts[:2])
+
+
+def test_every_part_imports_only_what_its_docstring_allows():
+    wrong = []
+    for module, targets in GRAPH.items():
+        mine = _part(module)
+        allowed = MAY_IMPORT[mine] | {mine, "tuner"}
+        if "*" in allowed or module.endswith("__main__"):
+            continue
+        wrong += [f"{module} -> {t}" for t in sorted(targets) if _part(t) not in allowed]
+    assert not wrong, "imports across the layout's rules:\n" + "\n".join(wrong)
+
+
+def test_parts_never_import_the_libraries_they_must_not():
+    wrong = []
+    for module, names in IMPORTS.items():
+        banned = NEVER.get(_part(module), set())
+        wrong += [f"{module} imports {n}" for n in sorted(names) if n.split(".")[0] in banned]
+    assert not wrong, "\n".join(wrong)

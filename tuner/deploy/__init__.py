@@ -1,1 +1,11 @@
-"""TODO"""
+"""From a chosen trial to a running endpoint.
+
+- `promote`: choose a trial (the policy of `tuner.front.selection`), rebuild its configuration
+  with the same `suggest()` that proposed it, write the Ray Serve config.
+- `rollout`: deploy it to a Serve cluster, verify it under the trial's load, roll back to the
+  previous promotion when it falls short; the promotion history on the study.
+
+May import: `serving` (the Serve config, the deploy client, the load generator), the study's
+read-back, `tuner.front`, `tuner.search`, `tuner.spec` and the vocabulary. Never `ray` itself
+(serving/ does the Ray work), and nothing below imports this package.
+"""
