@@ -84,6 +84,8 @@ def test_deploy_verifies_and_records_the_figures(work: Path) -> None:
     v = history[0]["verification"]
     assert v["served"]["throughput_rps"] > 0 and v["throughput_ratio"] > 0 and v["requests_failed"] == 0
     assert history[0]["verdict"] in ("passed", "failed") and history[0]["user"]
+    # A failed verification exits 1 even with nothing to roll back to (a deploy pipeline must see it).
+    assert out.returncode == (0 if history[0]["verdict"] == "passed" else 1), out.stdout
 
 
 def test_serving_workers_run_at_normal_priority(work: Path) -> None:

@@ -70,5 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if entry.get("rolled_back_to") is not None:
         print(f"promotion of trial #{t.number} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
         return 1
+    if entry.get("verdict") == "failed":
+        print(f"promotion of trial #{t.number} FAILED verification; nothing was promoted before, so it stays "
+              "deployed (tuner undeploy stops it)")
+        return 1
     print("stop the local serving cluster with: tuner undeploy")
     return 0
