@@ -286,6 +286,6 @@ def build_app(args: ServeArgs) -> Application:
     max_ongoing = max_ongoing_requests_for(args.batch_size)
     return ModelDeployment.options(
         max_ongoing_requests=max_ongoing,
-        max_queued_requests=max_queued_requests_for(max_ongoing, 1),
+        max_queued_requests=max_queued_requests_for(max_ongoing),
         ray_actor_options={"num_cpus": args.threads_per_replica},
     ).bind(args)

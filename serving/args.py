@@ -16,8 +16,9 @@ IMPORT_PATH = "serving.app:build_app"
 DEPLOYMENT_NAME = "ModelServer"
 
 
-#: Queued requests per request a replica runs: 4 x max_ongoing_requests per replica is about
-#: eight batches waiting per replica, a short wait, before the proxy answers 503.
+#: Queued requests per request a replica runs: 4 x max_ongoing_requests is about eight batches
+#: waiting, a short wait, before the replica answers 503. On Serve's fast path (HAProxy, direct
+#: ingress) each replica holds its own queue, so the bound is per replica.
 QUEUE_FACTOR = 4
 #: ... but never fewer than this: batch 1 alone gave 8, and a 0.2 s hiccup at 40 req/s (a new
 #: version's start-up taking the CPU during a switch) then answered 503s.
@@ -29,9 +30,9 @@ def max_ongoing_requests_for(batch_size: int) -> int:
     return 2 * batch_size
 
 
-def max_queued_requests_for(max_ongoing_requests: int, replicas: int) -> int:
-    """Requests the proxy holds when every replica is full; more are answered 503 at once."""
-    return max(QUEUE_MIN, QUEUE_FACTOR * max_ongoing_requests * replicas)
+def max_queued_requests_for(max_ongoing_requests: int) -> int:
+    """Requests a replica holds while it runs `max_ongoing_requests`; more are answered 503 at once."""
+    return max(QUEUE_MIN, QUEUE_FACTOR * max_ongoing_requests)
 
 
 class ServeArgs(BaseModel):

@@ -50,8 +50,19 @@ def serving_env(base: dict[str, str] | None = None) -> dict[str, str]:
     ordinary process, a client or the `tuner` CLI itself, takes the CPU from them; on 2 cores
     that turned a new replica's start-up into seconds of stalled serving (1476 of 2166
     requests failed in two promote + rollback rounds under a 40 req/s client). A user's own
-    RAY_worker_niceness wins."""
-    return {"RAY_worker_niceness": "0", **(os.environ if base is None else base)}
+    RAY_worker_niceness wins.
+
+    Serve runs in its high-throughput mode (see `SERVE_FAST_PATH`). A user's own values win."""
+    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **(os.environ if base is None else base)}
+
+
+#: Ray Serve's high-throughput path (Ray >= 2.55): HAProxy (C) as the HTTP ingress, each replica
+#: serving HTTP itself (direct ingress), gRPC between Serve's own actors, no per-request log to
+#: stderr. Measured here (experiments/serving_efficiency.py): see docs/measurement.md.
+#: HAProxy's per-request metrics log is off (CPU per request); the application's own metrics
+#: still reach Ray's metrics endpoint.
+SERVE_FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                   "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0"}
 
 
 def _ray_bin(name: str) -> str:

@@ -9,9 +9,9 @@ model file exists.
 Limits and updates it sets (Ray Serve 2.60 behaviour):
 
 - ``max_ongoing_requests`` per replica (2 x batch_size: one batch runs while the next fills).
-- ``max_queued_requests``: requests the proxy holds while every replica is full (4 x
-  max_ongoing_requests x replicas, at least 64); one more is
-  answered at once with HTTP 503 (text/plain "Request dropped due to backpressure ...", plus
+- ``max_queued_requests``: requests a replica holds while it is full (4 x max_ongoing_requests,
+  at least 64; per replica on Serve's fast path, where each replica takes HTTP itself); one more
+  is answered at once with HTTP 503 (text/plain "Request dropped due to backpressure ...", plus
   ``Retry-After`` from ``backpressure_config``; Ray has no JSON form for it).
 - ``http_options.request_timeout_s``: Ray's proxy answers HTTP 408 (text/plain "Request ...
   timed out after N s.") when a request takes longer end to end. A client can change or
@@ -85,8 +85,8 @@ class ServingOptions:
         request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
             longest a replica waits for a request body.
         max_ongoing_requests: requests one replica takes at once; None: 2 x batch_size.
-        max_queued_requests: requests the proxy holds when every replica is full before it
-            answers 503; None: 4 x max_ongoing_requests x replicas, at least 64.
+        max_queued_requests: requests a replica holds when it is full before it answers 503;
+            None: 4 x max_ongoing_requests, at least 64.
         graceful_shutdown_timeout_s: how long a stopping replica may finish its requests;
             None: request_timeout_s.
         max_surge_percent: extra replicas, in percent of the replicas, an update may start
@@ -163,7 +163,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
     max_ongoing = _positive_int("max_ongoing_requests", options.max_ongoing_requests,
                                 max_ongoing_requests_for(config.batch_size))
     max_queued = _positive_int("max_queued_requests", options.max_queued_requests,
-                               max_queued_requests_for(max_ongoing, replicas))
+                               max_queued_requests_for(max_ongoing))
     serve_config = {
         # One proxy on the head node: a single, predictable endpoint URL.
         "proxy_location": "HeadOnly",

@@ -90,7 +90,7 @@ def test_limits_and_update_policy_defaults_as_ray_reads_them(model_file: Path) -
     assert schema.http_options.request_timeout_s == 30.0
     deployment = _deployment(config)
     assert deployment.max_ongoing_requests == 32
-    assert deployment.max_queued_requests == 4 * 32 * 2  # about eight batches per replica
+    assert deployment.max_queued_requests == 4 * 32  # about eight batches, per replica
     assert deployment.max_surge_percent == 100  # replacements start beside the old replicas
     assert deployment.graceful_shutdown_timeout_s == 30.0  # in-flight requests may finish
     assert deployment.backpressure_config.status_code == 503
@@ -118,10 +118,12 @@ def test_queue_bound_has_a_floor_for_small_batches(model_file: Path) -> None:
     assert _deployment(_config(model_file, batch_size=1, replicas=1, max_queued_requests=3)).max_queued_requests == 3
 
 
-def test_queue_bound_grows_with_the_replicas_it_feeds(model_file: Path) -> None:
+def test_queue_bound_is_per_replica_and_grows_with_the_batch(model_file: Path) -> None:
+    # On Serve's fast path every replica takes HTTP itself and holds its own queue.
     one = _deployment(_config(model_file, replicas=1)).max_queued_requests
     three = _deployment(_config(model_file, replicas=3)).max_queued_requests
-    assert three == 3 * one > 0
+    assert three == one > 0
+    assert _deployment(_config(model_file, batch_size=64)).max_queued_requests == 4 * 128
 
 
 def test_args_are_the_applications_typed_args(model_file: Path) -> None:
