@@ -237,5 +237,15 @@ def test_load_rejects_invalid_application_args(model_file: Path, tmp_path: Path)
 def test_serving_clusters_start_rays_workers_at_nice_0_unless_the_user_chose() -> None:
     from serving.deploy import serving_env
 
-    assert serving_env({"PATH": "/bin"}) == {"RAY_worker_niceness": "0", "PATH": "/bin"}
+    env = serving_env({"PATH": "/bin"})
+    assert env["RAY_worker_niceness"] == "0" and env["PATH"] == "/bin"
     assert serving_env({"RAY_worker_niceness": "10"})["RAY_worker_niceness"] == "10"
+
+
+def test_serving_clusters_run_serves_fast_path_unless_the_user_chose() -> None:
+    from serving.deploy import SERVE_FAST_PATH, serving_env
+
+    env = serving_env({})
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert set(SERVE_FAST_PATH) <= set(env)
+    assert serving_env({"RAY_SERVE_ENABLE_HA_PROXY": "0"})["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
