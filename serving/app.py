@@ -21,23 +21,23 @@ Application metrics: see `serving.metrics`.
 
 import asyncio
 import logging
+import sys
 import time
 from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application, Deployment
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 import tuner
 from serving.args import DEPLOYMENT_NAME, ServeArgs, max_ongoing_requests_for, max_queued_requests_for
 from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, describe_model, load_session, require_model_file
-from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout
+from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
 from serving.v2.wire import (
     body_too_large,
     check_content_type,
@@ -46,8 +46,7 @@ from serving.v2.wire import (
     parse_request,
 )
 
-__all__ = ["ModelDeployment", "ModelServer", "ServeArgs", "build_app", "describe_model",
-           "load_session", "max_ongoing_requests_for", "max_queued_requests_for"]
+__all__ = ["ModelDeployment", "ModelServer", "build_app"]
 
 logger = logging.getLogger("ray.serve")
 
@@ -77,8 +76,11 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         return b"".join(chunks)
 
     try:
+        if sys.version_info >= (3, 11):  # a deadline on this task, not a new task per request
+            async with asyncio.timeout(timeout_s):
+                return await read()
         return await asyncio.wait_for(read(), timeout_s)
-    except asyncio.TimeoutError:
+    except (asyncio.TimeoutError, TimeoutError):
         raise RequestTimeout(
             f"Got no complete request body within {timeout_s} s (args.body_timeout_s). A "
             "replica holds a request slot while it waits, so slow uploads are cut off. Send "
@@ -99,20 +101,12 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
-fastapi_app = FastAPI(title="tuner: Open Inference Protocol (V2)")
+class _NotFound(Exception):
+    """No route for the request (404), or the route does not take its method (405)."""
 
-
-@fastapi_app.exception_handler(ProtocolError)
-async def _protocol_error(_: Request, exc: ProtocolError) -> JSONResponse:
-    return _error(exc.status, str(exc))
-
-
-@fastapi_app.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    message = str(exc.detail)
-    if message == HTTPStatus(exc.status_code).phrase:  # FastAPI's own "Not Found" etc.
-        message = f"{message}: {request.method} {request.url.path}"
-    return _error(exc.status_code, message)
+    def __init__(self, status: int, request: Request) -> None:
+        super().__init__(f"{HTTPStatus(status).phrase}: {request.method} {request.url.path}")
+        self.status = status
 
 
 class ModelServer:
@@ -151,29 +145,24 @@ class ModelServer:
     def _check_model(self, name: str, version: str | None) -> None:
         if name != self._args.model_name or version not in (None, MODEL_VERSION):
             asked = repr(name) if version is None else f"{name!r} version {version!r}"
-            raise StarletteHTTPException(
-                404, f"Got unknown model {asked}. This server serves {self._args.model_name!r} "
+            raise UnknownModel(
+                f"Got unknown model {asked}. This server serves {self._args.model_name!r} "
                 f"(version {MODEL_VERSION!r}). Use /v2/models/{self._args.model_name}/...")
 
-    @fastapi_app.get("/v2")
     def server_metadata(self) -> dict[str, Any]:
         """V2 server metadata."""
         return {"name": "tuner", "version": tuner.__version__,
                 "extensions": ["binary_tensor_data"]}
 
-    @fastapi_app.get("/v2/health/live")
     def live(self) -> dict[str, bool]:
         """V2 liveness: 200 while the replica answers at all."""
         return {"live": True}
 
-    @fastapi_app.get("/v2/health/ready")
     def ready(self) -> JSONResponse:
         """V2 readiness: 200 once the ONNX Runtime session is loaded, else 503."""
         loaded = self._session is not None
         return JSONResponse(status_code=200 if loaded else 503, content={"ready": loaded})
 
-    @fastapi_app.get("/v2/models/{name}")
-    @fastapi_app.get("/v2/models/{name}/versions/{version}")
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """V2 model metadata: tensors (-1 for the batch) plus precision and batch size."""
         self._check_model(name, version)
@@ -187,15 +176,55 @@ class ModelServer:
                            "max_body_bytes": self._max_body_bytes},
         }
 
-    @fastapi_app.get("/v2/models/{name}/ready")
-    @fastapi_app.get("/v2/models/{name}/versions/{version}/ready")
     def model_ready(self, name: str, version: str | None = None) -> JSONResponse:
         """V2 model readiness; 404 for a model this server does not serve."""
         self._check_model(name, version)
         return self.ready()
 
-    @fastapi_app.post("/v2/models/{name}/infer")
-    @fastapi_app.post("/v2/models/{name}/versions/{version}/infer")
+    async def __call__(self, request: Request) -> Response:
+        """Every HTTP request: V2 routes matched by hand (a web framework's router and
+        dependency injection cost more per request than this model's inference), errors as
+        {"error": message} (see the module docstring)."""
+        try:
+            return await self._route(request)
+        except ProtocolError as exc:
+            return _error(exc.status, str(exc))
+        except _NotFound as exc:
+            return _error(exc.status, str(exc))
+
+    async def _route(self, request: Request) -> Response:
+        parts = request.scope["path"].strip("/").split("/")
+        method = request.method
+        if parts[:2] == ["v2", "models"] and len(parts) >= 3:
+            name, rest = parts[2], parts[3:]
+            version = None
+            if rest[:1] == ["versions"] and len(rest) >= 2:
+                version, rest = rest[1], rest[2:]
+            if rest == ["infer"]:
+                self._allow(request, "POST")
+                return await self.infer(name, request, version)
+            if rest == []:
+                self._allow(request, "GET")
+                return JSONResponse(self.model_metadata(name, version))
+            if rest == ["ready"]:
+                self._allow(request, "GET")
+                return self.model_ready(name, version)
+        elif parts == ["v2"]:
+            self._allow(request, "GET")
+            return JSONResponse(self.server_metadata())
+        elif parts == ["v2", "health", "live"]:
+            self._allow(request, "GET")
+            return JSONResponse(self.live())
+        elif parts == ["v2", "health", "ready"]:
+            self._allow(request, "GET")
+            return self.ready()
+        raise _NotFound(404, request) if method in ("GET", "POST", "HEAD") else _NotFound(405, request)
+
+    @staticmethod
+    def _allow(request: Request, method: str) -> None:
+        if request.method != method:
+            raise _NotFound(405, request)
+
     async def infer(self, name: str, request: Request, version: str | None = None) -> Response:
         """V2 inference, JSON or binary; errors as {"error"} (see the module docstring)."""
         started = time.perf_counter()
@@ -203,8 +232,6 @@ class ModelServer:
             response = await self._infer(name, version, request)
         except ProtocolError as exc:
             response = _error(exc.status, str(exc))
-        except StarletteHTTPException as exc:
-            response = _error(exc.status_code, str(exc.detail))
         self._metrics.request(response.status_code, time.perf_counter() - started)
         return response
 
@@ -270,7 +297,7 @@ class ModelServer:
 
 
 #: The Serve deployment; its name (`serving.args.DEPLOYMENT_NAME`) is the one the Serve config refers to.
-ModelDeployment: Deployment = serve.deployment(name=DEPLOYMENT_NAME)(serve.ingress(fastapi_app)(ModelServer))
+ModelDeployment: Deployment = serve.deployment(name=DEPLOYMENT_NAME)(ModelServer)
 
 
 def build_app(args: ServeArgs) -> Application:

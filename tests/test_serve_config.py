@@ -249,3 +249,8 @@ def test_serving_clusters_run_serves_fast_path_unless_the_user_chose() -> None:
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert set(SERVE_FAST_PATH) <= set(env)
     assert serving_env({"RAY_SERVE_ENABLE_HA_PROXY": "0"})["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_access_log_is_off_unless_asked(model_file: Path) -> None:
+    assert _deployment(_config(model_file)).logging_config.enable_access_log is False
+    assert _deployment(_config(model_file, access_log=True)).logging_config.enable_access_log is True

@@ -41,6 +41,12 @@ class ProtocolError(TunerError):
     status: int = 400
 
 
+class UnknownModel(ProtocolError):
+    """The request names a model this server does not serve (HTTP 404)."""
+
+    status = 404
+
+
 class PayloadTooLarge(ProtocolError):
     """The request body exceeds the server's limit (HTTP 413)."""
 
