@@ -28,15 +28,16 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import ValidationError
 from ray import serve
 from ray.serve import Application, Deployment
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import tuner
-from serving.args import DEPLOYMENT_NAME, ServeArgs, max_ongoing_requests_for, max_queued_requests_for
+from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
 from serving.metrics import ServerMetrics
-from serving.model import ORT_TYPES, describe_model, load_session, require_model_file
+from serving.model import ORT_TYPES, describe_model, load_session
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
 from serving.v2.wire import (
     body_too_large,
@@ -45,6 +46,7 @@ from serving.v2.wire import (
     max_body_bytes_for,
     parse_request,
 )
+from tuner.errors import TunerError
 
 __all__ = ["ModelDeployment", "ModelServer", "build_app"]
 
@@ -115,32 +117,59 @@ class ModelServer:
     A plain class (constructible in tests); `ModelDeployment` is its Serve deployment.
     """
 
-    def __init__(self, args: ServeArgs) -> None:
-        """Load the session and set the batching limits.
-
-        Args:
-            args: the application's validated args.
+    def __init__(self, args: ServeArgs, settings: ServeSettings | None = None) -> None:
+        """A replica of the application `args`; Ray Serve then calls `reconfigure` with the
+        deployment's user_config (tests pass `settings` instead).
 
         Raises:
             TunerError: the model file is missing or its inputs cannot be served.
         """
         self._args = args
+        self._settings: ServeSettings | None = None
         self._session: ort.InferenceSession | None = None
-        session = load_session(args)
-        self._inputs, self._outputs = describe_model(session, args)
+        self._metrics: ServerMetrics | None = None
+        if settings is not None:
+            self.reconfigure(settings.model_dump())
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply the deployment's user_config in place (Ray Serve calls this on start and on every
+        change of it): a new model file or thread count loads a new session; batch limits change
+        at once. Requests in flight finish on the session they started with.
+
+        Raises:
+            TunerError: the settings are invalid, the model file is missing or its inputs cannot
+                be served (the replica then fails to start or to update, and Serve reports why).
+        """
+        try:
+            settings = ServeSettings.model_validate(user_config)
+        except ValidationError as exc:
+            lines = "; ".join(f"user_config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise TunerError(f"Invalid user_config of the deployment: {lines}. Regenerate the Serve config.") from None
+        old = self._settings
+        session = self._session
+        if old is None or session is None or (settings.model_path, settings.threads_per_replica) != (
+                old.model_path, old.threads_per_replica):
+            session = load_session(settings)
+        inputs, outputs = describe_model(session, settings)
+        self._inputs, self._outputs = inputs, outputs
         self._model_dtypes = {i.name: ORT_TYPES[i.type] for i in session.get_inputs()}
-        self._max_body_bytes = args.max_body_bytes or max_body_bytes_for(
-            self._inputs, args.batch_size)
-        self._metrics = ServerMetrics(args.model_name, args.batch_size)
+        self._max_body_bytes = settings.max_body_bytes or max_body_bytes_for(inputs, settings.batch_size)
+        if self._metrics is None or old is None or old.batch_size != settings.batch_size:
+            self._metrics = ServerMetrics(self._args.model_name, settings.batch_size)
         # @serve.batch wraps the method in an object with these setters; its type hint says callable.
-        self._infer_batch.set_max_batch_size(args.batch_size)  # type: ignore[attr-defined]
-        self._infer_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)  # type: ignore[attr-defined]
-        self._session = session
+        self._infer_batch.set_max_batch_size(settings.batch_size)  # type: ignore[attr-defined]
+        self._infer_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._settings, self._session = settings, session
 
     def check_health(self) -> None:
         """Serve's replica health check: the session must be loaded."""
         if self._session is None:
             raise RuntimeError("The ONNX Runtime session is not loaded.")
+
+    def _current(self) -> ServeSettings:
+        if self._settings is None:
+            raise ProtocolError("The replica has no settings yet (reconfigure has not run).")
+        return self._settings
 
     def _check_model(self, name: str, version: str | None) -> None:
         if name != self._args.model_name or version not in (None, MODEL_VERSION):
@@ -172,7 +201,7 @@ class ModelServer:
             "platform": PLATFORM,
             "inputs": [meta.to_v2() for meta in self._inputs],
             "outputs": [meta.to_v2() for meta in self._outputs],
-            "parameters": {"precision": self._args.precision, "batch_size": self._args.batch_size,
+            "parameters": {"precision": self._current().precision, "batch_size": self._current().batch_size,
                            "max_body_bytes": self._max_body_bytes},
         }
 
@@ -232,16 +261,17 @@ class ModelServer:
             response = await self._infer(name, version, request)
         except ProtocolError as exc:
             response = _error(exc.status, str(exc))
-        self._metrics.request(response.status_code, time.perf_counter() - started)
+        if self._metrics is not None:
+            self._metrics.request(response.status_code, time.perf_counter() - started)
         return response
 
     async def _infer(self, name: str, version: str | None, request: Request) -> Response:
         self._check_model(name, version)
         header_length = request.headers.get(HEADER_LENGTH)
         check_content_type(request.headers.get("content-type"), header_length)
-        body = await read_body(request, self._max_body_bytes, self._args.body_timeout_s)
+        body = await read_body(request, self._max_body_bytes, self._current().body_timeout_s)
         parsed = parse_request(body, header_length, self._inputs,
-                               [o.name for o in self._outputs], self._args.batch_size)
+                               [o.name for o in self._outputs], self._current().batch_size)
         try:
             results = await self._infer_batch(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page
@@ -259,7 +289,8 @@ class ModelServer:
         timings: list[tuple[int, float]] = []
         results = await asyncio.to_thread(self._run_batch, requests, timings)
         for instances, seconds in timings:  # recorded on the event loop's thread
-            self._metrics.batch(instances, seconds)
+            if self._metrics is not None:
+                self._metrics.batch(instances, seconds)
         return results
 
     def _run_batch(self, requests: list[Tensors],
@@ -277,7 +308,7 @@ class ModelServer:
         }
         names = [o.name for o in self._outputs]
         pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        total, step = sum(counts), self._args.batch_size
+        total, step = sum(counts), self._current().batch_size
         for start in range(0, total, step):
             chunk = {n: a[start : start + step] for n, a in merged.items()}
             began = time.perf_counter()
@@ -306,13 +337,8 @@ def build_app(args: ServeArgs) -> Application:
     Defaults for replica options are derived from `args`; the Serve config's ``deployments``
     entry overrides them.
 
-    Raises:
-        TunerError: the model file is missing (checked here so the deploy fails at once).
+    The deployment's options and its user_config (`ServeSettings`: the model file, batch limits,
+    threads) come from the Serve config's ``deployments`` entry; `serving.serve_config` writes
+    them, and its loader checks that the model file exists.
     """
-    require_model_file(args.model_path)
-    max_ongoing = max_ongoing_requests_for(args.batch_size)
-    return ModelDeployment.options(
-        max_ongoing_requests=max_ongoing,
-        max_queued_requests=max_queued_requests_for(max_ongoing),
-        ray_actor_options={"num_cpus": args.threads_per_replica},
-    ).bind(args)
+    return ModelDeployment.bind(args)

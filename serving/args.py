@@ -1,6 +1,7 @@
-"""The application's typed ``args`` in the Serve config (`ServeArgs`) and the limits derived from
-them. Pure pydantic: `serving.serve_config` writes the config from these without importing the
-server application (Ray Serve, FastAPI, ONNX Runtime).
+"""What the Serve config tells the application: its ``args`` (`ServeArgs`, what identifies it) and
+the deployment's ``user_config`` (`ServeSettings`, what a replica changes in place), and the limits
+derived from them. Pure pydantic: `serving.serve_config` writes the config from these without
+importing the server application (Ray Serve, ONNX Runtime).
 
 (No ``from __future__ import annotations``: Ray validates the Serve config's ``args`` with
 `ServeArgs`, the type hint of `serving.app.build_app`.)
@@ -36,11 +37,20 @@ def max_queued_requests_for(max_ongoing_requests: int) -> int:
 
 
 class ServeArgs(BaseModel):
-    """The ``args`` of the application in the Serve config; unknown keys are rejected."""
+    """The ``args`` of the application in the Serve config: what identifies it. Changing them
+    starts new replicas; everything a replica can change in place is in `ServeSettings`."""
 
     model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field(min_length=1, description="Name in the URL: /v2/models/NAME/infer.")
+
+
+class ServeSettings(BaseModel):
+    """The deployment's ``user_config`` in the Serve config: what a running replica changes in place
+    (Ray Serve calls `ModelServer.reconfigure` with it, no restart). Unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model_path: str = Field(description="Absolute path to the .onnx file every replica loads.")
     precision: str = Field(description=f"Precision of the model file, one of {PRECISIONS}.")
     batch_size: int = Field(ge=1, description="Most instances per ONNX Runtime call and request.")

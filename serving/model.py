@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving.args import ServeArgs
+from serving.args import ServeSettings
 from serving.v2.types import InputMeta, TensorMeta, v2_datatype
 from tuner.errors import TunerError, field_error
 from tuner.models.sessions import session_options
@@ -30,17 +30,17 @@ def require_model_file(model_path: str) -> Path:
     if not path.is_file():
         raise field_error(
             "model_path", model_path, "The ONNX model file does not exist on this node.",
-            "Re-run the tuner to export the model again, or point args.model_path in the Serve "
+            "Re-run the tuner to export the model again, or point user_config.model_path in the Serve "
             "config at the .onnx file.",
         )
     return path
 
 
-def load_session(args: ServeArgs) -> ort.InferenceSession:
+def load_session(settings: ServeSettings) -> ort.InferenceSession:
     """An ONNX Runtime CPU session with `threads_per_replica` intra-op threads."""
-    options = session_options(args.threads_per_replica)  # the options the trial measured with
+    options = session_options(settings.threads_per_replica)  # the options the trial measured with
     return ort.InferenceSession(
-        str(require_model_file(args.model_path)), options, providers=["CPUExecutionProvider"]
+        str(require_model_file(settings.model_path)), options, providers=["CPUExecutionProvider"]
     )
 
 
@@ -53,41 +53,41 @@ def _client_dtype(ort_type: str, what: str) -> np.dtype:
 
 
 def describe_model(
-    session: ort.InferenceSession, args: ServeArgs
+    session: ort.InferenceSession, settings: ServeSettings
 ) -> tuple[list[InputMeta], list[TensorMeta]]:
     """Client-facing input and output metadata, with dynamic per-instance dims resolved.
 
     Raises:
-        TunerError: an input keeps a dynamic dim that `args.input_shapes` does not fix, an
+        TunerError: an input keeps a dynamic dim that `settings.input_shapes` does not fix, an
             `input_shapes` entry names no input or contradicts the model, or dim 0 is fixed.
     """
     names = [i.name for i in session.get_inputs()]
-    unknown = sorted(set(args.input_shapes) - set(names))
+    unknown = sorted(set(settings.input_shapes) - set(names))
     if unknown:
-        raise field_error("args.input_shapes", unknown, f"The model's inputs are {names}.",
+        raise field_error("user_config.input_shapes", unknown, f"The model's inputs are {names}.",
                           "Remove or rename these entries.")
     inputs = []
     for node in session.get_inputs():
         dims = list(node.shape)
         # A fixed dim 0 only works as a batch of one: requests are concatenated along it.
-        if not dims or (isinstance(dims[0], int) and (dims[0], args.batch_size) != (1, 1)):
+        if not dims or (isinstance(dims[0], int) and (dims[0], settings.batch_size) != (1, 1)):
             raise field_error(f"the first dimension of input {node.name!r}", dims,
                               "tuner batches along dimension 0, so it must be dynamic.",
                               "Export the model with a dynamic batch axis (dynamic_shapes).")
-        given = args.input_shapes.get(node.name)
+        given = settings.input_shapes.get(node.name)
         per_instance = [d if isinstance(d, int) else -1 for d in dims[1:]]
         if given is not None:
             if len(given) != len(per_instance) or any(
                 g < 1 or (p != -1 and g != p) for g, p in zip(given, per_instance)
             ):
-                raise field_error(f"args.input_shapes[{node.name!r}]", given,
+                raise field_error(f"user_config.input_shapes[{node.name!r}]", given,
                                   f"The model's per-instance shape is {dims[1:]} (no batch dim).",
                                   "Give one positive size per dimension, matching fixed ones.")
             per_instance = list(given)
         if -1 in per_instance:
             raise field_error(f"the shape of input {node.name!r}", dims,
                               "Dimensions after the batch must be fixed to validate requests.",
-                              f"Set args.input_shapes: {{{node.name}: [...]}} in the config.")
+                              f"Set user_config.input_shapes: {{{node.name}: [...]}} in the config.")
         dtype = _client_dtype(node.type, f"input {node.name!r}")
         inputs.append(InputMeta(node.name, v2_datatype(dtype), [-1, *per_instance]))
     outputs = [

@@ -3,8 +3,9 @@ ServedModel, ServingOptions)`), write it, load and check it.
 
 The file is a standard Ray Serve multi-application config, so ``serve run FILE`` and
 ``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
-`ServeDeploySchema`, plus what Ray cannot know: our application's ``args`` and that the
-model file exists.
+`ServeDeploySchema`, plus what Ray cannot know: our application's ``args``, the deployment's
+``user_config`` (`serving.args.ServeSettings`: what a running replica changes in place) and that
+the model file exists.
 
 Limits and updates it sets (Ray Serve 2.60 behaviour):
 
@@ -16,7 +17,7 @@ Limits and updates it sets (Ray Serve 2.60 behaviour):
 - ``http_options.request_timeout_s``: Ray's proxy answers HTTP 408 (text/plain "Request ...
   timed out after N s.") when a request takes longer end to end. A client can change or
   disable it per request with Ray's ``x-request-timeout-seconds`` header; the replica's own
-  ``args.body_timeout_s`` (same value) still bounds how long a slow upload holds a replica.
+  ``user_config.body_timeout_s`` (same value) still bounds how long a slow upload holds a replica.
 - ``max_surge_percent: 100``: on an update that restarts replicas, the replacements start
   beside the old ones, which keep serving until replacements are running, then drain. With
   no room for the replacements, the old replicas keep serving and the update waits.
@@ -41,6 +42,7 @@ from serving.args import (
     DEPLOYMENT_NAME,
     IMPORT_PATH,
     ServeArgs,
+    ServeSettings,
     max_ongoing_requests_for,
     max_queued_requests_for,
 )
@@ -126,17 +128,17 @@ def _check_options(options: ServingOptions) -> None:
                           "Pass 100 for zero-downtime updates, 0 to stop old replicas first.")
 
 
-def serve_args_for(config: TrialConfig, model: ServedModel, options: ServingOptions) -> ServeArgs:
-    """The application's typed args for `config` served from `model`."""
+def serve_settings_for(config: TrialConfig, model: ServedModel, options: ServingOptions) -> ServeSettings:
+    """The deployment's user_config for `config` served from `model` (what replicas change in place)."""
     try:
-        return ServeArgs(
-            model_name=model.name, model_path=model.path, precision=config.precision,
+        return ServeSettings(
+            model_path=model.path, precision=config.precision,
             batch_size=config.batch_size, threads_per_replica=config.threads_per_replica,
             batch_wait_timeout_s=options.batch_wait_timeout_s, input_shapes=dict(model.input_shapes),
             max_body_bytes=options.max_body_bytes, body_timeout_s=options.request_timeout_s,
         )
     except ValidationError as exc:
-        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'args')}") from None
+        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
 
 
 def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingOptions | None = None
@@ -159,7 +161,11 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
         raise field_error("platform", config.platform, "The Serve application runs ONNX Runtime on CPUs.",
                           "Promote a cpu trial (tuner show lists them).")
     _check_options(options)
-    args = serve_args_for(config, model, options)
+    settings = serve_settings_for(config, model, options)
+    try:
+        args = ServeArgs(model_name=model.name)
+    except ValidationError as exc:
+        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'args')}") from None
     replicas = config.replicas
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise field_error("replicas", replicas, "It must be an integer >= 1.", "Pass a positive count.")
@@ -190,6 +196,8 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
                             options.graceful_shutdown_timeout_s or options.request_timeout_s),
                         "ray_actor_options": {"num_cpus": config.threads_per_replica},
                         "logging_config": {"enable_access_log": options.access_log},
+                        # Changed in place by a running replica (ModelServer.reconfigure).
+                        "user_config": settings.model_dump(mode="json"),
                     }
                 ],
             }
@@ -273,15 +281,23 @@ def load_serve_config(path: Path) -> dict[str, Any]:
         if app.get("import_path") != IMPORT_PATH:
             continue
         try:
-            args = ServeArgs.model_validate(app.get("args") or {})
+            ServeArgs.model_validate(app.get("args") or {})
         except ValidationError as exc:
             raise TunerError(f"{path}: the args of application {app.get('name')!r} are invalid:\n"
                              f"{_validation_message(exc, f'applications[{i}].args')}\n"
                              "Fix these keys or regenerate the file.") from None
-        if not Path(args.model_path).is_file():
-            raise field_error(
-                f"applications[{i}].args.model_path in {path}", args.model_path,
-                "The model file does not exist.",
-                "Re-run the tuner to export the model again, or edit model_path to point at it.",
-            )
+        for j, deployment in enumerate(app.get("deployments") or []):
+            where = f"applications[{i}].deployments[{j}].user_config"
+            try:
+                settings = ServeSettings.model_validate(deployment.get("user_config") or {})
+            except ValidationError as exc:
+                raise TunerError(f"{path}: the user_config of deployment {deployment.get('name')!r} is invalid:\n"
+                                 f"{_validation_message(exc, where)}\n"
+                                 "Fix these keys or regenerate the file.") from None
+            if not Path(settings.model_path).is_file():
+                raise field_error(
+                    f"{where}.model_path in {path}", settings.model_path,
+                    "The model file does not exist.",
+                    "Re-run the tuner to export the model again, or edit model_path to point at it.",
+                )
     return config

@@ -164,7 +164,7 @@ def test_promote_serve_and_classify_digits_over_http(studied: Path) -> None:
     assert app["import_path"] == "serving.app:build_app"
     assert config["http_options"]["host"] == "127.0.0.1"
     dep = app["deployments"][0]
-    assert dep["max_ongoing_requests"] >= app["args"]["batch_size"]
+    assert dep["max_ongoing_requests"] >= dep["user_config"]["batch_size"]
 
     proc = start_tuner(studied, "serve", "serve.yaml")
     base = f"http://127.0.0.1:{port}"

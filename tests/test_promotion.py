@@ -40,11 +40,18 @@ def promotions(work: Path) -> list[dict]:
     return optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db").user_attrs.get("promotions", [])
 
 
+def replica_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [""])[0].startswith("ray::ServeReplica")}
+
+
 def add_overclaimed_trial(work: Path, unlike: dict) -> int:
     """A trial whose recorded figures no deployment can meet (as if measured on a far faster
     machine): promoting it must fail verification. Its batch size differs from the serving
-    config `unlike`, so promoting it and rolling back restart the replicas (an identical
-    config would be no switch at all)."""
+    config's user_config `unlike`, so promoting it and rolling back really switch (an identical
+    config would be no switch at all); the running replicas change it in place."""
     study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
     space = SearchSpace.model_validate(study.user_attrs["search_space"])
     config = TrialConfig("cpu", 2 if unlike["batch_size"] != 2 else 4, "fp32", 1, 1)
@@ -106,7 +113,8 @@ def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work:
     promote ran, when requests failed) tells a failure in the switch from one in the load."""
     port = int((work / "port").read_text())
     good = promotions(work)[-1]
-    bad = add_overclaimed_trial(work, unlike=good["serve_config"]["applications"][0]["args"])
+    bad = add_overclaimed_trial(work, unlike=good["serve_config"]["applications"][0]["deployments"][0]["user_config"])
+    replicas_before = replica_pids()
     inputs = [InputSpec("x", (1, 8, 8), "float32")]
     with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", inputs, "server", 1, target_rps=40) as load:
         t0 = time.monotonic()
@@ -129,6 +137,8 @@ def test_bad_promotion_rolls_back_with_zero_failed_requests_under_a_client(work:
     # README, "switch".
     assert result.requests_failed == 0, (result.summary(), result.failed_by_status, result.errors_sample)
     assert result.requests_ok > 200, result.summary()
+    # The switches were in place (user_config: batch size, model file): the same replica processes.
+    assert replica_pids() == replicas_before
     history = promotions(work)
     assert history[-2]["trial"] == bad and history[-2]["verdict"] == "failed" and history[-2]["rolled_back_to"] == good["trial"]
     assert history[-1]["trial"] == good["trial"] and history[-1]["active"]

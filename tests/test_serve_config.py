@@ -17,7 +17,7 @@ from ray.serve.schema import (
 )
 
 from serving.app import ModelDeployment, build_app
-from serving.args import ServeArgs
+from serving.args import ServeArgs, ServeSettings
 from serving.serve_config import (
     ServedModel,
     ServingOptions,
@@ -95,8 +95,8 @@ def test_limits_and_update_policy_defaults_as_ray_reads_them(model_file: Path) -
     assert deployment.graceful_shutdown_timeout_s == 30.0  # in-flight requests may finish
     assert deployment.backpressure_config.status_code == 503
     assert deployment.backpressure_config.retry_after_s == 1.0
-    args = ServeArgs.model_validate(config["applications"][0]["args"])
-    assert args.max_body_bytes is None and args.body_timeout_s == 30.0
+    settings = ServeSettings.model_validate(config["applications"][0]["deployments"][0]["user_config"])
+    assert settings.max_body_bytes is None and settings.body_timeout_s == 30.0
 
 
 def test_limits_and_update_policy_can_be_set(model_file: Path) -> None:
@@ -108,8 +108,8 @@ def test_limits_and_update_policy_can_be_set(model_file: Path) -> None:
     assert deployment.max_surge_percent == 0 and deployment.graceful_shutdown_timeout_s == 12
     assert deployment.backpressure_config.retry_after_s == 3
     assert config["http_options"]["request_timeout_s"] == 5
-    args = ServeArgs.model_validate(config["applications"][0]["args"])
-    assert args.max_body_bytes == 1000 and args.body_timeout_s == 5
+    settings = ServeSettings.model_validate(config["applications"][0]["deployments"][0]["user_config"])
+    assert settings.max_body_bytes == 1000 and settings.body_timeout_s == 5
 
 
 def test_queue_bound_has_a_floor_for_small_batches(model_file: Path) -> None:
@@ -126,12 +126,13 @@ def test_queue_bound_is_per_replica_and_grows_with_the_batch(model_file: Path) -
     assert _deployment(_config(model_file, batch_size=64)).max_queued_requests == 4 * 128
 
 
-def test_args_are_the_applications_typed_args(model_file: Path) -> None:
+def test_args_name_the_app_and_user_config_holds_what_replicas_change_in_place(model_file: Path) -> None:
     config = _config(model_file, input_shapes={"x": [1, 8, 8]}, batch_wait_timeout_s=0.01)
-    args = ServeArgs.model_validate(config["applications"][0]["args"])
-    assert args == ServeArgs(model_name="digits", model_path=str(model_file), precision="int8",
-                             batch_size=16, threads_per_replica=1, batch_wait_timeout_s=0.01,
-                             input_shapes={"x": [1, 8, 8]})
+    app = config["applications"][0]
+    assert ServeArgs.model_validate(app["args"]) == ServeArgs(model_name="digits")
+    settings = ServeSettings.model_validate(app["deployments"][0]["user_config"])
+    assert settings == ServeSettings(model_path=str(model_file), precision="int8", batch_size=16,
+                                     threads_per_replica=1, batch_wait_timeout_s=0.01, input_shapes={"x": [1, 8, 8]})
 
 
 def test_deployment_name_and_import_path_resolve_to_the_real_application(model_file: Path) -> None:
@@ -149,18 +150,22 @@ def test_only_cpu_configurations_are_served(model_file: Path) -> None:
         make_serve_config(TrialConfig("fpga", 8, "int8", 1, 1, "zcu104"), ServedModel("m", str(model_file)))
 
 
-def test_build_app_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
-    args = ServeArgs(model_name="m", model_path=str(tmp_path / "gone.onnx"), precision="fp32",
-                     batch_size=1, threads_per_replica=1)
+def test_a_replica_refuses_a_missing_model_or_invalid_settings(tmp_path: Path) -> None:
+    from serving.app import ModelServer
+
     with pytest.raises(TunerError, match="gone.onnx.*does not exist"):
-        build_app(args)
+        ModelServer(ServeArgs(model_name="m"), ServeSettings(model_path=str(tmp_path / "gone.onnx"), precision="fp32",
+                                                             batch_size=1, threads_per_replica=1))
+    with pytest.raises(TunerError, match=r"user_config\.batch_size"):
+        ModelServer(ServeArgs(model_name="m")).reconfigure({"model_path": "/m.onnx", "precision": "fp32",
+                                                            "batch_size": 0, "threads_per_replica": 1})
 
 
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"batch_size": 0}, "args.batch_size"),
-        ({"threads_per_replica": 0}, "args.threads_per_replica"),
+        ({"batch_size": 0}, "user_config.batch_size"),
+        ({"threads_per_replica": 0}, "user_config.threads_per_replica"),
         ({"precision": "fp8"}, "fp8"),
         ({"model_path": "model.onnx"}, "absolute path"),
         ({"model_name": ""}, "args.model_name"),
@@ -174,7 +179,7 @@ def test_build_app_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
         ({"request_timeout_s": float("inf")}, "request_timeout_s"),
         ({"graceful_shutdown_timeout_s": -1.0}, "graceful_shutdown_timeout_s"),
         ({"retry_after_s": "1"}, "retry_after_s"),
-        ({"max_body_bytes": 0}, "args.max_body_bytes"),
+        ({"max_body_bytes": 0}, "user_config.max_body_bytes"),
     ],
 )
 def test_bad_arguments_raise_tuner_error_naming_the_field(
@@ -184,10 +189,12 @@ def test_bad_arguments_raise_tuner_error_naming_the_field(
         _config(model_file, **overrides)
 
 
-def test_serve_args_reject_unknown_keys(model_file: Path) -> None:
-    args = _config(model_file)["applications"][0]["args"] | {"batchsize": 4}
+def test_args_and_user_config_reject_unknown_keys(model_file: Path) -> None:
+    app = _config(model_file)["applications"][0]
     with pytest.raises(ValueError, match="batchsize"):
-        ServeArgs.model_validate(args)
+        ServeArgs.model_validate(app["args"] | {"batchsize": 4})
+    with pytest.raises(ValueError, match="batchsize"):
+        ServeSettings.model_validate(app["deployments"][0]["user_config"] | {"batchsize": 4})
 
 
 def test_written_config_round_trips_with_header_comment(model_file: Path, tmp_path: Path) -> None:
@@ -226,11 +233,16 @@ def test_load_rejects_missing_file_bad_yaml_and_invalid_schema(tmp_path: Path) -
         load_serve_config(not_serve)
 
 
-def test_load_rejects_invalid_application_args(model_file: Path, tmp_path: Path) -> None:
+def test_load_rejects_invalid_application_args_and_user_config(model_file: Path, tmp_path: Path) -> None:
     config = _config(model_file)
-    config["applications"][0]["args"]["batch_size"] = -3
+    config["applications"][0]["deployments"][0]["user_config"]["batch_size"] = -3
     path = write_serve_config(config, tmp_path / "serve.yaml")
-    with pytest.raises(TunerError, match=r"applications\[0\]\.args\.batch_size.*-3"):
+    with pytest.raises(TunerError, match=r"applications\[0\]\.deployments\[0\]\.user_config\.batch_size.*-3"):
+        load_serve_config(path)
+    config = _config(model_file)
+    config["applications"][0]["args"]["model"] = "x"
+    path = write_serve_config(config, tmp_path / "serve.yaml")
+    with pytest.raises(TunerError, match=r"applications\[0\]\.args\.model"):
         load_serve_config(path)
 
 

@@ -23,7 +23,7 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from serving.app import ModelServer
-from serving.args import ServeArgs
+from serving.args import ServeArgs, ServeSettings
 from serving.model import describe_model, load_session
 from serving.serve_config import ServedModel, ServingOptions, make_serve_config
 from serving.v2.protocol import HEADER_LENGTH
@@ -46,9 +46,12 @@ DIGITS_BODY_LIMIT = 64 * 1024 + BATCH * 64 * 40
 
 # --- The replica's logic on a real session, without Ray -------------------------------------
 
-def _args(path: Path, batch_size: int = 2, **kw: object) -> ServeArgs:
-    return ServeArgs(model_name="m", model_path=str(path), precision="fp32",
-                     batch_size=batch_size, threads_per_replica=1, **kw)
+def _settings(path: Path, batch_size: int = 2, **kw: object) -> ServeSettings:
+    return ServeSettings(model_path=str(path), precision="fp32", batch_size=batch_size, threads_per_replica=1, **kw)
+
+
+def _replica(path: Path, batch_size: int = 2, **kw: object) -> ModelServer:
+    return ModelServer(ServeArgs(model_name="m"), _settings(path, batch_size, **kw))
 
 
 class _ChunkSpy:
@@ -64,7 +67,7 @@ class _ChunkSpy:
 
 def test_batch_is_concatenated_run_in_chunks_of_batch_size_and_split_back(tmp_path: Path) -> None:
     w = matmul_model(tmp_path / "m.onnx", ["N", 4])
-    replica = ModelServer(_args(tmp_path / "m.onnx", batch_size=2))
+    replica = _replica(tmp_path / "m.onnx", batch_size=2)
     spy = replica._session = _ChunkSpy(replica._session)
     rng = np.random.default_rng(0)
     requests_ = [{"x": rng.random((n, 4), dtype=np.float32)} for n in (2, 1, 2)]
@@ -76,7 +79,7 @@ def test_batch_is_concatenated_run_in_chunks_of_batch_size_and_split_back(tmp_pa
 
 def test_every_onnx_runtime_call_is_timed_for_the_metrics(tmp_path: Path) -> None:
     matmul_model(tmp_path / "m.onnx", ["N", 4])
-    replica = ModelServer(_args(tmp_path / "m.onnx", batch_size=2))
+    replica = _replica(tmp_path / "m.onnx", batch_size=2)
     timings: list[tuple[int, float]] = []
     replica._run_batch([{"x": np.ones((n, 4), np.float32)} for n in (2, 1, 2)], timings)
     assert [n for n, _ in timings] == [2, 2, 1] and all(t > 0 for _, t in timings)
@@ -84,16 +87,16 @@ def test_every_onnx_runtime_call_is_timed_for_the_metrics(tmp_path: Path) -> Non
 
 def test_body_limit_is_derived_from_the_model_unless_given(tmp_path: Path) -> None:
     matmul_model(tmp_path / "m.onnx", ["N", 4])
-    derived = ModelServer(_args(tmp_path / "m.onnx", batch_size=8))
+    derived = _replica(tmp_path / "m.onnx", batch_size=8)
     assert derived._max_body_bytes == max_body_bytes_for(derived._inputs, 8)
     assert derived._max_body_bytes == 64 * 1024 + 8 * 4 * 40
-    explicit = ModelServer(_args(tmp_path / "m.onnx", batch_size=8, max_body_bytes=5000))
+    explicit = _replica(tmp_path / "m.onnx", batch_size=8, max_body_bytes=5000)
     assert explicit._max_body_bytes == 5000
 
 
 def test_fp16_model_is_served_with_float32_inputs_and_outputs(tmp_path: Path) -> None:
     w = matmul_model(tmp_path / "h.onnx", ["N", 4], TensorProto.FLOAT16)
-    replica = ModelServer(_args(tmp_path / "h.onnx"))
+    replica = _replica(tmp_path / "h.onnx")
     assert [m.datatype for m in replica._inputs + replica._outputs] == ["FP32", "FP32"]
     x = np.ones((1, 4), dtype=np.float32)
     (result,) = replica._run_batch([{"x": x}])
@@ -103,19 +106,19 @@ def test_fp16_model_is_served_with_float32_inputs_and_outputs(tmp_path: Path) ->
 
 def test_dynamic_instance_dims_need_input_shapes(tmp_path: Path) -> None:
     matmul_model(tmp_path / "d.onnx", ["N", "L"])
-    session = load_session(_args(tmp_path / "d.onnx"))
+    session = load_session(_settings(tmp_path / "d.onnx"))
     with pytest.raises(TunerError, match="input_shapes"):
-        describe_model(session, _args(tmp_path / "d.onnx"))
-    inputs, _ = describe_model(session, _args(tmp_path / "d.onnx", input_shapes={"x": [4]}))
+        describe_model(session, _settings(tmp_path / "d.onnx"))
+    inputs, _ = describe_model(session, _settings(tmp_path / "d.onnx", input_shapes={"x": [4]}))
     assert inputs[0].shape == [-1, 4]
-    with pytest.raises(TunerError, match=r"Got \['z'\] for args.input_shapes"):
-        describe_model(session, _args(tmp_path / "d.onnx", input_shapes={"z": [4]}))
+    with pytest.raises(TunerError, match=r"Got \['z'\] for user_config.input_shapes"):
+        describe_model(session, _settings(tmp_path / "d.onnx", input_shapes={"z": [4]}))
 
 
 def test_fixed_batch_dimension_is_refused(tmp_path: Path) -> None:
     matmul_model(tmp_path / "f.onnx", [2, 4])
     with pytest.raises(TunerError, match="dynamic batch axis"):
-        describe_model(load_session(_args(tmp_path / "f.onnx")), _args(tmp_path / "f.onnx"))
+        describe_model(load_session(_settings(tmp_path / "f.onnx")), _settings(tmp_path / "f.onnx"))
 
 
 # --- A real server ---------------------------------------------------------------------------
@@ -457,7 +460,7 @@ def _slow_model(path: Path, size: int = 256) -> None:
 
 def _units_per_second(path: Path) -> float:
     """How many units of work (x[0, 0]) one thread runs per second here."""
-    session = load_session(_args(path))
+    session = load_session(_settings(path))
     x = np.zeros((1, 4), np.float32)
     x[0, 0] = 400
     session.run(None, {"x": x})
@@ -500,7 +503,7 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slow]:
         TrialConfig("cpu", 1, "fp32", 1, 1),
         ServedModel("slow", str(work / "slow.onnx")),
         ServingOptions(port=free_port(), max_ongoing_requests=1, max_queued_requests=1, request_timeout_s=SLOW_TIMEOUT_S))
-    config["applications"][0]["args"]["body_timeout_s"] = 1.0  # before the proxy's time-out
+    config["applications"][0]["deployments"][0]["user_config"]["body_timeout_s"] = 1.0  # before the proxy's time-out
     srv = start_server(config, work)
     try:
         yield Slow(srv, rate)
