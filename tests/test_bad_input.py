@@ -53,7 +53,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (w / "serve.yaml").write_text(
         "proxy_location: HeadOnly\nhttp_options: {host: 127.0.0.1, port: 8000}\napplications:\n"
         "- name: tuner\n  route_prefix: /\n  import_path: serving.app:build_app\n"
-        "  args: {model_name: m, model_path: /nonexistent/model.onnx, precision: fp32, batch_size: 1, threads_per_replica: 1}\n")
+        "  args: {model_name: m}\n  deployments:\n  - name: ModelServer\n    user_config: {model_path: /nonexistent/model.onnx, "
+        "precision: fp32, batch_size: 1, threads_per_replica: 1}\n")
     return w
 
 
