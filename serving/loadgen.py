@@ -99,7 +99,7 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
-class _Spec:
+class RequestSpec:
     url: str
     payloads: list[tuple[bytes, dict[str, str]]]
     instances: int
@@ -112,7 +112,7 @@ class _Spec:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     ok: bool
     latency_s: float
     end: float
@@ -132,7 +132,7 @@ def _per_instance(spec: InputLike) -> tuple[list[int], np.dtype]:
     return shape, np.dtype(spec.dtype)
 
 
-def _payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
+def make_payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
               seed: int) -> list[tuple[bytes, dict[str, str]]]:
     """Seeded request bodies: normal floats, small integers (valid ids), random booleans."""
     rng = np.random.default_rng(seed)
@@ -153,7 +153,7 @@ def _payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
     return bodies
 
 
-async def _send(session: aiohttp.ClientSession, spec: _Spec, i: int, t0: float) -> _Outcome:
+async def send_one(session: aiohttp.ClientSession, spec: RequestSpec, i: int, t0: float) -> Outcome:
     """One request; latency from `t0` (send time, or the scheduled arrival)."""
     loop = asyncio.get_running_loop()
     body, headers = spec.payloads[i % len(spec.payloads)]
@@ -163,14 +163,14 @@ async def _send(session: aiohttp.ClientSession, spec: _Spec, i: int, t0: float) 
             end = loop.time()
             if response.status != 200:
                 text = content[:200].decode("utf-8", "replace")
-                return _Outcome(False, end - t0, end, response.status, "http_status",
+                return Outcome(False, end - t0, end, response.status, "http_status",
                                 f"HTTP {response.status}: {text}")
             decoded = decode_infer_response(content, response.headers.get(HEADER_LENGTH))
             rows = {name: a.shape[0] if a.ndim else 0 for name, a in decoded.outputs.items()}
             if not rows or set(rows.values()) != {spec.instances}:
-                return _Outcome(False, end - t0, end, None, "bad_response",
+                return Outcome(False, end - t0, end, None, "bad_response",
                                 f"expected {spec.instances} rows per output, got {rows}")
-            return _Outcome(True, end - t0, end)
+            return Outcome(True, end - t0, end)
     except ResponseError as exc:
         kind, message = "bad_response", str(exc)
     except asyncio.TimeoutError:  # before ClientConnectionError: ServerTimeoutError is both
@@ -180,13 +180,13 @@ async def _send(session: aiohttp.ClientSession, spec: _Spec, i: int, t0: float) 
     except Exception as exc:  # anything else is still one failed request, not a lost one
         kind, message = "other", f"{type(exc).__name__}: {exc}"
     end = loop.time()
-    return _Outcome(False, end - t0, end, None, kind, message)
+    return Outcome(False, end - t0, end, None, kind, message)
 
 
-async def _drive(spec: _Spec, stop: threading.Event | None,
+async def _drive(spec: RequestSpec, stop: threading.Event | None,
                  duration_s: float | None) -> LoadResult:
     loop = asyncio.get_running_loop()
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     connector = aiohttp.TCPConnector(limit=spec.max_connections)
     timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -200,7 +200,7 @@ async def _drive(spec: _Spec, stop: threading.Event | None,
             async def worker(w: int) -> None:
                 i = w
                 while running():
-                    outcome = await _send(session, spec, i, loop.time())
+                    outcome = await send_one(session, spec, i, loop.time())
                     outcomes.append(outcome)
                     i += spec.concurrency
                     if outcome.kind == "connection":
@@ -217,7 +217,7 @@ async def _drive(spec: _Spec, stop: threading.Event | None,
                     await asyncio.sleep(min(arrival - loop.time(), 0.1))
                 if not running() or arrival >= deadline:
                     break
-                task = asyncio.create_task(_send(session, spec, i, arrival))
+                task = asyncio.create_task(send_one(session, spec, i, arrival))
                 task.add_done_callback(lambda t: outcomes.append(t.result()))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -228,7 +228,7 @@ async def _drive(spec: _Spec, stop: threading.Event | None,
     return _summarise(spec, outcomes, elapsed, start)
 
 
-def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float, start: float) -> LoadResult:
+def _summarise(spec: RequestSpec, outcomes: list[Outcome], elapsed_s: float, start: float) -> LoadResult:
     ok = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     latencies = np.array([o.latency_s * 1000.0 for o in ok])
@@ -250,9 +250,11 @@ def _summarise(spec: _Spec, outcomes: list[_Outcome], elapsed_s: float, start: f
     )
 
 
-def _spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
-          batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
-          seed: int, timeout_s: float, max_connections: int) -> _Spec:
+def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
+                 batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
+                 seed: int, timeout_s: float, max_connections: int, instances: int | None = None) -> RequestSpec:
+    """What every request of a load looks like. `instances` per request: `batch_size` in offline
+    mode and 1 in server mode unless given."""
     if mode not in ("offline", "server"):
         raise field_error("mode", mode, "The modes are 'offline' (closed loop, batches) and "
                           "'server' (Poisson arrivals, one instance each).", "Pick one.")
@@ -268,10 +270,13 @@ def _spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mod
     if mode == "server" and not (isinstance(target_rps, (int, float)) and target_rps > 0):
         raise field_error("target_rps", target_rps, "Server mode sends Poisson arrivals at this "
                           "rate; it must be > 0 requests per second.", "Pass e.g. 50.")
-    instances = batch_size if mode == "offline" else 1
-    return _Spec(
+    if instances is None:
+        instances = batch_size if mode == "offline" else 1
+    elif isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+        raise field_error("instances", instances, "It must be an integer >= 1.", "Pass e.g. 1.")
+    return RequestSpec(
         url=f"{url_base.rstrip('/')}/v2/models/{model_name}/infer",
-        payloads=_payloads(inputs, instances, binary, seed), instances=instances,
+        payloads=make_payloads(inputs, instances, binary, seed), instances=instances,
         mode=mode, concurrency=concurrency or 1, target_rps=float(target_rps or 0),
         timeout_s=timeout_s, max_connections=max_connections, seed=seed,
     )
@@ -303,7 +308,7 @@ def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mod
     """
     if not duration_s > 0:
         raise field_error("duration_s", duration_s, "It must be > 0.", "Pass seconds, e.g. 10.")
-    spec = _spec(url_base, model_name, inputs, mode, batch_size, concurrency, target_rps,
+    spec = request_spec(url_base, model_name, inputs, mode, batch_size, concurrency, target_rps,
                  binary, seed, timeout_s, max_connections)
     return asyncio.run(_drive(spec, None, duration_s))
 
@@ -315,7 +320,7 @@ def run_until(stop: threading.Event, url_base: str, model_name: str,
 
     `options` are `drive`'s keyword arguments other than `duration_s`.
     """
-    spec = _spec(url_base, model_name, inputs, mode, batch_size,
+    spec = request_spec(url_base, model_name, inputs, mode, batch_size,
                  options.pop("concurrency", None), options.pop("target_rps", None),
                  options.pop("binary", True), options.pop("seed", 0),
                  options.pop("timeout_s", 30.0), options.pop("max_connections", 256))
@@ -328,7 +333,7 @@ def run_until(stop: threading.Event, url_base: str, model_name: str,
 class BackgroundLoad:
     """A load client running in a thread until `stop()`; see `drive_background`."""
 
-    def __init__(self, spec: _Spec) -> None:
+    def __init__(self, spec: RequestSpec) -> None:
         self._stop = threading.Event()
         self._result: LoadResult | None = None
         self._error: BaseException | None = None
@@ -336,7 +341,7 @@ class BackgroundLoad:
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, spec: _Spec) -> None:
+    def _run(self, spec: RequestSpec) -> None:
         try:
             self._result = asyncio.run(_drive(spec, self._stop, None))
         except BaseException as exc:  # handed to the caller of stop()
@@ -386,5 +391,5 @@ def drive_background(url_base: str, model_name: str, inputs: Sequence[InputLike]
     Raises:
         TunerError: an argument breaks a rule (named, with the value and the fix).
     """
-    return BackgroundLoad(_spec(url_base, model_name, inputs, mode, batch_size, concurrency,
+    return BackgroundLoad(request_spec(url_base, model_name, inputs, mode, batch_size, concurrency,
                                 target_rps, binary, seed, timeout_s, max_connections))

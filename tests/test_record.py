@@ -19,7 +19,7 @@ MODEL = PreparedModel("m", "builtin", (InputSpec("x", (4,), "float32"),), "fidel
                        "fp16": Variant("fp16", "/m/fp16.onnx", "b" * 64, 0.5),
                        "int8": Variant("int8", "/m/int8.onnx", "c" * 64, 1.0)})
 JSON_TRIAL_KEYS = {"number", "state", "pareto", "feasible", "config", "device", "metrics", "constraints",
-                   "artifact", "failure", "reused_from", "remeasured"}
+                   "artifact", "failure", "reused_from", "remeasured", "level", "engine", "serving_efficiency"}
 JSON_METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
                     "cost_usd_per_million", "estimated"}
 
@@ -65,3 +65,5 @@ def test_json_form_is_the_show_contract(tmp_path):
     fpga = out["trials"][3]
     assert fpga["device"] == "aws-f1" and fpga["metrics"]["estimated"] is True and fpga["pareto"] is True
     assert out["trials"][5]["config"] == {k: None for k in CONFIG_KEYS}
+    assert [t["level"] for t in out["trials"]] == ["engine", "engine", "engine", "estimate", None, None]
+    assert all(t["engine"] is None and t["serving_efficiency"] is None for t in out["trials"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class ClusterInfo:
         if platform == "fpga":
             return None if self.fpga_devices else "no FPGA device is in the catalog"
         return f"unknown platform {platform!r}"
+
+    def reserving(self, cpus: int) -> ClusterInfo:
+        """The cluster as replicas see it when `cpus` cores are left to the serving stack."""
+        return replace(self, total_cpus=max(0, self.total_cpus - cpus), max_node_cpus=max(0, self.max_node_cpus - cpus))
 
     def fpga_cores(self, device: str) -> int:
         return self.fpga_devices.get(device, 1)

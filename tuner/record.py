@@ -51,6 +51,9 @@ class TrialRecord:
         failure: why it could not run or failed.
         reused_from: the trial whose measurement this one copied, if any.
         remeasured: a finalist's repeated measurements.
+        level: what `metrics` measure: "served" (through the Ray Serve app, over HTTP),
+            "engine" (ONNX Runtime in a bench process) or "estimate" (a cost model).
+        engine: a served trial's engine-level figures (the ceiling), if measured.
     """
 
     number: int
@@ -64,6 +67,15 @@ class TrialRecord:
     failure: str | None = None
     reused_from: int | None = None
     remeasured: Remeasured | None = None
+    level: str | None = None
+    engine: Metrics | None = None
+
+    @property
+    def serving_efficiency(self) -> float | None:
+        """Served throughput over the engine's: what the serving stack keeps of the ceiling."""
+        if self.level != "served" or self.engine is None or self.metrics is None or self.engine.throughput_rps <= 0:
+            return None
+        return self.metrics.throughput_rps / self.engine.throughput_rps
 
     @property
     def measured(self) -> bool:
@@ -87,6 +99,8 @@ class TrialRecord:
             "metrics": self.metrics.to_dict() if self.metrics else None, "constraints": dict(self.constraints),
             "artifact": self.artifact, "failure": self.failure, "reused_from": self.reused_from,
             "remeasured": self.remeasured.to_json() if self.remeasured else None,
+            "level": self.level, "engine": self.engine.to_dict() if self.engine else None,
+            "serving_efficiency": self.serving_efficiency,
         }
 
 

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--space", default="default", help="search space whose measurement, load and prices apply")
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="join an existing Ray cluster")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--measure", choices=["served", "engine"], default=None,
+                   help="served (the Ray Serve app over HTTP) or engine (ONNX Runtime in a bench process); "
+                        "default: the search space's measure")
     load_args(p)
     return p
 
@@ -47,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     opts = MeasureOptions(config, args.model, parse_input_shapes(args.input_shape), args.space,
-                          args.ray_address, args.load_mode, args.target_rps)
+                          args.ray_address, args.load_mode, args.target_rps, args.measure)
     result = measure(opts, log=(lambda s: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     m, meas = result["metrics"], result["measurement"]
-    kind = "ESTIMATED by the FPGA cost model" if m["estimated"] else "measured"
+    kind = "ESTIMATED by the FPGA cost model" if m["estimated"] else f"measured, {result['level']} level"
     print(f"{config.label()} ({kind}):")
     print(f"  throughput {m['throughput_rps']:,.1f} inf/s; latency p50 {m['latency_p50_ms']:.3f} ms, "
           f"p95 {m['latency_p95_ms']:.3f} ms, p99 {m['latency_p99_ms']:.3f} ms")
@@ -62,4 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {meas['requests']} requests in {meas['windows_used']} of {meas['windows']} windows of "
               f"{meas['window_s']} s ({'stable' if meas['stable'] else 'NOT stable'}, cv {meas['throughput_cv']:.1%}); "
               f"{meas['measuring_s']} s under load, {meas['wall_s']} s in all; cores {meas['hardware']['cores_used']}")
+    if result.get("engine"):
+        e = result["engine"]
+        print(f"  engine level (ONNX Runtime in a bench process, the ceiling): {e['throughput_rps']:,.1f} inf/s, p95 "
+              f"{e['latency_p95_ms']:.3f} ms; serving efficiency {result['serving_efficiency']:.3f}")
     return 0

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
           f"{len(trials)} trials; accuracy = {model.get('accuracy_metric')}, fp32 "
           f"{study.user_attrs.get('fp32_accuracy', float('nan')):.4f}")
     print(f"objectives: {', '.join(f'{o} ({d})' for o, d in zip(record.objectives, record.directions))}")
-    print("FPGA rows are ESTIMATED by the DPU cost model; CPU rows are measured.\n")
+    print("FPGA rows are ESTIMATED by the DPU cost model; CPU rows are measured. level: served = through the Ray "
+          "Serve app over HTTP (what promote deploys), engine = ONNX Runtime in a bench process; eff = served / "
+          "engine throughput.\n")
     print(format_table(trials))
     print(f"\nfeasible Pareto front: {[t.number for t in record.front]}")
     return 0

@@ -49,6 +49,8 @@ COLUMNS: tuple[tuple[str, Callable[[TrialRecord], str]], ...] = (
     ("p99 ms", lambda r: _num(r, "latency_p99_ms", "{:.3f}")),
     ("accuracy", lambda r: _num(r, "accuracy", "{:.4f}")),
     ("$/M inf", lambda r: _num(r, "cost_usd_per_million", "{:.5f}")),
+    ("level", lambda r: {"estimate": "model"}.get(r.level or "", r.level or "")),
+    ("eff", lambda r: f"{r.serving_efficiency:.3f}" if r.serving_efficiency is not None else "-"),
     ("source", _source),
     ("state", _state),
 )

@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "machine on distinct cores; measured here to differ < 10%% from a trial alone)")
     p.add_argument("--warm-start", default=None, metavar="STUDY",
                    help="start a new study by measuring the Pareto configurations of an earlier study (same storage)")
+    p.add_argument("--measure", choices=["served", "engine"], default=None,
+                   help="served: through the Ray Serve app promote deploys, over HTTP (what you get); engine: ONNX "
+                        "Runtime in a bench process (faster, the ceiling). Default: the search space's measure "
+                        "(served in the shipped spaces). Finalists are always re-measured served")
     load_args(p)
     return p
 
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                        finalists=args.finalists, finalist_repeats=args.finalist_repeats,
                        load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
                        timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
-                       exclusive_hosts=args.exclusive_hosts)
+                       exclusive_hosts=args.exclusive_hosts, measure=args.measure)
     study = tune(opts)
     print_front(study)
     where = f" --storage {args.storage}" if args.storage else ""

@@ -5,7 +5,8 @@
 - `rollout`: deploy it to a Serve cluster, verify it under the trial's load, roll back to the
   previous promotion when it falls short; the promotion history on the study.
 
-May import: `serving` (the Serve config, the deploy client, the load generator), the study's
-read-back, `tuner.front`, `tuner.search`, `tuner.spec` and the vocabulary. Never `ray` itself
+May import: `serving` (the Serve config, the deploy client, the V2 client), the study's read-back,
+`tuner.front`, `tuner.search`, `tuner.spec`, `tuner.evaluators` (the served level's client plan)
+and the vocabulary. Never `ray` itself
 (serving/ does the Ray work), and nothing below imports this package.
 """

@@ -12,6 +12,7 @@ the figures, the verdict), which the dashboard shows.
 from __future__ import annotations
 
 import getpass
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ import optuna
 from tuner.config import TrialConfig
 from tuner.deploy.promote import Promotion
 from tuner.errors import TunerError
+from tuner.evaluators.served import ServedEvaluator
+from tuner.metrics import latency_percentiles_ms
 from tuner.models.spec import InputSpec
 from tuner.record import TrialRecord
 from tuner.spec.measurement import LoadSpec
@@ -56,6 +59,9 @@ class Verification:
     p95_ratio: float
     requests_failed: int
     errors_sample: tuple[str, ...] = ()
+    tuned_level: str = "served"
+    concurrency: int | None = None
+    instances_per_request: int = 1
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -79,35 +85,73 @@ def record(study: optuna.Study, entry: dict[str, Any], make_active: bool) -> Non
     study.set_user_attr(HISTORY, entries)
 
 
-def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: TrialRecord, config: TrialConfig,
+@dataclass(frozen=True)
+class ClientPlan:
+    """How the trial's served figures were measured, so verification drives the endpoint alike:
+    requests in flight (offline), instances per request, binary tensors; `level` of the figures."""
+
+    concurrency: int
+    instances: int = 1
+    binary: bool = True
+    level: str = "served"
+
+    @classmethod
+    def of_trial(cls, measurement: dict[str, Any], config: TrialConfig, max_ongoing_requests: int,
+                 level: str | None) -> ClientPlan:
+        """From a trial's ``measurement`` attribute; a trial not measured served gets the served
+        level's defaults (every request the replicas take at once, one instance each)."""
+        default = ServedEvaluator().concurrency(config, max_ongoing_requests, None)
+        return cls(int(measurement.get("concurrency") or default), int(measurement.get("instances_per_request") or 1),
+                   bool(measurement.get("binary", True)), level or "engine")
+
+
+WARMUP_S = 1.0  # discarded, as a trial's warm-up is: connections open, replicas' first batches
+
+
+def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: TrialRecord, plan: ClientPlan,
            load: LoadSpec, duration_s: float, tolerance: float) -> Verification:
-    """Drive the endpoint like the trial was driven and compare the figures."""
-    from serving.loadgen import drive
+    """Drive the endpoint as the trial was driven (the same client, load mode, concurrency and
+    request size; a warm-up, then one window of `duration_s`) and compare the figures."""
+    from serving.client import WindowClient
 
     if trial.metrics is None:
         raise TunerError(f"Trial #{trial.number} has no measurement to verify against. Promote a measured trial.")
-    offline = load.mode == "offline"
-    result = drive(base_url, model_name, inputs, mode=load.mode, batch_size=config.batch_size if offline else 1,
-                   duration_s=duration_s, concurrency=config.replicas if offline else None,
-                   target_rps=load.target_rps, binary=True)
+    client = WindowClient(base_url, model_name, inputs, instances=plan.instances, concurrency=plan.concurrency,
+                          binary=plan.binary)
+    try:
+        if load.mode == "offline":
+            client.closed_loop(WARMUP_S, 1)
+            window = client.closed_loop(duration_s, 1)
+        else:
+            assert load.target_rps is not None
+            client.poisson(WARMUP_S, load.target_rps, 1)
+            window = client.poisson(duration_s, load.target_rps, 2)
+    finally:
+        client.close()
+    done = len(window.latencies_s)
+    p50, p95, p99 = latency_percentiles_ms(window.latencies_s) if done else (math.inf,) * 3
+    served = Figures(done * window.instances / window.elapsed_s, p50, p95, p99, done)
     m = trial.metrics
     tuned = Figures(m.throughput_rps, m.latency_p50_ms, m.latency_p95_ms, m.latency_p99_ms)
-    served = Figures(result.throughput_rps, result.latency_p50_ms, result.latency_p95_ms, result.latency_p99_ms,
-                     result.requests_ok)
     t_ratio = served.throughput_rps / tuned.throughput_rps if tuned.throughput_rps else 0.0
     p_ratio = served.latency_p95_ms / tuned.latency_p95_ms if tuned.latency_p95_ms else float("inf")
-    passed = result.requests_failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
+    failed = window.requests_failed
+    passed = failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
     return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
-                        result.requests_failed, tuple(result.errors_sample))
+                        failed, window.errors_sample, plan.level, plan.concurrency, plan.instances)
 
 
 def describe(v: Verification) -> str:
     s, t = v.served, v.tuned
-    return (f"verification ({v.mode} load, {v.duration_s:.0f} s): served {s.throughput_rps:,.1f} inf/s, "
-            f"p95 {s.latency_p95_ms:.2f} ms; tuned {t.throughput_rps:,.1f} inf/s, p95 {t.latency_p95_ms:.2f} ms; "
+    how = (f"{v.concurrency} in flight, " if v.mode == "offline" else "") + f"{v.instances_per_request} instance(s) each"
+    note = ("" if v.tuned_level == "served" else f"\n  note: the trial was measured at the {v.tuned_level} level, "
+            "which leaves out the serving stack; tune with --measure served to compare like with like")
+    return (f"verification ({v.mode} load, {how}, {v.duration_s:.0f} s): served {s.throughput_rps:,.1f} inf/s, "
+            f"p95 {s.latency_p95_ms:.2f} ms; tuned ({v.tuned_level}) {t.throughput_rps:,.1f} inf/s, "
+            f"p95 {t.latency_p95_ms:.2f} ms; "
             f"ratio throughput {v.throughput_ratio:.2f}, p95 {v.p95_ratio:.2f} (tolerance {v.tolerance:.0%}); "
             f"{v.requests_failed} failed requests -> {'PASSED' if v.passed else 'FAILED'}"
-            + (f"\n  first errors: {'; '.join(v.errors_sample[:3])}" if v.errors_sample else ""))
+            + (f"\n  first errors: {'; '.join(v.errors_sample[:3])}" if v.errors_sample else "") + note)
 
 
 def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str | None, verify_s: float, tolerance: float,
@@ -129,8 +173,10 @@ def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str 
     if verify_s > 0:
         model = study_model(study)
         load = LoadSpec(**study.user_attrs.get("load", {}))
-        v = verify(base, app["args"]["model_name"], model.inputs, promotion.choice.trial, promotion.config,
-                   load, verify_s, tolerance)
+        trial = promotion.choice.trial
+        plan = ClientPlan.of_trial(study.trials[trial.number].user_attrs.get("measurement") or {}, promotion.config,
+                                   int(app["deployments"][0]["max_ongoing_requests"]), trial.level)
+        v = verify(base, app["args"]["model_name"], model.inputs, trial, plan, load, verify_s, tolerance)
         log(describe(v))
         entry |= {"verdict": "passed" if v.passed else "failed", "verification": asdict(v)}
         if not v.passed:

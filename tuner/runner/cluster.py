@@ -45,7 +45,13 @@ class RayCluster:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.started_here = address is None
+        self._serve: Any = None
         t0 = time.perf_counter()
+        if address is None:  # Serve's fast path for served trials, as tuner's serving clusters run it
+            from serving.deploy import SERVE_FAST_PATH
+
+            for key, value in SERVE_FAST_PATH.items():
+                os.environ.setdefault(key, value)
         sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
         try:
             if address is None:
@@ -133,8 +139,23 @@ class RayCluster:
             f"({usable} usable as exclusive cores), {int(res.get('GPU', 0))} GPU; {self.hardware_key()}"
         )
 
+    def trial_serve(self, request_timeout_s: float = 30.0) -> Any:
+        """Ray Serve on this cluster for served trials (`serving.trial_serve.TrialServe`), started
+        on first use on a free port of 127.0.0.1."""
+        if self._serve is None:
+            from serving.trial_serve import TrialServe
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            self._serve = TrialServe(port, request_timeout_s)
+        return self._serve
+
     def shutdown(self) -> None:
         if ray.is_initialized():
+            if self._serve is not None:
+                self._serve.shutdown()
+                self._serve = None
             self.pool.shutdown()
             ray.shutdown()
 

@@ -58,6 +58,8 @@ class LocalRunner:
             raise TrialFailed(f"platform {config.platform!r} has no evaluator")
         if isinstance(evaluator, EstimateEvaluator):
             return self._estimate(evaluator, config)
+        if not isinstance(evaluator, ReplicaEvaluator):
+            raise TrialFailed("the served level needs Ray Serve on a Ray cluster; LocalRunner measures the engine level")
         return self._measure(evaluator, config)
 
     def _estimate(self, evaluator: EstimateEvaluator, config: TrialConfig) -> PerfResult:

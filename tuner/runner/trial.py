@@ -4,8 +4,10 @@ The evaluator comes from `tuner.evaluators.registry` by the config's platform. A
 platform (`ReplicaEvaluator`) reserves distinct cores for each replica (waiting while other
 trials hold them), takes one pinned actor per replica from the pool, and drives the measurement
 protocol. A modelled platform (`EstimateEvaluator`) reserves one core and runs its cost model as
-a Ray task. Workers get the model's bytes from the object store, so a multi-node cluster needs
-no shared files.
+a Ray task. At the served level a measured platform is deployed on Ray Serve and driven over HTTP
+(`tuner.runner.served`), after its engine-level measurement (the ceiling) unless told not to.
+Workers get the model's bytes from the object store, so a multi-node cluster needs no shared
+files (a served trial's replicas read the variant from the driver's disk: one node).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tuner.config import TrialConfig
 from tuner.evaluators.base import EstimateEvaluator, ReplicaEvaluator
 from tuner.evaluators.registry import evaluator_for
+from tuner.evaluators.served import ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
 from tuner.models.spec import PreparedModel
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.cores import Placement
-from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.runner.served import ServedTrials
+from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 
 _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
 
@@ -47,7 +51,10 @@ class RayRunner:
     devices: dict[str, Any]
     cluster: RayCluster
     exclusive_hosts: bool = False
+    level: str = "engine"  # "served": through the Ray Serve application (tuner.runner.served)
+    served: ServedSettings = field(default_factory=ServedSettings)
     _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
+    _served: Any = field(default=None, init=False, repr=False)
 
     @property
     def pool(self):  # shared by every runner of the cluster
@@ -60,11 +67,22 @@ class RayRunner:
         return self._refs[precision]
 
     def run(self, config: TrialConfig) -> PerfResult:
-        evaluator = evaluator_for(config.platform)
+        evaluator = evaluator_for(config.platform, self.level)
         if evaluator is None:
             raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
         if isinstance(evaluator, EstimateEvaluator):
             return self._run_estimate(evaluator, config)
+        if isinstance(evaluator, ServedEvaluator):
+            if self._served is None:
+                self._served = ServedTrials(self)
+            engine = self.engine(config) if self.served.engine_ceiling else None
+            return self._served.run(evaluator, config, engine)
+        return self._run_replicas(evaluator, config)
+
+    def engine(self, config: TrialConfig) -> PerfResult:
+        """The engine-level measurement of `config` (whatever this runner's level)."""
+        evaluator = evaluator_for(config.platform, "engine")
+        assert isinstance(evaluator, ReplicaEvaluator)
         return self._run_replicas(evaluator, config)
 
     def _reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement]:
@@ -149,7 +167,9 @@ class RayRunner:
         return result
 
     def shutdown(self) -> None:
-        """Release this runner's idle actors (the cluster's pool is shared)."""
+        """Release this runner's idle actors (the cluster's pool is shared) and its load client."""
+        if self._served is not None:
+            self._served.close()
         self.pool.shutdown()
 
     def abort(self) -> None:

@@ -1,4 +1,5 @@
-"""How a measured trial is timed (`MeasurementSettings`) and the load it is timed under (`LoadSpec`).
+"""How a measured trial is timed (`MeasurementSettings`), the load it is timed under (`LoadSpec`), and
+how a served trial drives its endpoint (`ServedSettings`).
 
 Plain frozen dataclasses, checked in `__post_init__`, so the evaluators, the replica processes and
 `experiments/gpu_check.py` (on a GPU machine without pydantic) use them without pydantic; the
@@ -73,6 +74,31 @@ class LoadSpec:
         _at_least("batch_wait_timeout_s", self.batch_wait_timeout_s, 0, strict=False)
         if self.mode == "server" and self.target_rps is None:
             raise ValueError("server mode needs target_rps (requests per second), e.g. target_rps: 500")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ServedSettings:
+    """How a served trial drives its endpoint (see tuner/evaluators/served.py)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    instances_per_request: int = field(default=1, metadata=_doc("Instances each request carries (clients send 1)."))
+    binary: bool = field(default=True, metadata=_doc("V2 binary tensors (false: JSON)."))
+    concurrency: int | None = field(
+        default=None, metadata=_doc("Requests in flight in offline mode (default: replicas x max_ongoing_requests)."))
+    stack_cpus: int = field(
+        default=1, metadata=_doc("Cores no replica takes: left to the HTTP proxy and the load generator."))
+    engine_ceiling: bool = field(
+        default=True, metadata=_doc("Also time the engine level of each served trial (the ceiling column)."))
+
+    def __post_init__(self) -> None:
+        _at_least("instances_per_request", self.instances_per_request, 1, strict=False)
+        if self.concurrency is not None:
+            _at_least("concurrency", self.concurrency, 1, strict=False)
+        _at_least("stack_cpus", self.stack_cpus, 0, strict=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from tuner.cluster_info import ClusterInfo
 from tuner.config import ALLOWED_PRECISIONS, PLATFORMS
 from tuner.metrics import OBJECTIVES, Constraints
-from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 from tuner.spec.params import CategoricalParam, IntParam, Strict
 
 
@@ -86,8 +86,12 @@ class SearchSpace(Strict):
         description="Objectives to optimise (throughput maximised, the others minimised).")
     platforms: Platforms
     constraints: ConstraintsSpec = ConstraintsSpec()
+    measure: Literal["served", "engine"] = Field(
+        "served", description="served: through the Ray Serve app promote deploys, over HTTP. engine: ONNX Runtime "
+        "in a bench process (faster; the ceiling).")
     measurement: MeasurementSettings = MeasurementSettings()
     load: LoadSpec = LoadSpec()
+    serving: ServedSettings = ServedSettings()
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from typing import Any
 from tuner.front.selection import DEFAULT_POLICY, rank_key
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
 from tuner.record import TrialRecord
-from tuner.runner.base import TrialFailed
+from tuner.runner.base import Runner, TrialFailed
 from tuner.study.loop import LoopContext
 from tuner.study.outcome import make_outcome
 from tuner.study.readback import study_record
@@ -41,19 +41,26 @@ def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[s
     return median, spread, cv
 
 
-def remeasure_finalists(ctx: LoopContext, k: int, repeats: int) -> dict[str, Any]:
-    """Re-measure up to `k` finalists `repeats` times each, interleaved; store and return."""
+def remeasure_finalists(ctx: LoopContext, k: int, repeats: int, runner: Runner | None = None,
+                        level: str | None = None) -> dict[str, Any]:
+    """Re-measure up to `k` finalists `repeats` times each, interleaved, with `runner` measuring at
+    `level` (default: the study's runner and level); store and return. The medians are what the
+    front, show and promote use. A first measurement made at another level (the search at the
+    engine level, finalists served) is not part of the median."""
+    runner = runner or ctx.runner
+    level = level or ctx.level
     finalists = pick_finalists(study_record(ctx.study).trials, k)
     if not finalists or repeats < 1:
         return {}
-    ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s), interleaved: "
+    ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s) at the {level} level, interleaved: "
             f"{', '.join('#' + str(f.number) for f in finalists)}")
-    samples = {f.number: [f.metrics.to_dict()] for f in finalists if f.metrics}
+    samples = {f.number: [f.metrics.to_dict()] if f.metrics and (f.level or "engine") == level else []
+               for f in finalists}
     configs = {f.number: f.config for f in finalists if f.config}
     for r in range(repeats):
         for number, config in configs.items():
             try:
-                perf = ctx.runner.run(config)
+                perf = runner.run(config)
             except TrialFailed as exc:
                 ctx.log(f"  finalist #{number} round {r + 1}: FAILED ({exc.reason}); kept out of its median")
                 continue
@@ -63,6 +70,9 @@ def remeasure_finalists(ctx: LoopContext, k: int, repeats: int) -> dict[str, Any
                     f"p95 {outcome.metrics.latency_p95_ms:.3f} ms")
     stored = dict(ctx.study.user_attrs.get("finalists", {}))
     for number, rows in samples.items():
+        if not rows:
+            ctx.log(f"  #{number}: no {level} measurement succeeded; its figures stay as first measured")
+            continue
         median, spread, cv = summarise(rows)
         metrics = Metrics(**median, estimated=False)
         constraints = ctx.constraints.values(metrics, ctx.model.fp32_accuracy)
@@ -73,6 +83,7 @@ def remeasure_finalists(ctx: LoopContext, k: int, repeats: int) -> dict[str, Any
             "throughput_cv": cv,
             "constraints": constraints,
             "feasible": is_feasible(constraints),
+            "level": level,
         }
         ctx.log(f"  #{number}: median of {len(rows)}: {median['throughput_rps']:,.0f} inf/s "
                 f"(range {spread['throughput_rps'][0]:,.0f}-{spread['throughput_rps'][1]:,.0f}, cv {cv:.1%}), "

@@ -49,6 +49,7 @@ class LoopContext:
     remeasure: bool = False
     log: Callable[[str], None] = print
     stopper: Stopper | None = None
+    level: str = "engine"  # what the runner measures at: "served" or "engine" (part of a measurement's key)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
                 done = complete_count(study)
                 config = suggest(ctx.space, trial, ctx.cluster)
                 trial.set_user_attr("config", config.to_dict())
-                key = measure_key(config, ctx.model, ctx.load, ctx.hardware)
+                key = measure_key(config, ctx.model, ctx.load, ctx.hardware, ctx.level)
                 if not ctx.remeasure and key in stats.measured_keys:
                     _reuse(ctx, trial, config, stats.measured_keys[key], done, target, stats)
                 elif not ctx.remeasure and key in {v[2] for v in in_flight.values()}:

@@ -32,6 +32,7 @@ class MeasureOptions:
     ray_address: str | None = None
     load_mode: str | None = None
     target_rps: float | None = None
+    measure: str | None = None  # "served" or "engine"; None: the search space's
 
 
 def check_config(config: TrialConfig, cluster: ClusterInfo) -> None:
@@ -75,7 +76,8 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         check_config(config, info)
         prices.row(prices.key_for(config))
         model = prepare_model(opts.model, opts.input_shapes, {config.precision}, log)
-        runner = RayRunner(model, space.measurement, load, devices, cluster)
+        level = opts.measure or space.measure
+        runner = RayRunner(model, space.measurement, load, devices, cluster, level=level, served=space.serving)
         try:
             perf = runner.run(config)
         except TrialFailed as exc:
@@ -90,7 +92,15 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
                                          "requests", "target_requests", "warmup_s", "throughput_cv", "measuring_s",
                                          "trial_wall_s", "latency_p95_ci_ms", "latency_p99_ci_ms") if k in d}
     measurement["wall_s"] = round(time.perf_counter() - t0, 3)
-    if config.platform == "cpu":
+    measurement["level"] = outcome.level
+    for key in ("deploy_s", "concurrency", "instances_per_request", "binary", "stack_cores_used", "requests_failed"):
+        if key in d:
+            measurement[key] = d[key]
+    if outcome.level == "served":
+        measurement["stack"] = d.get("stack")
+        measurement["hardware"] = {"cores_used": (d.get("stack") or {}).get("client", {}).get("cpu_ids"),
+                                   "placement": "the whole node (served trials take it)"}
+    elif config.platform == "cpu":
         reps = d.get("replicas", [])
         measurement["hardware"] = {
             "cpu_model": reps[0]["cpu_model"] if reps else None,
@@ -105,6 +115,9 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         "config": config.as_contract(),
         "device": config.device,
         "metrics": outcome.metrics.to_dict(),
+        "level": outcome.level,
+        "engine": outcome.engine.to_dict() if outcome.engine else None,
+        "serving_efficiency": outcome.serving_efficiency,
         "feasible": outcome.feasible,
         "constraints": outcome.constraints,
         "artifact": outcome.artifact,

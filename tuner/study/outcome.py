@@ -22,12 +22,30 @@ from tuner.spec.measurement import LoadSpec
 
 @dataclass(frozen=True)
 class Outcome:
+    """A trial's result as the study records it.
+
+    Attributes:
+        level: "served" (through the Ray Serve app, over HTTP), "engine" (ONNX Runtime in a bench
+            process) or "estimate" (a cost model).
+        engine: for a served trial, the engine-level figures of the same configuration (the
+            ceiling), priced alike; None otherwise.
+    """
+
     config: TrialConfig
     metrics: Metrics
     constraints: dict[str, float]
     artifact: str
     price: dict[str, Any]
     details: dict[str, Any]
+    level: str = "engine"
+    engine: Metrics | None = None
+
+    @property
+    def serving_efficiency(self) -> float | None:
+        """Served throughput over the engine's (what the serving stack keeps), when both exist."""
+        if self.engine is None or self.level != "served" or self.engine.throughput_rps <= 0:
+            return None
+        return self.metrics.throughput_rps / self.engine.throughput_rps
 
     @property
     def feasible(self) -> bool:
@@ -48,14 +66,26 @@ def make_outcome(config: TrialConfig, perf: PerfResult, model: PreparedModel, pr
     )
     key = prices.key_for(config)
     price = {"key": key, "usd_per_hour": prices.usd_per_hour(config), "source": prices.row(key).source}
-    return Outcome(config, metrics, constraints.values(metrics, model.fp32_accuracy), variant.path, price, perf.details)
+    level = str(perf.details.get("level") or ("estimate" if perf.estimated else "engine"))
+    engine = None
+    if isinstance(perf.details.get("engine"), dict):
+        e = perf.details["engine"]
+        engine = Metrics(e["throughput_rps"], e["latency_p50_ms"], e["latency_p95_ms"], e["latency_p99_ms"],
+                         variant.accuracy, prices.cost_usd_per_million(config, e["throughput_rps"]), False)
+    return Outcome(config, metrics, constraints.values(metrics, model.fp32_accuracy), variant.path, price,
+                   perf.details, level, engine)
 
 
-def measure_key(config: TrialConfig, model: PreparedModel, load: LoadSpec, hardware: str) -> str:
-    """What makes two measurements the same: config, variant file, load, hardware."""
+def measure_key(config: TrialConfig, model: PreparedModel, load: LoadSpec, hardware: str,
+                level: str = "engine") -> str:
+    """What makes two measurements the same: config, variant file, load, hardware, and the
+    level measured at (served and engine figures of one configuration differ)."""
     variant = model.variants[config.precision].sha256
     where = f"fpga-model:{config.device}" if config.platform == "fpga" else hardware
-    return json.dumps([config.to_dict(), variant, load.to_dict(), where], sort_keys=True)
+    parts: list[Any] = [config.to_dict(), variant, load.to_dict(), where]
+    if level != "engine" and config.platform != "fpga":  # engine keys stay as earlier studies wrote them
+        parts.append(level)
+    return json.dumps(parts, sort_keys=True)
 
 
 def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence[str]) -> list[float]:
@@ -71,6 +101,10 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
     trial.set_user_attr("price", outcome.price)
     trial.set_user_attr("measurement", outcome.details)
     trial.set_user_attr("measure_key", key)
+    trial.set_user_attr("level", outcome.level)
+    if outcome.engine is not None:
+        trial.set_user_attr("engine", outcome.engine.to_dict())
+        trial.set_user_attr("serving_efficiency", outcome.serving_efficiency)
     return outcome.metrics.objective_values(objectives)
 
 

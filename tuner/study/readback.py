@@ -45,8 +45,13 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
                                 float(final["throughput_cv"]), metrics)
         metrics, feasible = _metrics(final["metrics"]), bool(final["feasible"])
         constraints = dict(final["constraints"])
+    engine = _metrics(attrs["engine"]) if isinstance(attrs.get("engine"), dict) else None
+    level = attrs.get("level") or (("estimate" if attrs.get("estimated") else "engine") if measured else None)
+    if final and measured and final.get("level"):
+        level = final["level"]
     return TrialRecord(trial.number, trial.state.name, config, metrics, feasible, False, constraints,
-                       attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured)
+                       attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured,
+                       level, engine)
 
 
 def mark_pareto(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:

@@ -6,14 +6,17 @@ Rerunning the same command continues the study until it has `trials` COMPLETE tr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import optuna
 
+from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
+from tuner.evaluators.registry import LEVELS
 from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable, load_prices
@@ -55,6 +58,23 @@ class TuneOptions:
     patience: int | None = None
     warm_start: str | None = None
     exclusive_hosts: bool = False
+    measure: str | None = None  # "served" or "engine"; None: the search space's `measure`
+
+
+def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[str], None]) -> ClusterInfo:
+    """The cluster as the search sees it: at the served level, `stack_cpus` cores are left to the
+    HTTP proxy and the load generator (no layout of replicas may take them)."""
+    if level != "served" or stack_cpus == 0:
+        return info
+    view = info.reserving(stack_cpus)
+    if view.total_cpus < 1:
+        raise TunerError(
+            f"Served trials leave serving.stack_cpus = {stack_cpus} core(s) to the HTTP proxy and the load "
+            f"generator, and this cluster has {info.total_cpus}. Set serving: {{stack_cpus: 0}} in the search "
+            "space (replicas then share cores with the stack), or pass --measure engine.")
+    log(f"served level: {stack_cpus} of {info.total_cpus} core(s) left to the HTTP proxy and the load generator; "
+        f"replicas take at most {view.total_cpus}")
+    return view
 
 
 def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
@@ -97,6 +117,9 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     if opts.sampler not in SAMPLERS:
         raise TunerError(f"Got {opts.sampler!r} for --sampler. Choose one of: {', '.join(SAMPLERS)}.")
     space = load_space(opts.space)
+    level = opts.measure or space.measure
+    if level not in LEVELS:
+        raise TunerError(f"Got {level!r} for --measure. Use one of {', '.join(LEVELS)}.")
     load = resolve_load(space, opts.load_mode, opts.target_rps)
     prices = load_prices(space.prices)
     devices = load_devices()
@@ -109,7 +132,8 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
         runner = None
         try:
             log(f"{cluster.describe()} (up in {cluster.start_s:.1f} s)")
-            info = cluster.info({name: d.cores for name, d in devices.items()})
+            info = search_view(cluster.info({name: d.cores for name, d in devices.items()}), level,
+                               space.serving.stack_cpus, log)
             for note in space.platform_notes(info):
                 log(f"note: {note}")
             platforms = space.available_platforms(info)
@@ -122,10 +146,14 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
             study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,
                                load, make_sampler(opts.sampler, opts.seed, context))
-            runner = RayRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts)
+            runner = RayRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts,
+                               level=level, served=space.serving)
             stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
-                              load, cluster.hardware_key(), opts.remeasure, log, stopper)
+                              load, cluster.hardware_key(), opts.remeasure, log, stopper, level)
+            if level == "served" and opts.parallel > 1:
+                log("note: served trials take their whole node and run one at a time; --parallel applies to FPGA "
+                    "estimates beside them")
             if not study.get_trials(deepcopy=False):
                 if opts.warm_start:
                     warm_start(study, opts.warm_start, opts.storage, space, info, log)
@@ -137,12 +165,21 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
                 f"{f' with {opts.parallel} in parallel' if opts.parallel > 1 else ''} ({load.mode} load)")
             stats = run_trials(ctx, opts.trials, opts.parallel)
             if stats.measured:  # a run that measured nothing new has nothing new to confirm
-                remeasure_finalists(ctx, opts.finalists, opts.finalist_repeats)
+                # Finalists are always re-measured served: their medians are what promote deploys.
+                served = runner if level == "served" else RayRunner(
+                    model, space.measurement, load, devices, cluster, level="served",
+                    served=replace(space.serving, engine_ceiling=False))
+                try:
+                    remeasure_finalists(ctx, opts.finalists, opts.finalist_repeats, served, "served")
+                finally:
+                    if served is not runner:
+                        served.shutdown()
         finally:
             if runner is not None:
                 runner.shutdown()
             cluster.shutdown()
     record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats)
+    study.set_user_attr("measure", level)
     log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
         f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
         f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})")

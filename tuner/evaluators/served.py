@@ -1,0 +1,113 @@
+"""The served measurement level: a configuration measured through the serving stack users get.
+
+The runner deploys the configuration as the very Ray Serve application `tuner promote` writes
+(`serving.serve_config.make_serve_config`, applied in place where Serve can), then drives its HTTP
+endpoint with a V2 client (`serving.client.WindowClient`): binary tensors by default, each request
+carrying `instances_per_request` instances (1 by default: what clients send). The client is a
+`Bench` like the replicas of the engine level, so `windows.run_protocol` times it the same way
+(warm-up, windows until stable, confidence intervals):
+
+- offline: a closed loop of `concurrency` requests always in flight (default: every request the
+  replicas take at once, `replicas x max_ongoing_requests`, at most 256);
+- server: Poisson arrivals at the load's `target_rps`, latency from each scheduled arrival.
+
+Figures are end to end: the client, HAProxy (or Serve's proxy), the replica's HTTP handling,
+`@serve.batch`, ONNX Runtime, and the way back. No Ray import here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.config import TrialConfig
+from tuner.evaluators.windows import WindowSample
+from tuner.models.spec import InputSpec
+
+MAX_CONCURRENCY = 256
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a served trial's application answers."""
+
+    url_base: str
+    model_name: str
+
+
+@dataclass(frozen=True)
+class ServedEvaluator:
+    """The served level of a platform that Ray Serve can run (cpu)."""
+
+    platform: str = "cpu"
+    level: str = "served"
+    estimated: bool = False
+
+    def concurrency(self, config: TrialConfig, max_ongoing_requests: int, wanted: int | None) -> int:
+        """Requests in flight in offline mode: what the replicas take at once, unless given."""
+        return wanted or min(MAX_CONCURRENCY, config.replicas * max_ongoing_requests)
+
+
+class ServedBench:
+    """The load client of a served trial, with the `Bench` contract of the engine's replicas.
+
+    `prepare(key, endpoint, inputs, instances_per_request)` points it at an endpoint (a new
+    `key` opens a new client); `run_for` and `serve_for` time one window each. Failed requests
+    are not in the latencies; `failures()` tells how many there were and why.
+    """
+
+    def __init__(self, concurrency: int, binary: bool = True, timeout_s: float = 30.0) -> None:
+        self.concurrency, self.binary, self.timeout_s = concurrency, binary, timeout_s
+        self._client: Any = None
+        self._key: str | None = None
+        self._instances = 1
+        self._failed: dict[str, int] = {}
+        self._errors: list[str] = []
+        self._sent = 0
+
+    def prepare(self, key: str, model: Any, inputs: tuple[InputSpec, ...], batch_size: int) -> bool:
+        from serving.client import WindowClient
+
+        cached = key == self._key and self._client is not None
+        if not cached:
+            self.close()
+            assert isinstance(model, Endpoint), "a served bench prepares an Endpoint"
+            self._client = WindowClient(model.url_base, model.model_name, inputs, instances=batch_size,
+                                        concurrency=self.concurrency, binary=self.binary, timeout_s=self.timeout_s)
+            self._key = key
+        self._instances = batch_size
+        return cached
+
+    def info(self) -> dict[str, Any]:
+        return {"node": socket.gethostname(), "pid": os.getpid(), "role": "load client",
+                "client": "tuner V2 client (aiohttp, one connection pool across windows)",
+                "cpu_ids": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                "concurrency": self.concurrency, "instances_per_request": self._instances,
+                "binary": self.binary}
+
+    def _sample(self, window: Any) -> WindowSample:
+        self._sent += len(window.latencies_s) + window.requests_failed
+        for kind, n in window.failed_by_kind.items():
+            self._failed[kind] = self._failed.get(kind, 0) + n
+        self._errors.extend(e for e in window.errors_sample if e not in self._errors)
+        return WindowSample(window.latencies_s, window.elapsed_s, window.instances)
+
+    def run_for(self, seconds: float, min_calls: int) -> WindowSample:
+        return self._sample(self._client.closed_loop(seconds, min_calls))
+
+    def serve_for(self, seconds: float, rate_rps: float, max_wait_s: float, seed: int) -> WindowSample:
+        return self._sample(self._client.poisson(seconds, rate_rps, seed))  # the server batches, not the client
+
+    def failures(self) -> tuple[int, int, dict[str, int], list[str]]:
+        """(requests sent, failed, failed by kind, first error messages) since the last reset."""
+        return self._sent, sum(self._failed.values()), dict(self._failed), self._errors[:5]
+
+    def reset_failures(self) -> None:
+        self._failed, self._errors, self._sent = {}, [], 0
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client, self._key = None, None

@@ -1,0 +1,135 @@
+"""Served trials on the Ray cluster: the configuration deployed as the Ray Serve application that
+`tuner promote` writes, on this cluster's own Serve (applied in place where Serve can), and timed
+end to end over HTTP by a load client in this process (`tuner.evaluators.served.ServedBench`).
+
+A served trial takes its whole node: the application, HAProxy and the client share it, and what
+they cost each other is part of the figure. Served trials therefore run one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from serving.serve_config import ServedModel, ServingOptions, make_serve_config
+from serving.trial_serve import replica_pids, stack_processes
+from tuner.config import TrialConfig
+from tuner.errors import TunerError
+from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
+from tuner.evaluators.windows import run_protocol
+from tuner.metrics import PerfResult
+from tuner.runner.base import TrialFailed
+
+if TYPE_CHECKING:
+    from tuner.runner.trial import RayRunner
+
+APP_NAME = "tuner-trial"
+#: A served trial in which more than this share of requests fails cannot serve its load.
+FAILED_SHARE_MAX = 0.01
+
+
+def _cpu_seconds(pids: list[int] | set[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            continue
+    return out
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two snapshots by the processes alive at both (HAProxy reloads
+    replace its process; a replaced one is not counted)."""
+    return sum(max(0.0, after[pid] - before[pid]) for pid in before if pid in after)
+
+
+def engine_summary(engine: PerfResult) -> dict[str, Any]:
+    return {"throughput_rps": engine.throughput_rps, "latency_p50_ms": engine.latency_p50_ms,
+            "latency_p95_ms": engine.latency_p95_ms, "latency_p99_ms": engine.latency_p99_ms,
+            "stable": engine.details.get("stable"), "requests": engine.details.get("requests")}
+
+
+class ServedTrials:
+    """Runs served trials for one `RayRunner` (thread-safe: one at a time)."""
+
+    def __init__(self, runner: RayRunner) -> None:
+        self.runner = runner
+        self._lock = threading.Lock()
+        self._bench: ServedBench | None = None
+
+    def run(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None) -> PerfResult:
+        r = self.runner
+        alloc = r.cluster.allocator
+        whole = max(alloc.usable_cpus().values(), default=1)
+        with self._lock:
+            placement = alloc.reserve(1, whole, exclusive=True)  # the whole node
+            assert placement is not None
+            try:
+                return self._measure(evaluator, config, engine)
+            finally:
+                alloc.release(placement, exclusive=True)
+
+    def _measure(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None) -> PerfResult:
+        r = self.runner
+        t0 = time.perf_counter()
+        try:
+            serve = r.cluster.trial_serve()
+            variant = r.model.variants[config.precision]
+            options = ServingOptions(port=serve.port, app_name=APP_NAME,
+                                     batch_wait_timeout_s=r.load.batch_wait_timeout_s)
+            serve_config = make_serve_config(
+                config, ServedModel(r.model.name, variant.path, {s.name: list(s.shape) for s in r.model.inputs}), options)
+            applied = serve.apply(serve_config, timeout_s=r.settings.trial_timeout_s)
+        except TunerError as exc:
+            raise TrialFailed(f"could not deploy on Ray Serve: {exc}") from None
+        deployment = serve_config["applications"][0]["deployments"][0]
+        concurrency = evaluator.concurrency(config, int(deployment["max_ongoing_requests"]), r.served.concurrency)
+        if self._bench is None:
+            self._bench = ServedBench(concurrency, r.served.binary)
+        bench = self._bench
+        bench.concurrency = concurrency
+        bench.prepare(f"{serve.base_url}/{r.model.name}", Endpoint(serve.base_url, r.model.name), r.model.inputs,
+                      r.served.instances_per_request)
+        bench.reset_failures()
+        replicas = replica_pids()
+        time.sleep(0.2)  # let a reload of HAProxy (a new config) finish before sampling its process
+        proxies = stack_processes()["proxy"]
+        cpu0 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
+        wall0 = time.perf_counter()
+
+        def broadcast(method: str, args: tuple | list) -> list:
+            return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
+
+        result = run_protocol(broadcast, r.settings, r.load)
+        wall = time.perf_counter() - wall0
+        cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
+        sent, failed, by_kind, errors = bench.failures()
+        if sent and failed / sent > FAILED_SHARE_MAX:
+            raise TrialFailed(f"the endpoint failed {failed} of {sent} requests at this load ({by_kind}; first: "
+                              f"{'; '.join(errors[:2])})", infeasible=True)
+        cores = {name: round(_used(a, b) / wall, 3) for name, a, b in zip(("proxy", "replicas", "client"), cpu0, cpu1)}
+        result.details.update(
+            level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted,
+            concurrency=concurrency if r.load.mode == "offline" else None,
+            instances_per_request=r.served.instances_per_request, binary=r.served.binary,
+            requests_failed=failed, failed_by_kind=by_kind, stack_cores_used=cores,
+            stack={"proxy_pids": proxies, "replica_pids": sorted(replicas), "endpoint": serve.base_url,
+                   "client": result.details["replicas"][0]},
+            serve_deployment={k: v for k, v in deployment.items() if k != "user_config"},
+            trial_wall_s=round(time.perf_counter() - t0, 3),
+        )
+        if engine is not None:
+            result.details["engine"] = engine_summary(engine)
+            result.details["serving_efficiency"] = round(result.throughput_rps / engine.throughput_rps, 4)
+        return result
+
+    def close(self) -> None:
+        if self._bench is not None:
+            self._bench.close()
+            self._bench = None
