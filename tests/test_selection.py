@@ -21,7 +21,7 @@ RECORDS = [
     rec(0, "cpu", 0.50, 1000, 2.0),
     rec(1, "cpu", 0.20, 3000, 9.0),
     rec(2, "fpga", 0.05, 9000, 1.0),
-    rec(3, "cpu", 0.10, 8000, 1.0, pareto=False),        # not on the front
+    rec(3, "cpu", 0.60, 900, 2.5, pareto=False),         # dominated by #0
     rec(4, "cpu", 0.01, 9999, 0.5, feasible=False),      # infeasible
 ]
 
@@ -65,3 +65,13 @@ def test_cheapest_respects_an_slo_and_fastest_a_budget() -> None:
 def test_knee_picks_the_balanced_point() -> None:
     recs = [rec(0, "cpu", 1.0, 1000, 1.0), rec(1, "cpu", 0.1, 10, 100.0), rec(2, "cpu", 0.4, 700, 20.0)]
     assert choose(recs, "knee", {"cpu"}).trial.number == 2
+
+
+def test_a_servable_trial_dominated_only_by_an_estimate_is_chosen_and_the_estimate_reported() -> None:
+    """Served CPU figures can all sit behind an FPGA estimate: promote still deploys the best
+    servable trial (its own front) and names the estimate that ranks first."""
+    recs = [rec(0, "fpga", 0.01, 90000, 0.5), rec(1, "cpu", 0.20, 3000, 9.0, pareto=False),
+            rec(2, "cpu", 0.40, 2500, 12.0, pareto=False)]
+    c = choose(recs, "cheapest", {"cpu"})
+    assert c.trial.number == 1 and c.runners_up == []  # #2 is dominated by #1 among cpu trials
+    assert c.better_unservable is not None and c.better_unservable.number == 0

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tuner.errors import TunerError
-from tuner.metrics import OBJECTIVE_DIRECTIONS, Metrics
+from tuner.front.pareto import pareto_indices
+from tuner.metrics import OBJECTIVE_DIRECTIONS, Metrics, directions_for
 from tuner.record import TrialRecord
 
 RankKey = Callable[[Metrics], tuple[float, ...]]
@@ -71,39 +72,55 @@ def _platform(r: TrialRecord) -> str:
     return r.config.platform if r.config else "?"
 
 
+def _within(records: Sequence[TrialRecord], slo_ms: float | None, max_cost: float | None) -> list[TrialRecord]:
+    out = list(records)
+    if slo_ms is not None:
+        out = [r for r in out if _m(r).latency_p95_ms <= slo_ms]
+    if max_cost is not None:
+        out = [r for r in out if _m(r).cost_usd_per_million <= max_cost]
+    return out
+
+
+def _rank(records: Sequence[TrialRecord], policy: str, objectives: Sequence[str]) -> list[TrialRecord]:
+    if policy == "knee":
+        distance = _knee_distances(records, objectives)
+        return sorted(records, key=lambda r: distance[r.number])
+    key = rank_key(policy)
+    return sorted(records, key=lambda r: key(_m(r)))
+
+
 def choose(records: Sequence[TrialRecord], policy: str, servable: set[str], *, slo_ms: float | None = None,
            max_cost: float | None = None, objectives: Sequence[str] | None = None) -> Choice:
-    """Pick from the feasible Pareto trials by `policy`, among platforms in `servable`."""
+    """Pick by `policy` from the feasible Pareto trials among the platforms in `servable` (their
+    own front: a servable trial dominated only by an estimate of a board nobody attached is still
+    a candidate); a better-ranked trial of the study's front on another platform is reported."""
     if policy not in POLICIES:
         raise TunerError(f"Got {policy!r} for --policy. Known policies: {', '.join(POLICIES)}.")
     rule = POLICIES[policy][0]
+    names = list(objectives or OBJECTIVE_DIRECTIONS)
     front = [r for r in records if r.pareto and r.feasible and r.metrics is not None]
-    if not front:
+    pool = [r for r in records if r.feasible and r.metrics is not None and r.reused_from is None
+            and _platform(r) in servable]
+    points = [_m(r).objective_values(names) for r in pool]
+    own = [pool[i] for i in sorted(pareto_indices(points, directions_for(names)))]
+    if not front and not own:
         raise TunerError(
             "The study has no feasible Pareto-optimal trial to promote (no COMPLETE trial meets the "
             "constraints). Run more trials (tuner tune ... --trials N), or relax the constraints in the "
             "search space file.")
-    eligible = front
-    if slo_ms is not None:
-        eligible = [r for r in eligible if _m(r).latency_p95_ms <= slo_ms]
-    if max_cost is not None:
-        eligible = [r for r in eligible if _m(r).cost_usd_per_million <= max_cost]
-    if not eligible:
+    eligible = _within(own, slo_ms, max_cost)
+    others = _within([r for r in front if _platform(r) not in servable], slo_ms, max_cost)
+    if not eligible and not others:
         limits = " and ".join(x for x in (f"p95 <= {slo_ms} ms" if slo_ms is not None else "",
                                            f"cost <= ${max_cost}/M" if max_cost is not None else "") if x)
         raise TunerError(f"No feasible Pareto trial meets {limits}. Relax --slo-ms / --max-cost (tuner show lists the front).")
-    if policy == "knee":
-        distance = _knee_distances(eligible, objectives or list(OBJECTIVE_DIRECTIONS))
-        ranked = sorted(eligible, key=lambda r: distance[r.number])
-    else:
-        key = rank_key(policy)
-        ranked = sorted(eligible, key=lambda r: key(_m(r)))
-    ok = [r for r in ranked if _platform(r) in servable]
-    if not ok:
+    if not eligible:
         raise TunerError(
-            f"Every eligible Pareto trial runs on {sorted({_platform(r) for r in ranked})}, which this "
+            f"Every eligible Pareto trial runs on {sorted({_platform(r) for r in others})}, which this "
             f"machine cannot serve (servable: {sorted(servable)}). Pick a servable trial with --trial N (tuner show lists them).")
+    ok = _rank(eligible, policy, names)
     best = ok[0]
+    ranked = _rank([best, *others], policy, names)
     better = ranked[0] if ranked[0] is not best else None
     limits = "".join([f", p95 <= {slo_ms} ms" if slo_ms is not None else "",
                       f", cost <= ${max_cost}/M" if max_cost is not None else ""])

@@ -111,6 +111,10 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         model = SpeedModel([Observation(c, m["throughput_rps"], m["latency_p95_ms"]) for c, m, ok in done
                             if c.platform == "cpu" and ok is not None])
         found = [m for c, m, ok in done if ok]
+        # A measured candidate competes with what was measured, an estimated one with the
+        # estimates: estimates (an FPGA board nobody attached) must not starve the search of the
+        # measurements a deployment needs.
+        kinds = {id(m): c in self.ctx.estimates for c, m, ok in done if ok}
         scored = []
         for c in free:
             pred = self._predict(model, c)
@@ -132,20 +136,25 @@ class StructuredSampler(optuna.samplers.BaseSampler):
             cheaper = [s for s in scored if s[1]["cost_usd_per_million"] < best * 0.99]
             if cheaper:
                 return min(cheaper, key=lambda s: s[1]["cost_usd_per_million"])[0]
-        gains = self._hv_gains(found, [s[1] for s in scored])
+        gains = self._hv_gains(found, [s[1] for s in scored], [kinds[id(m)] for m in found],
+                               [s[0] in self.ctx.estimates for s in scored])
         best = max(range(len(scored)), key=lambda i: (gains[i], scored[i][2], -i))
         return scored[best][0]
 
-    def _hv_gains(self, found: list[dict[str, float]], cands: list[dict[str, float]]) -> list[float]:
+    def _hv_gains(self, found: list[dict[str, float]], cands: list[dict[str, float]], found_estimated: list[bool],
+                  cand_estimated: list[bool]) -> list[float]:
+        """Each candidate's hypervolume gain over the found points of its own kind (measured or
+        estimated), all normalised over every point."""
         names = list(self.ctx.space.objectives)
         allv = np.array([[m[k] for k in names] for m in found + cands])
         lo, hi = allv.min(0), allv.max(0)
         ref = np.full(len(names), 1.1)
-        base_pts = (normalised_minimised(np.array([[m[k] for k in names] for m in found]), names, lo, hi)
-                    if found else np.empty((0, len(names))))
-        base = hypervolume(base_pts, ref) if found else 0.0
+        found_pts = (normalised_minimised(np.array([[m[k] for k in names] for m in found]), names, lo, hi)
+                     if found else np.empty((0, len(names))))
+        groups = {kind: found_pts[[i for i, e in enumerate(found_estimated) if e == kind]] for kind in (False, True)}
+        base = {kind: hypervolume(pts, ref) if len(pts) else 0.0 for kind, pts in groups.items()}
         cand_pts = normalised_minimised(np.array([[m[k] for k in names] for m in cands]), names, lo, hi)
-        return [hypervolume(np.vstack([base_pts, p[None]]), ref) - base for p in cand_pts]
+        return [hypervolume(np.vstack([groups[e], p[None]]), ref) - base[e] for p, e in zip(cand_pts, cand_estimated)]
 
     def _corner_seeds(self) -> list[TrialConfig]:
         """One balanced start: the middle batch size (geometric) on every core, one thread per
