@@ -8,6 +8,7 @@ import optuna
 
 from tuner.cli.common import load_args, model_args, storage_arg
 from tuner.cli.table import fastest_first, format_table
+from tuner.front.selection import measured_front
 from tuner.search.samplers import SAMPLERS
 from tuner.study.readback import study_record
 
@@ -63,6 +64,10 @@ def print_front(study: optuna.Study) -> None:
           "of their measurements):")
     print(format_table(fastest_first(front)) if front
           else "(empty: no feasible trial yet)")
+    measured = measured_front(record.trials, record.objectives)
+    if measured and any(r.estimated for r in front):
+        print("\nFront of the measured trials (what promote chooses from on this machine; estimates left out):")
+        print(format_table(fastest_first(tuple(measured))))
 
 
 def run(args: argparse.Namespace) -> int:

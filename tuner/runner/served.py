@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tuner.runner.trial import RayRunner
 
 APP_NAME = "tuner-trial"
+#: Untimed load before the protocol's warm-up, in seconds.
+PREWARM_S = 1.0
 #: A served trial in which more than this share of requests fails cannot serve its load.
 FAILED_SHARE_MAX = 0.01
 
@@ -96,6 +98,13 @@ class ServedTrials:
         bench.concurrency = concurrency
         bench.prepare(f"{serve.base_url}/{r.model.name}", Endpoint(serve.base_url, r.model.name), r.model.inputs,
                       r.served.instances_per_request)
+        # Connections open and the replicas' first batches form before the protocol's own warm-up,
+        # which sizes the windows from the rate it sees (a cold start read 10x too slow).
+        if r.load.mode == "offline":
+            bench.run_for(PREWARM_S, 1)
+        else:
+            assert r.load.target_rps is not None
+            bench.serve_for(PREWARM_S, r.load.target_rps, 0.0, 0)
         bench.reset_failures()
         replicas = replica_pids()
         time.sleep(0.2)  # let a reload of HAProxy (a new config) finish before sampling its process
@@ -115,7 +124,7 @@ class ServedTrials:
                               f"{'; '.join(errors[:2])})", infeasible=True)
         cores = {name: round(_used(a, b) / wall, 3) for name, a, b in zip(("proxy", "replicas", "client"), cpu0, cpu1)}
         result.details.update(
-            level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted,
+            level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted, prewarm_s=PREWARM_S,
             concurrency=concurrency if r.load.mode == "offline" else None,
             instances_per_request=r.served.instances_per_request, binary=r.served.binary,
             requests_failed=failed, failed_by_kind=by_kind, stack_cores_used=cores,

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.front.selection import DEFAULT_POLICY, rank_key
+from tuner.front.selection import DEFAULT_POLICY, measured_front, rank_key
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
 from tuner.record import TrialRecord
 from tuner.runner.base import Runner, TrialFailed
@@ -24,10 +24,10 @@ from tuner.study.readback import study_record
 NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
 
 
-def pick_finalists(records: Sequence[TrialRecord], k: int) -> list[TrialRecord]:
-    """The `k` best measured (not estimated) feasible Pareto trials, in the default
-    promotion policy's order."""
-    front = [r for r in records if r.pareto and r.feasible and r.metrics and not r.metrics.estimated]
+def pick_finalists(records: Sequence[TrialRecord], k: int, objectives: Sequence[str]) -> list[TrialRecord]:
+    """The `k` best trials of the front of measured (not estimated) feasible trials, in the
+    default promotion policy's order: what promote would choose from."""
+    front = measured_front(records, objectives)
     key = rank_key(DEFAULT_POLICY)
     return sorted(front, key=lambda r: key(r.metrics))[:k]  # type: ignore[arg-type]
 
@@ -49,7 +49,7 @@ def remeasure_finalists(ctx: LoopContext, k: int, repeats: int, runner: Runner |
     engine level, finalists served) is not part of the median."""
     runner = runner or ctx.runner
     level = level or ctx.level
-    finalists = pick_finalists(study_record(ctx.study).trials, k)
+    finalists = pick_finalists(study_record(ctx.study).trials, k, ctx.space.objectives)
     if not finalists or repeats < 1:
         return {}
     ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s) at the {level} level, interleaved: "
