@@ -95,7 +95,7 @@ class ServedBench:
         return WindowSample(window.latencies_s, window.elapsed_s, window.instances)
 
     def run_for(self, seconds: float, min_calls: int) -> WindowSample:
-        return self._sample(self._client.closed_loop(seconds, min_calls))
+        return self._sample(self._client.closed_loop(seconds, min_calls, self.concurrency))
 
     def serve_for(self, seconds: float, rate_rps: float, max_wait_s: float, seed: int) -> WindowSample:
         return self._sample(self._client.poisson(seconds, rate_rps, seed))  # the server batches, not the client
