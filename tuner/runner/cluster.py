@@ -47,11 +47,12 @@ class RayCluster:
         self.started_here = address is None
         self._serve: Any = None
         t0 = time.perf_counter()
-        if address is None:  # Serve's fast path for served trials, as tuner's serving clusters run it
-            from serving.deploy import SERVE_FAST_PATH
+        if address is None:
+            # Served trials run Serve as tuner's serving clusters do (its fast path, workers at nice
+            # 0): what a served trial measures is what a deployment of it serves.
+            from serving.deploy import serving_env
 
-            for key, value in SERVE_FAST_PATH.items():
-                os.environ.setdefault(key, value)
+            os.environ.update(serving_env())
         sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
         try:
             if address is None:

@@ -22,6 +22,8 @@ from tuner.study.outcome import make_outcome
 from tuner.study.readback import study_record
 
 NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
+#: Passes after the first when the medians bring trials not yet re-measured into the top k.
+EXTRA_ROUNDS = 2
 
 
 def pick_finalists(records: Sequence[TrialRecord], k: int, objectives: Sequence[str]) -> list[TrialRecord]:
@@ -46,12 +48,26 @@ def remeasure_finalists(ctx: LoopContext, k: int, repeats: int, runner: Runner |
     """Re-measure up to `k` finalists `repeats` times each, interleaved, with `runner` measuring at
     `level` (default: the study's runner and level); store and return. The medians are what the
     front, show and promote use. A first measurement made at another level (the search at the
-    engine level, finalists served) is not part of the median."""
+    engine level, finalists served) is not part of the median.
+
+    A lucky single measurement must not win by luck: when the medians reorder the front so that a
+    trial not yet re-measured enters the top `k`, it is re-measured too (at most
+    `EXTRA_ROUNDS` more times)."""
     runner = runner or ctx.runner
     level = level or ctx.level
-    finalists = pick_finalists(study_record(ctx.study).trials, k, ctx.space.objectives)
-    if not finalists or repeats < 1:
-        return {}
+    stored: dict[str, Any] = {}
+    for _ in range(1 + EXTRA_ROUNDS):
+        known = ctx.study.user_attrs.get("finalists", {})
+        finalists = [f for f in pick_finalists(study_record(ctx.study).trials, k, ctx.space.objectives)
+                     if known.get(str(f.number), {}).get("level") != level]
+        if not finalists or repeats < 1:
+            break
+        stored = _remeasure(ctx, finalists, repeats, runner, level)
+    return stored
+
+
+def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, runner: Runner,
+               level: str) -> dict[str, Any]:
     ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s) at the {level} level, interleaved: "
             f"{', '.join('#' + str(f.number) for f in finalists)}")
     samples = {f.number: [f.metrics.to_dict()] if f.metrics and (f.level or "engine") == level else []
