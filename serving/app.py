@@ -56,6 +56,9 @@ logger = logging.getLogger("ray.serve")
 Tensors = dict[str, np.ndarray]
 
 PLATFORM = "onnxruntime_onnx"
+#: An ONNX Runtime call shorter than this runs on the event loop instead of a worker thread (the
+#: thread hand-off and the GIL's ping-pong cost more than such a call).
+INLINE_CALL_S = 0.0005
 MODEL_VERSION = "1"
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body, refused past `limit` bytes or `timeout_s` seconds.
@@ -128,6 +131,7 @@ class ModelServer:
         self._settings: ServeSettings | None = None
         self._session: ort.InferenceSession | None = None
         self._metrics: ServerMetrics | None = None
+        self._inline = False  # set after each batch from how long its calls took
         if settings is not None:
             self.reconfigure(settings.model_dump())
 
@@ -285,9 +289,14 @@ class ModelServer:
     # The real limits are set per replica in __init__; decorator arguments are fixed at import.
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0, batch_size_fn=_count_instances)
     async def _infer_batch(self, requests: list[Tensors]) -> list[Tensors]:
-        # A worker thread keeps the event loop (health checks, request parsing) responsive.
+        # A worker thread keeps the event loop (health checks, request parsing) responsive while a
+        # long call runs; a call shorter than the hand-off to that thread runs on the loop itself.
         timings: list[tuple[int, float]] = []
-        results = await asyncio.to_thread(self._run_batch, requests, timings)
+        if self._inline:
+            results = self._run_batch(requests, timings)
+        else:
+            results = await asyncio.to_thread(self._run_batch, requests, timings)
+        self._inline = bool(timings) and max(s for _, s in timings) < INLINE_CALL_S
         for instances, seconds in timings:  # recorded on the event loop's thread
             if self._metrics is not None:
                 self._metrics.batch(instances, seconds)
