@@ -90,11 +90,11 @@ def _rank(records: Sequence[TrialRecord], policy: str, objectives: Sequence[str]
 
 
 def measured_front(records: Sequence[TrialRecord], objectives: Sequence[str],
-                   platforms: set[str] | None = None) -> list[TrialRecord]:
-    """The Pareto front of the feasible, measured (not estimated), not reused trials, on
-    `platforms` if given: what can be deployed, with no board estimate standing in front of it."""
+                   platforms: set[str] | None = None, estimates: bool = False) -> list[TrialRecord]:
+    """The Pareto front of the feasible, not reused trials on `platforms` (all if None), measured
+    ones only unless `estimates`: what can be deployed, with no board estimate in front of it."""
     pool = [r for r in records if r.feasible and r.metrics is not None and r.reused_from is None
-            and not r.metrics.estimated and (platforms is None or _platform(r) in platforms)]
+            and (estimates or not r.metrics.estimated) and (platforms is None or _platform(r) in platforms)]
     points = [_m(r).objective_values(objectives) for r in pool]
     return [pool[i] for i in sorted(pareto_indices(points, directions_for(objectives)))]
 
@@ -109,7 +109,7 @@ def choose(records: Sequence[TrialRecord], policy: str, servable: set[str], *, s
     rule = POLICIES[policy][0]
     names = list(objectives or OBJECTIVE_DIRECTIONS)
     front = [r for r in records if r.pareto and r.feasible and r.metrics is not None]
-    own = measured_front(records, names, servable)
+    own = measured_front(records, names, servable, estimates=True)
     if not front and not own:
         raise TunerError(
             "The study has no feasible Pareto-optimal trial to promote (no COMPLETE trial meets the "
