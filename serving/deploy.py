@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from serving.ingress import haproxy_env, sweep_orphans
 from tuner.errors import TunerError
 
 STATE_FILE = "serve-cluster.json"
@@ -44,7 +45,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
 
 
-def serving_env(base: dict[str, str] | None = None) -> dict[str, str]:
+def serving_env(base: dict[str, str] | None = None, haproxy_dir: str | None = None) -> dict[str, str]:
     """The environment for a process that starts a Ray cluster for serving: Ray's workers
     (Serve's proxy, controller and replicas) at nice 0 instead of Ray's default 15. At 15 any
     ordinary process, a client or the `tuner` CLI itself, takes the CPU from them; on 2 cores
@@ -52,8 +53,11 @@ def serving_env(base: dict[str, str] | None = None) -> dict[str, str]:
     requests failed in two promote + rollback rounds under a 40 req/s client). A user's own
     RAY_worker_niceness wins.
 
-    Serve runs in its high-throughput mode (see `SERVE_FAST_PATH`). A user's own values win."""
-    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **(os.environ if base is None else base)}
+    Serve runs in its high-throughput mode (see `SERVE_FAST_PATH`); with `haproxy_dir`, the
+    cluster's HAProxy gets its own free ports and files there (`serving.ingress`). A user's own
+    values win."""
+    own = haproxy_env(haproxy_dir) if haproxy_dir else {}
+    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **own, **(os.environ if base is None else base)}
 
 
 #: Ray Serve's high-throughput path (Ray >= 2.55): HAProxy (C) as the HTTP ingress, each replica
@@ -105,13 +109,16 @@ def local_cluster(start: bool = True) -> ServeCluster | None:
             pass
     if not start:
         return None
+    sweep_orphans()
     port, dash = _free_port(), _free_port()
     temp_dir = f"/tmp/tuner-serve-{os.getuid()}-{port}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cmd = [_ray_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
            "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--num-cpus={2 * cores}",
            f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=serving_env(_env()))
+    # HAProxy's files under temp_dir: stop_local_cluster's sweep of temp_dir reaches it too.
+    env = serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if out.returncode != 0:
         raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")
     cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)

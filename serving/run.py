@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from serving.deploy import serving_env
+from serving.ingress import new_directory, stop_haproxy
 from serving.serve_config import load_serve_config
 from tuner.errors import field_error
 
@@ -122,8 +123,11 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
     url, name = endpoint(config)
     # Own process group: Ctrl-C in a terminal reaches only us; killpg reaches all of Ray.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    # A Ray cluster `serve run` starts runs its workers at nice 0 (see serving_env).
-    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL, env=serving_env(), **group)
+    # A Ray cluster `serve run` starts runs its workers at nice 0 (see serving_env), with its
+    # own HAProxy ports and files (stopped below if a killed proxy leaves its HAProxy behind).
+    haproxy_dir = new_directory()
+    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL,
+                             env=serving_env(haproxy_dir=haproxy_dir), **group)
     signals_seen = 0
 
     def forward(_signum: int, _frame: object) -> None:
@@ -154,6 +158,7 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
                 child.wait()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        stop_haproxy(haproxy_dir)
     watcher.join(timeout=5)
     return 128 - code if code < 0 else code
 

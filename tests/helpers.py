@@ -61,8 +61,10 @@ def tiny_cnn(channels: int = 32, size: int = 32) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-#: A CPU-only search space: fp32 and fp16, batches 1-4, one or two replicas of one thread.
+#: A CPU-only search space: fp32 and fp16, batches 1-4, one or two replicas of one thread,
+#: measured at the engine level (the served level has its own tests).
 CPU_SPACE = """\
+measure: engine
 platforms:
   cpu:
     precision: {type: categorical, choices: [fp32, fp16]}

@@ -32,6 +32,7 @@ platforms:
     batch_size: {type: int, low: 1, high: 64, pow2: true}
     replicas: {type: int, low: 1, high: 1}
     threads_per_replica: {type: int, low: 1, high: 1}
+measure: engine  # the study loop is under test here, not the serving stack
 measurement: {warmup_s: 0.1, window_s: 0.5, min_windows: 2, max_windows: 2, target_requests: 100}
 """
 

@@ -30,10 +30,27 @@ pytestmark = pytest.mark.integration
 RAY_INTERNAL = ("gcs_server", "raylet", "agent", "dashboard", "runtime_env", "log_monitor", "monitor", "ray::",
                 "/site-packages/ray/",  # a worker (core-worker gRPC) before or without its ray:: title
                 "ray.serve.scripts")  # the `serve run` driver tuner serve starts (a Ray driver)
-#: Serve's HAProxy (the fast path) binds its read-only stats page and Prometheus exporter on all
-#: interfaces (Ray 2.60's template hard-codes `bind *:8404` and `bind :9101`); the model's own HTTP
-#: frontend stays on loopback. README ("Security defaults") says so.
-HAPROXY_READ_ONLY_PORTS = (8404, 9101)
+
+
+def haproxy_read_only_ports(procs: list[psutil.Process]) -> set[int]:
+    """The ports of the read-only stats page and Prometheus exporter that Serve's HAProxy (the
+    fast path) binds on all interfaces (Ray 2.60's template: `bind *:PORT`), read from the config
+    file each HAProxy runs; its model frontend is another line of that file. README ("Security
+    defaults") says so."""
+    ports: set[int] = set()
+    for p in procs:
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if "haproxy" in p.name() and "-f" in cmd:
+            section = ""
+            for line in Path(cmd[cmd.index("-f") + 1]).read_text().splitlines():
+                if line and not line[0].isspace():
+                    section = line.strip()
+                elif line.strip().startswith("bind") and section in ("listen stats", "frontend prometheus"):
+                    ports.add(int(line.split()[1].rsplit(":", 1)[1]))
+    return ports
 
 
 
@@ -100,14 +117,17 @@ def test_serving_http_and_ray_dashboard_listen_on_loopback(tmp_path: Path) -> No
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
-        socks = listeners(tree(proc.pid))
+        procs = tree(proc.pid)
+        socks = listeners(procs)
+        read_only = haproxy_read_only_ports(procs)
+        assert len(read_only) == 2, read_only  # its own stats and exporter ports (serving.ingress)
         by_port = {p: ip for ip, p, _n in socks}
         assert by_port.get(port) == "127.0.0.1", socks            # Ray Serve's HTTP proxy
         assert by_port.get(8265, "127.0.0.1") == "127.0.0.1", socks  # Ray's dashboard, when it runs
         exposed = [(ip, p, n) for ip, p, n in socks if ip not in ("127.0.0.1", "::1")]
         # Ray's internal services (GCS, raylet, agents) listen on all interfaces: README says so.
         unknown = [(ip, p, n) for ip, p, n in exposed if not any(k in n for k in RAY_INTERNAL)
-                   and not (p in HAPROXY_READ_ONLY_PORTS and "haproxy" in n)]
+                   and not (p in read_only and "haproxy" in n)]
         assert not unknown, unknown
         assert all(p not in (port, 8265) for _ip, p, _n in exposed)
     finally:

@@ -75,3 +75,24 @@ def test_a_servable_trial_dominated_only_by_an_estimate_is_chosen_and_the_estima
     c = choose(recs, "cheapest", {"cpu"})
     assert c.trial.number == 1 and c.runners_up == []  # #2 is dominated by #1 among cpu trials
     assert c.better_unservable is not None and c.better_unservable.number == 0
+
+
+def test_engine_figures_never_stand_beside_served_ones() -> None:
+    """An engine-level trial (bench figures) would dominate every served one; once a study holds
+    served figures its front and promote's choice are over served trials only."""
+    from dataclasses import replace
+
+    from tuner.front.selection import measured_front
+    from tuner.study.readback import mark_pareto
+
+    objectives = ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
+    engine = replace(rec(0, "cpu", 0.01, 90000, 0.1, pareto=False), level="engine")
+    served = [replace(rec(1, "cpu", 0.50, 2000, 4.0, pareto=False), level="served"),
+              replace(rec(2, "cpu", 0.40, 2500, 5.0, pareto=False), level="served")]
+    estimate = replace(rec(3, "fpga", 0.05, 9000, 10.0, pareto=False), level="estimate")  # slower: no one dominates
+    marked = mark_pareto([engine, *served, estimate], objectives)
+    assert [r.number for r in marked if r.pareto] == [1, 2, 3]
+    assert [r.number for r in measured_front(marked, objectives)] == [1, 2]
+    assert choose(marked, "fastest", {"cpu"}, objectives=objectives).trial.number == 2
+    # Without served figures, the engine level is the study's level.
+    assert [r.number for r in mark_pareto([engine, estimate], objectives) if r.pareto] == [0]

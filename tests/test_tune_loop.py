@@ -45,6 +45,7 @@ platforms:
     batch_size: {type: int, low: 1024, high: 1024, pow2: true}
     replicas: {type: int, low: 1, high: 1}
     threads_per_replica: {type: int, low: 1, high: 1}
+measure: engine  # the study loop is under test here, not the serving stack
 measurement: {warmup_s: 0.1, window_s: 0.3, min_windows: 2, max_windows: 2, target_requests: 10}
 """)
     out = tuner(tmp_path, "tune", "--model", "hog.onnx", "--trials", "3", "--space", "space.yaml", "--finalists", "0")
@@ -65,6 +66,7 @@ platforms:
     batch_size: {type: int, low: 1, high: 4, pow2: true}
     replicas: {type: int, low: 1, high: 1}
     threads_per_replica: {type: int, low: 1, high: 1}
+measure: engine  # the study loop is under test here, not the serving stack
 measurement: {warmup_s: 0.1, window_s: 0.3, min_windows: 2, max_windows: 3, target_requests: 100}
 """)
     out = tuner(tmp_path, "tune", "--trials", "9", "--space", "space.yaml", "--parallel", "2",

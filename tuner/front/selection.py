@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tuner.errors import TunerError
+from tuner.front.levels import comparable
 from tuner.front.pareto import pareto_indices
 from tuner.metrics import OBJECTIVE_DIRECTIONS, Metrics, directions_for
 from tuner.record import TrialRecord
@@ -92,8 +93,9 @@ def _rank(records: Sequence[TrialRecord], policy: str, objectives: Sequence[str]
 def measured_front(records: Sequence[TrialRecord], objectives: Sequence[str],
                    platforms: set[str] | None = None, estimates: bool = False) -> list[TrialRecord]:
     """The Pareto front of the feasible, not reused trials on `platforms` (all if None), measured
-    ones only unless `estimates`: what can be deployed, with no board estimate in front of it."""
-    pool = [r for r in records if r.feasible and r.metrics is not None and r.reused_from is None
+    ones only unless `estimates`: what can be deployed, with no board estimate in front of it. One
+    measurement level: served trials when there are any (`tuner.front.levels`)."""
+    pool = [r for r in comparable(records) if r.feasible and r.metrics is not None and r.reused_from is None
             and (estimates or not r.metrics.estimated) and (platforms is None or _platform(r) in platforms)]
     points = [_m(r).objective_values(objectives) for r in pool]
     return [pool[i] for i in sorted(pareto_indices(points, directions_for(objectives)))]

@@ -46,13 +46,22 @@ class RayCluster:
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.started_here = address is None
         self._serve: Any = None
+        self._haproxy_dir: str | None = None
+        self._saved_env: dict[str, str | None] = {}
         t0 = time.perf_counter()
         if address is None:
             # Served trials run Serve as tuner's serving clusters do (its fast path, workers at nice
-            # 0): what a served trial measures is what a deployment of it serves.
+            # 0, HAProxy with its own ports and files): what a served trial measures is what a
+            # deployment of it serves. The environment is restored at shutdown.
             from serving.deploy import serving_env
+            from serving.ingress import new_directory, sweep_orphans
 
-            os.environ.update(serving_env())
+            sweep_orphans()
+            self._haproxy_dir = new_directory()
+            env = serving_env(haproxy_dir=self._haproxy_dir)
+            changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+            self._saved_env = {k: os.environ.get(k) for k in changed}
+            os.environ.update(changed)
         sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
         try:
             if address is None:
@@ -159,6 +168,17 @@ class RayCluster:
                 self._serve = None
             self.pool.shutdown()
             ray.shutdown()
+        if self._haproxy_dir is not None:
+            from serving.ingress import stop_haproxy
+
+            stop_haproxy(self._haproxy_dir)
+            self._haproxy_dir = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
 
 
 def _restore_sigterm(handler: Any) -> None:

@@ -87,6 +87,11 @@ class ServedTrials:
                                      batch_wait_timeout_s=r.load.batch_wait_timeout_s)
             serve_config = make_serve_config(
                 config, ServedModel(r.model.name, variant.path, {s.name: list(s.shape) for s in r.model.inputs}), options)
+            # The one difference from what promote writes: the replicas claim no Ray CPUs here.
+            # tuner's core reservation (the whole node, above) keeps other trials off while this
+            # one measures, and between served trials the idle application must not hold the Ray
+            # CPUs that engine trials' actors need (it stays up so the next trial reconfigures it).
+            serve_config["applications"][0]["deployments"][0]["ray_actor_options"]["num_cpus"] = 0
             applied = serve.apply(serve_config, timeout_s=r.settings.trial_timeout_s)
         except TunerError as exc:
             raise TrialFailed(f"could not deploy on Ray Serve: {exc}") from None
@@ -131,6 +136,7 @@ class ServedTrials:
             stack={"proxy_pids": proxies, "replica_pids": sorted(replicas), "endpoint": serve.base_url,
                    "client": result.details["replicas"][0]},
             serve_deployment={k: v for k, v in deployment.items() if k != "user_config"},
+            ray_cpus_declared=0,
             trial_wall_s=round(time.perf_counter() - t0, 3),
         )
         if engine is not None:

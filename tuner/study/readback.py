@@ -8,7 +8,8 @@ for a configuration whose earlier measurement was reused.
 
 Reported metrics are the first measurement, except for finalists (study attribute
 ``finalists``): there, the median of all their measurements. `pareto` is the front of the
-reported metrics among feasible, COMPLETE, non-reused trials.
+reported metrics among feasible, COMPLETE, non-reused trials of one measurement level (served
+when the study has served figures: `tuner.front.levels`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TrialConfig
+from tuner.front.levels import comparable
 from tuner.front.pareto import pareto_indices
 from tuner.metrics import METRIC_KEYS, OBJECTIVES, Metrics, directions_for
 from tuner.models.spec import PreparedModel
@@ -48,6 +50,8 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
     engine = _metrics(attrs["engine"]) if isinstance(attrs.get("engine"), dict) else None
     level = attrs.get("level") or (("estimate" if attrs.get("estimated") else "engine") if measured else None)
     if final and measured and final.get("level"):
+        if level == "engine" and final["level"] == "served" and engine is None:
+            engine = _metrics(attrs)  # searched at the engine level: its first measurement is the ceiling
         level = final["level"]
     return TrialRecord(trial.number, trial.state.name, config, metrics, feasible, False, constraints,
                        attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured,
@@ -56,7 +60,8 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
 
 def mark_pareto(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
     """The records with `pareto` set on the feasible, measured, non-reused ones no other dominates."""
-    pool = [i for i, r in enumerate(records) if r.feasible and r.metrics and r.reused_from is None]
+    kept = {id(r) for r in comparable(records)}  # one measurement level (tuner.front.levels)
+    pool = [i for i, r in enumerate(records) if r.feasible and r.metrics and r.reused_from is None and id(r) in kept]
     points = [records[i].metrics.objective_values(objectives) for i in pool]  # type: ignore[union-attr]
     front = {pool[j] for j in pareto_indices(points, directions_for(objectives))}
     return [replace(r, pareto=True) if i in front else r for i, r in enumerate(records)]

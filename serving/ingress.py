@@ -1,0 +1,98 @@
+"""Serve's HAProxy ingress, owned per cluster: its ports and files, and its clean-up.
+
+On the fast path (`serving.deploy.SERVE_FAST_PATH`) Serve's proxy actor runs an HAProxy
+subprocess. Ray's defaults give every such HAProxy on a machine the same read-only stats and
+Prometheus ports (8404, 9101) and the same files under /tmp/haproxy-serve, and a proxy actor that is
+killed (a worker or driver killed with SIGKILL) leaves its HAProxy running, holding those ports:
+every later Serve application on the machine then fails to start ("cannot bind socket (Address
+already in use) for [0.0.0.0:8404]"). So tuner gives each cluster it starts its own ports and its own
+directory, and on shutdown stops any HAProxy that still names that directory.
+
+Ray's template binds the stats page and the exporter on all interfaces (`bind *:PORT`); both are
+read-only. The model's HTTP frontend binds where `http_options.host` says (127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+#: The environment keys of HAProxy's ports and files (Ray >= 2.55).
+PORT_KEYS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+FILE_KEYS = {
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
+}
+#: Ray places files one node-id (56 characters) deeper; a Unix socket path holds 107 bytes.
+MAX_DIR_CHARS = 107 - 1 - 56 - 1 - len("metrics.sock")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))  # HAProxy binds these on all interfaces: free there, not only on loopback
+        return int(s.getsockname()[1])
+
+
+def new_directory() -> str:
+    """A fresh, short directory for one cluster's HAProxy files."""
+    return tempfile.mkdtemp(prefix="tuner-hap-", dir="/tmp")
+
+
+def haproxy_env(directory: str) -> dict[str, str]:
+    """The environment that gives a cluster's HAProxy its own free ports and `directory`."""
+    if len(directory) > MAX_DIR_CHARS:
+        raise ValueError(f"HAProxy directory {directory!r} is {len(directory)} characters; at most "
+                         f"{MAX_DIR_CHARS} fit a Unix socket path below it")
+    env = {key: str(_free_port()) for key in PORT_KEYS}
+    env.update({key: os.path.join(directory, name) for key, name in FILE_KEYS.items()})
+    env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = directory
+    return env
+
+
+def stop_haproxy(directory: str, remove: bool = True) -> int:
+    """Stop every HAProxy whose command line names `directory` (left behind by a killed proxy
+    actor); remove the directory. Returns how many were stopped."""
+    import psutil
+
+    victims = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmdline = p.info["cmdline"] or []
+        if "haproxy" in (p.info["name"] or "") and any(directory in part for part in cmdline):
+            victims.append(p)
+    for p in victims:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(victims, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    if remove and Path(directory).name.startswith("tuner-hap-"):
+        shutil.rmtree(directory, ignore_errors=True)
+    return len(victims)
+
+
+def sweep_orphans() -> int:
+    """Stop tuner's HAProxies whose proxy actor is gone (killed with SIGKILL, so it never stopped
+    its subprocess): their parent is no longer a Ray worker. Returns how many were stopped."""
+    import psutil
+
+    orphans = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if "haproxy" not in (p.info["name"] or "") or not ("/tmp/tuner-hap-" in cmdline or "/tmp/tuner-serve-" in cmdline):
+            continue
+        with contextlib.suppress(psutil.Error):
+            parent = p.parent()
+            if parent is None or "ray" not in " ".join(parent.cmdline()):
+                orphans.append(p)
+    for p in orphans:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(orphans)

@@ -1,0 +1,86 @@
+"""The served measurement level on a real local Ray cluster: each configuration deployed as the
+Ray Serve application promote writes, driven over real HTTP by tuner's V2 client."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from serving.trial_serve import replica_pids
+from tuner.config import TrialConfig
+from tuner.models.prepare import PreparedModel, prepare_model
+from tuner.runner.cluster import RayCluster
+from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
+
+pytestmark = pytest.mark.integration
+
+QUICK = MeasurementSettings(warmup_s=0.2, window_s=0.5, min_windows=2, max_windows=3, target_requests=50)
+
+
+@pytest.fixture(scope="module")
+def model() -> PreparedModel:
+    return prepare_model("digits-cnn", {}, {"fp32", "fp16"}, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    c = RayCluster()
+    try:
+        yield c
+    finally:
+        c.shutdown()
+
+
+def served(model: PreparedModel, cluster: RayCluster, load: LoadSpec | None = None, **settings) -> RayRunner:
+    return RayRunner(model, QUICK, load or LoadSpec(), {}, cluster, level="served", served=ServedSettings(**settings))
+
+
+def metadata(runner: RayRunner) -> dict:
+    url = f"{runner.cluster.trial_serve().base_url}/v2/models/{runner.model.name}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())["parameters"]
+
+
+def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, cluster) -> None:
+    runner = served(model, cluster)
+    try:
+        result = runner.run(TrialConfig("cpu", 4, "fp32", 1, 1))
+        d = result.details
+        assert d["level"] == "served" and d["requests_failed"] == 0
+        assert result.throughput_rps > 0 and 0 < result.latency_p50_ms <= result.latency_p95_ms <= result.latency_p99_ms
+        assert d["concurrency"] == d["serve_deployment"]["max_ongoing_requests"]  # 1 replica x its limit
+        assert d["binary"] is True and d["instances_per_request"] == 1
+        engine = d["engine"]["throughput_rps"]
+        assert d["serving_efficiency"] == pytest.approx(result.throughput_rps / engine, rel=1e-3)
+        assert set(d["stack_cores_used"]) == {"proxy", "replicas", "client"}
+        assert d["stack_cores_used"]["replicas"] > 0 and d["stack_cores_used"]["client"] > 0
+        assert d["stack"]["endpoint"].startswith("http://127.0.0.1:")
+        assert metadata(runner)["batch_size"] == 4
+
+        # Same threads, another batch size and precision: Serve reconfigures the replica in place.
+        before = replica_pids()
+        second = runner.run(TrialConfig("cpu", 8, "fp16", 1, 1))
+        assert second.details["replicas_restarted"] is False and replica_pids() == before
+        assert (metadata(runner)["batch_size"], metadata(runner)["precision"]) == (8, "fp16")
+        assert second.details["deploy_s"] < 10
+    finally:
+        runner.shutdown()
+
+
+def test_server_mode_offers_poisson_arrivals_at_the_target_rate_over_json(model, cluster) -> None:
+    rate = 40.0
+    runner = served(model, cluster, LoadSpec(mode="server", target_rps=rate), binary=False, engine_ceiling=False)
+    try:
+        result = runner.run(TrialConfig("cpu", 2, "fp32", 1, 1))
+        d = result.details
+        assert d["level"] == "served" and d["binary"] is False and d["concurrency"] is None
+        assert "engine" not in d and "serving_efficiency" not in d
+        # A replica that serves thousands per second keeps up: it answers what is offered.
+        assert 0.5 * rate < result.throughput_rps < 1.5 * rate
+        assert d["requests_failed"] == 0
+    finally:
+        runner.shutdown()
