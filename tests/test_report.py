@@ -258,3 +258,17 @@ def test_study_without_trials_or_attrs_still_gets_a_page(tmp_path: Path) -> None
     assert "Nothing can be chosen yet" in page and "No feasible Pareto trial yet." in page
     assert "The study records no model accuracy." in page
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files.pngs.values())
+
+
+def test_a_served_row_shows_its_level_and_its_engine_ceiling() -> None:
+    from tuner.report.build import TrialPoint
+    from tuner.report.html import TRIAL_HEADERS, trial_rows
+
+    point = TrialPoint(3, TrialConfig("cpu", 8, "fp32", 1, 1), Metrics(2000, 1, 2, 3, 0.98, 0.1, False), True, True,
+                       "cpu.vcpu", level="served", engine_throughput_rps=40000.0, serving_efficiency=0.05)
+    engine = TrialPoint(4, TrialConfig("cpu", 8, "fp32", 1, 1), Metrics(40000, 1, 2, 3, 0.98, 0.1, False), True,
+                        False, "cpu.vcpu", level="engine")
+    rows, _ = trial_rows([point, engine], None)
+    level, ceiling = TRIAL_HEADERS.index("level"), TRIAL_HEADERS.index("engine inf/s (served / engine)")
+    assert (rows[0][level], rows[0][ceiling]) == ("served", "40,000 (0.050)")
+    assert (rows[1][level], rows[1][ceiling]) == ("engine", "-")

@@ -47,6 +47,9 @@ class TrialPoint:
     price_key: str
     remeasured: Remeasure | None = None
     violations: Mapping[str, float] = field(default_factory=dict)  # constraint name -> amount over (> 0)
+    level: str | None = None  # "served", "engine" or "estimate" (docs/measurement.md)
+    engine_throughput_rps: float | None = None  # the engine-level ceiling of a served trial
+    serving_efficiency: float | None = None  # served / engine throughput
 
     @property
     def estimated(self) -> bool:
@@ -159,7 +162,8 @@ def _point(rec: TrialRecord) -> TrialPoint:
     remeasure = Remeasure(again.samples, again.throughput_cv, dict(again.spread)) if again else None
     violations = {k: float(v) for k, v in rec.constraints.items() if v is not None and v > 0}
     return TrialPoint(rec.number, rec.config, rec.metrics, rec.feasible, rec.pareto, price_key(rec.config),
-                      remeasure, violations)
+                      remeasure, violations, rec.level, rec.engine.throughput_rps if rec.engine else None,
+                      rec.serving_efficiency)
 
 
 def _pick(entry: Mapping[str, Any], field: str) -> Any:

@@ -112,13 +112,21 @@ def trial_rows(points: Iterable[TrialPoint], chosen: int | None) -> tuple[list[l
         rows.append([_label(p), _spread(p, "throughput_rps", "{:,.0f}"), _spread(p, "latency_p50_ms", "{:.3f}"),
                      _spread(p, "latency_p95_ms", "{:.3f}"), _spread(p, "latency_p99_ms", "{:.3f}"),
                      f"{p.metrics.accuracy:.4f}", _spread(p, "cost_usd_per_million", "{:.5f}"), status_text(p),
-                     _source(p)])
+                     _source(p), p.level or "-", _engine(p)])
         classes.append("chosen" if p.number == chosen else "")
     return rows, classes
 
 
 TRIAL_HEADERS = ["trial and configuration", "inf/s", "p50 ms", "p95 ms", "p99 ms", "accuracy", "$ per M inf",
-                 "status", "figures"]
+                 "status", "figures", "level", "engine inf/s (served / engine)"]
+
+
+def _engine(p: TrialPoint) -> str:
+    """A served trial's engine ceiling and the share of it the serving stack kept."""
+    if p.engine_throughput_rps is None:
+        return "-"
+    eff = f" ({p.serving_efficiency:.3f})" if p.serving_efficiency is not None else ""
+    return f"{p.engine_throughput_rps:,.0f}{eff}"
 NUMERIC = {1, 2, 3, 4, 5, 6}  # right-aligned columns of TRIAL_HEADERS
 
 
@@ -239,7 +247,11 @@ def render(report: Report, plot_div: str, files: PlotFiles) -> str:
         "<h2>Pareto front</h2>", _plots(plot_div, files),
         "<h2>Feasible Pareto trials</h2>",
         "<p>Finalists show the median of their measurements with the range in parentheses; rows marked "
-        "<span class=est>(est.)</span> are FPGA cost-model estimates.</p>",
+        "<span class=est>(est.)</span> are FPGA cost-model estimates. Level <i>served</i>: measured end to end "
+        "through the Ray Serve application promote writes (HTTP client, proxy, batching, ONNX Runtime); "
+        "<i>engine</i>: ONNX Runtime timed in a bench process, a ceiling no client sees. A served trial's engine "
+        "figure and the share of it that was served stand beside it. A front holds one level: served "
+        "trials when the study has any.</p>",
         table(TRIAL_HEADERS, front_rows, NUMERIC, front_cls) if front_rows else "<p>No feasible Pareto trial yet.</p>",
         f"<details><summary>All {len(all_rows)} measured or estimated trials (reused copies and configurations that "
         f"could not run are left out)</summary>{table(TRIAL_HEADERS, all_rows, NUMERIC, all_cls)}</details>",

@@ -54,7 +54,8 @@ def _used(before: dict[int, float], after: dict[int, float]) -> float:
 def engine_summary(engine: PerfResult) -> dict[str, Any]:
     return {"throughput_rps": engine.throughput_rps, "latency_p50_ms": engine.latency_p50_ms,
             "latency_p95_ms": engine.latency_p95_ms, "latency_p99_ms": engine.latency_p99_ms,
-            "stable": engine.details.get("stable"), "requests": engine.details.get("requests")}
+            "stable": engine.details.get("stable"), "requests": engine.details.get("requests"),
+            "measuring_s": engine.details.get("measuring_s"), "trial_wall_s": engine.details.get("trial_wall_s")}
 
 
 class ServedTrials:
