@@ -10,12 +10,13 @@ so one ONNX Runtime call never sees more than `batch_size` instances.
 
 Requests are JSON or binary (the binary tensor data extension, `serving.v2.wire`). A replica
 answers every problem with a V2 error body ``{"error": message}``: 400 for a bad request,
-404 for an unknown model, 408 when the body does not arrive within ``args.body_timeout_s``,
-413 for a body over the limit (checked from content-length before reading, and while
-reading), 415 for a content-type that is neither V2 JSON nor V2 binary, 500 if inference
-fails. Overload and time-outs are Ray Serve's (configured in `serving.serve_config`): its proxy
-answers 503 when ``max_queued_requests`` are waiting, and 408 after
-``http_options.request_timeout_s``, both with a text/plain body (Ray offers no JSON form).
+404 for an unknown model, 408 when the body does not arrive within ``body_timeout_s`` or the
+answer is not ready within ``request_timeout_s`` (both in user_config; Ray Serve itself answers
+408 in text/plain at ``http_options.request_timeout_s``, the same value, and this deadline is the
+backstop for when it does not), 413 for a body over the limit (checked from content-length before reading, and
+while reading), 415 for a content-type that is neither V2 JSON nor V2 binary, 500 if inference
+fails. Overload is Ray Serve's (configured in `serving.serve_config`): it answers 503 when
+``max_queued_requests`` are waiting, with a text/plain body (Ray offers no JSON form).
 Application metrics: see `serving.metrics`.
 """
 
@@ -56,8 +57,12 @@ logger = logging.getLogger("ray.serve")
 Tensors = dict[str, np.ndarray]
 
 PLATFORM = "onnxruntime_onnx"
-#: An ONNX Runtime call shorter than this runs on the event loop instead of a worker thread (the
-#: thread hand-off and the GIL's ping-pong cost more than such a call).
+#: An ONNX Runtime call predicted shorter than this runs on the event loop instead of a worker
+#: thread (the thread hand-off and the GIL's ping-pong cost more than such a call). The
+#: prediction is the longest time per instance seen so far times the batch's instances; one
+#: call on the loop that took longer (a model whose cost depends on the values, not only the
+#: count) sends every later call of this model to the thread: the loop, which answers health
+#: checks, 503s and time-outs, is blocked at most once.
 INLINE_CALL_S = 0.0005
 MODEL_VERSION = "1"
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -131,7 +136,8 @@ class ModelServer:
         self._settings: ServeSettings | None = None
         self._session: ort.InferenceSession | None = None
         self._metrics: ServerMetrics | None = None
-        self._inline = False  # set after each batch from how long its calls took
+        self._per_instance_s: float | None = None  # longest ONNX Runtime time per instance seen
+        self._inline_ok = True  # False once a call on the loop took longer than INLINE_CALL_S
         if settings is not None:
             self.reconfigure(settings.model_dump())
 
@@ -164,6 +170,7 @@ class ModelServer:
         self._infer_batch.set_max_batch_size(settings.batch_size)  # type: ignore[attr-defined]
         self._infer_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
         self._settings, self._session = settings, session
+        self._per_instance_s, self._inline_ok = None, True  # a new model or batch size: learn again
 
     def check_health(self) -> None:
         """Serve's replica health check: the session must be loaded."""
@@ -261,10 +268,17 @@ class ModelServer:
     async def infer(self, name: str, request: Request, version: str | None = None) -> Response:
         """V2 inference, JSON or binary; errors as {"error"} (see the module docstring)."""
         started = time.perf_counter()
+        limit_s = self._current().request_timeout_s
         try:
-            response = await self._infer(name, version, request)
+            async with asyncio.timeout(limit_s):
+                response = await self._infer(name, version, request)
         except ProtocolError as exc:
             response = _error(exc.status, str(exc))
+        except TimeoutError:
+            response = _error(408, f"The request timed out after {limit_s}s (user_config.request_timeout_s, from "
+                                   "http_options.request_timeout_s). The replica is busy or the batch is too "
+                                   "large for the time allowed: retry later, send fewer instances, or raise "
+                                   "request_timeout_s in the Serve config.")
         if self._metrics is not None:
             self._metrics.request(response.status_code, time.perf_counter() - started)
         return response
@@ -292,11 +306,16 @@ class ModelServer:
         # A worker thread keeps the event loop (health checks, request parsing) responsive while a
         # long call runs; a call shorter than the hand-off to that thread runs on the loop itself.
         timings: list[tuple[int, float]] = []
-        if self._inline:
+        inline = self._inline_ok and self._per_instance_s is not None and \
+            self._per_instance_s * min(sum(map(_instances, requests)), self._current().batch_size) < INLINE_CALL_S
+        if inline:
             results = self._run_batch(requests, timings)
         else:
             results = await asyncio.to_thread(self._run_batch, requests, timings)
-        self._inline = bool(timings) and max(s for _, s in timings) < INLINE_CALL_S
+        for instances, seconds in timings:
+            self._per_instance_s = max(self._per_instance_s or 0.0, seconds / max(1, instances))
+            if inline and seconds > INLINE_CALL_S:
+                self._inline_ok = False
         for instances, seconds in timings:  # recorded on the event loop's thread
             if self._metrics is not None:
                 self._metrics.batch(instances, seconds)

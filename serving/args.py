@@ -67,6 +67,12 @@ class ServeSettings(BaseModel):
         description="Largest request body in bytes (HTTP 413 above it); null derives it from "
         "batch_size and the model's inputs, sized for JSON.",
     )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Longest time, in seconds, a replica spends on one request, body to answer "
+        "(HTTP 408 after it); the same value as http_options.request_timeout_s, at which Ray Serve "
+        "answers 408 itself: a backstop.",
+    )
     body_timeout_s: float = Field(
         default=30.0, gt=0,
         description="Longest time, in seconds, a replica waits for a request body (HTTP 408 "

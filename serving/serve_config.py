@@ -136,6 +136,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             batch_size=config.batch_size, threads_per_replica=config.threads_per_replica,
             batch_wait_timeout_s=options.batch_wait_timeout_s, input_shapes=dict(model.input_shapes),
             max_body_bytes=options.max_body_bytes, body_timeout_s=options.request_timeout_s,
+            request_timeout_s=options.request_timeout_s,
         )
     except ValidationError as exc:
         raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None

@@ -538,12 +538,14 @@ class TestOverload:
                 assert response.headers["retry-after"] == "1"
         assert slow.post(0)[0].status_code == 200
 
-    def test_request_past_the_time_out_gets_408_from_rays_proxy(self, slow: Slow) -> None:
+    def test_request_past_the_time_out_gets_408(self, slow: Slow) -> None:
+        """From Ray Serve (text/plain) or, if it has not answered, from the replica's own deadline
+        (user_config.request_timeout_s, V2 JSON): the same time-out either way."""
         slow.wait_serving()
         response, elapsed = slow.post(SLOW_TIMEOUT_S + 3)
         assert response.status_code == 408
         assert SLOW_TIMEOUT_S - 0.5 < elapsed < SLOW_TIMEOUT_S + 2.5
-        assert "timed out after 4.0s" in response.text  # Ray's own text/plain body
+        assert "timed out after 4.0s" in response.text
         slow.wait_serving()  # the ONNX Runtime call runs to its end, then the replica is free
 
     def test_slow_upload_gets_408_from_the_replica(self, slow: Slow) -> None:

@@ -82,6 +82,7 @@ measurement: {warmup_s: 0.1, window_s: 0.3, min_windows: 2, max_windows: 3, targ
     finalists = [t for t in trials if t["remeasured"]]
     assert 1 <= len(finalists) <= 2
     for t in finalists:
-        assert t["remeasured"]["samples"] == 3
+        # Finalists are re-measured served; the engine-level first measurement is not in that median.
+        assert t["level"] == "served" and t["remeasured"]["samples"] == 2
         lo, hi = t["remeasured"]["spread"]["throughput_rps"]
         assert lo <= t["metrics"]["throughput_rps"] <= hi
