@@ -17,6 +17,7 @@ requests, and tuner's own V2 client (binary tensors, as served trials drive an e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -129,13 +130,23 @@ def child(path: str, seconds: float) -> dict:
         ts.apply(make_serve_config(config, ServedModel("resnet18", resnet.variants["fp32"].path,
                                                        {s.name: list(s.shape) for s in resnet.inputs}),
                                    ServingOptions(port=port, app_name="resnet")))
+        _client(base, "resnet18", resnet.inputs, 2.0)  # warm; the digits replica has stopped by now
         pids = {"replica": list(replica_pids()), "proxy": stack_processes()["proxy"], "client": [os.getpid()]}
-        before = {k: sum(sum(psutil.Process(p).cpu_times()[:2]) for p in v) for k, v in pids.items()}
+
+        def cpu(v: list[int]) -> dict[int, float]:
+            out = {}
+            for pid in v:
+                with contextlib.suppress(psutil.Error):  # gone (a stopped replica, a reloaded HAProxy)
+                    out[pid] = sum(psutil.Process(pid).cpu_times()[:2])
+            return out
+
+        before = {k: cpu(v) for k, v in pids.items()}
         t0 = time.perf_counter()
         out["resnet18_b8_served_rps"] = _client(base, "resnet18", resnet.inputs, seconds * 2)
         wall = time.perf_counter() - t0
-        after = {k: sum(sum(psutil.Process(p).cpu_times()[:2]) for p in v) for k, v in pids.items()}
-        out["resnet18_stack_cores_used"] = {k: round((after[k] - before[k]) / wall, 3) for k in pids}
+        after = {k: cpu(v) for k, v in pids.items()}
+        out["resnet18_stack_cores_used"] = {
+            k: round(sum(after[k][p] - before[k][p] for p in before[k] if p in after[k]) / wall, 3) for k in pids}
         serve.delete("resnet")
         out["resnet18_b8_bare_ort_rps"] = bare_ort(resnet.variants["fp32"].path, resnet.inputs, seconds * 2)
     ts.shutdown()

@@ -59,11 +59,13 @@ Tensors = dict[str, np.ndarray]
 PLATFORM = "onnxruntime_onnx"
 #: An ONNX Runtime call predicted shorter than this runs on the event loop instead of a worker
 #: thread (the thread hand-off and the GIL's ping-pong cost more than such a call). The
-#: prediction is the longest time per instance seen so far times the batch's instances; one
-#: call on the loop that took longer (a model whose cost depends on the values, not only the
-#: count) sends every later call of this model to the thread: the loop, which answers health
-#: checks, 503s and time-outs, is blocked at most once.
+#: prediction is a moving average of the time per instance times the batch's instances. A call
+#: on the loop that took longer than SLOW_INLINE_S (a model whose cost depends on the values,
+#: not only the count) sends the next 100 x 2^k calls to the thread (k: how often it happened),
+#: so the loop, which answers health checks, 503s and time-outs, is rarely blocked, while one
+#: call a noisy machine pre-empted does not turn the fast path off for good.
 INLINE_CALL_S = 0.0005
+SLOW_INLINE_S = 0.02
 MODEL_VERSION = "1"
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body, refused past `limit` bytes or `timeout_s` seconds.
@@ -136,8 +138,8 @@ class ModelServer:
         self._settings: ServeSettings | None = None
         self._session: ort.InferenceSession | None = None
         self._metrics: ServerMetrics | None = None
-        self._per_instance_s: float | None = None  # longest ONNX Runtime time per instance seen
-        self._inline_ok = True  # False once a call on the loop took longer than INLINE_CALL_S
+        self._per_instance_s: float | None = None  # moving average of ONNX Runtime time per instance
+        self._inline_pause, self._slow_inline = 0, 0  # calls kept off the loop; slow calls on it seen
         if settings is not None:
             self.reconfigure(settings.model_dump())
 
@@ -170,7 +172,7 @@ class ModelServer:
         self._infer_batch.set_max_batch_size(settings.batch_size)  # type: ignore[attr-defined]
         self._infer_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
         self._settings, self._session = settings, session
-        self._per_instance_s, self._inline_ok = None, True  # a new model or batch size: learn again
+        self._per_instance_s, self._inline_pause, self._slow_inline = None, 0, 0  # new model or batch: learn again
 
     def check_health(self) -> None:
         """Serve's replica health check: the session must be loaded."""
@@ -306,16 +308,19 @@ class ModelServer:
         # A worker thread keeps the event loop (health checks, request parsing) responsive while a
         # long call runs; a call shorter than the hand-off to that thread runs on the loop itself.
         timings: list[tuple[int, float]] = []
-        inline = self._inline_ok and self._per_instance_s is not None and \
+        inline = self._inline_pause == 0 and self._per_instance_s is not None and \
             self._per_instance_s * min(sum(map(_instances, requests)), self._current().batch_size) < INLINE_CALL_S
+        self._inline_pause = max(0, self._inline_pause - 1)
         if inline:
             results = self._run_batch(requests, timings)
         else:
             results = await asyncio.to_thread(self._run_batch, requests, timings)
         for instances, seconds in timings:
-            self._per_instance_s = max(self._per_instance_s or 0.0, seconds / max(1, instances))
-            if inline and seconds > INLINE_CALL_S:
-                self._inline_ok = False
+            per = seconds / max(1, instances)
+            self._per_instance_s = per if self._per_instance_s is None else 0.8 * self._per_instance_s + 0.2 * per
+            if inline and seconds > SLOW_INLINE_S:
+                self._slow_inline += 1
+                self._inline_pause = min(100 * 2 ** self._slow_inline, 1_000_000)
         for instances, seconds in timings:  # recorded on the event loop's thread
             if self._metrics is not None:
                 self._metrics.batch(instances, seconds)

@@ -1,10 +1,12 @@
 """Deploy a promoted trial, verify it under the trial's load, roll back when it falls short.
 
-Verification drives the live HTTP endpoint with the trial's load mode: offline, one request
-of `batch_size` instances in flight per replica (as the trial kept one call per replica
-busy), or server, Poisson arrivals at the trial's rate; inputs travel as binary tensors so
-JSON encoding does not distort a large input. It passes when the served throughput is at
-least (1 - tolerance) of the trial's and the served p95 at most (1 + tolerance) of it.
+Verification drives the live endpoint as the trial's served measurement did (same client,
+load mode, concurrency, instances per request, binary or JSON) and times it with the same
+protocol (1 s untimed, warm-up, windows until the last ones agree; `--verify-s` caps the time
+under load).
+
+It passes when no request fails, the served throughput is at least (1 - tolerance) of the
+trial's and the served p95 at most (1 + tolerance) of it.
 Every promotion is kept in the study's ``promotions`` attribute (who, when, which trial,
 the figures, the verdict), which the dashboard shows.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import getpass
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,10 @@ from tuner.config import TrialConfig
 from tuner.deploy.promote import Promotion
 from tuner.errors import TunerError
 from tuner.evaluators.served import ServedEvaluator
-from tuner.metrics import latency_percentiles_ms
 from tuner.models.spec import InputSpec
 from tuner.record import TrialRecord
-from tuner.spec.measurement import LoadSpec
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.spec.space import SearchSpace
 from tuner.study.readback import study_model
 
 HISTORY = "promotions"
@@ -62,6 +64,9 @@ class Verification:
     tuned_level: str = "served"
     concurrency: int | None = None
     instances_per_request: int = 1
+    windows: int = 0  # measuring windows the figures come from (the trial's protocol)
+    stable: bool | None = None  # whether the last windows agreed within stable_pct
+    measuring_s: float = 0.0  # time under load in those windows
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -105,40 +110,54 @@ class ClientPlan:
                    bool(measurement.get("binary", True)), level or "engine")
 
 
-WARMUP_S = 1.0  # discarded, as a trial's warm-up is: connections open, replicas' first batches
+WARMUP_S = 1.0  # untimed, as a served trial's: connections open, replicas' first batches
 
 
 def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: TrialRecord, plan: ClientPlan,
-           load: LoadSpec, duration_s: float, tolerance: float) -> Verification:
+           load: LoadSpec, duration_s: float, tolerance: float,
+           settings: MeasurementSettings | None = None) -> Verification:
     """Drive the endpoint as the trial was driven (the same client, load mode, concurrency and
-    request size; a warm-up, then one window of `duration_s`) and compare the figures."""
-    from serving.client import WindowClient
+    request size) and time it as the trial was timed: 1 s untimed, then the study's protocol
+    (`settings`: warm-up, windows until the last ones agree, figures from those) with at most
+    `duration_s` under load. Compare the figures."""
+    from tuner.evaluators.served import Endpoint, ServedBench
+    from tuner.evaluators.windows import run_protocol
 
     if trial.metrics is None:
         raise TunerError(f"Trial #{trial.number} has no measurement to verify against. Promote a measured trial.")
-    client = WindowClient(base_url, model_name, inputs, instances=plan.instances, concurrency=plan.concurrency,
-                          binary=plan.binary)
+    protocol = replace(settings or MeasurementSettings(), max_measuring_s=duration_s)
+    bench = ServedBench(plan.concurrency, plan.binary)
     try:
+        bench.prepare("verify", Endpoint(base_url, model_name), tuple(inputs), plan.instances)
         if load.mode == "offline":
-            client.closed_loop(WARMUP_S, 1)
-            window = client.closed_loop(duration_s, 1)
+            bench.run_for(WARMUP_S, 1)
         else:
             assert load.target_rps is not None
-            client.poisson(WARMUP_S, load.target_rps, 1)
-            window = client.poisson(duration_s, load.target_rps, 2)
+            bench.serve_for(WARMUP_S, load.target_rps, 0.0, 0)
+        bench.reset_failures()
+        try:
+            result = run_protocol(lambda method, args: [getattr(bench, method)(*(args[0] if isinstance(args, list)
+                                                                                 else args))], protocol, load)
+        except (ValueError, ZeroDivisionError, IndexError):  # no request came back: nothing to time
+            result = None
+        _sent, failed, _kinds, errors = bench.failures()
     finally:
-        client.close()
-    done = len(window.latencies_s)
-    p50, p95, p99 = latency_percentiles_ms(window.latencies_s) if done else (math.inf,) * 3
-    served = Figures(done * window.instances / window.elapsed_s, p50, p95, p99, done)
+        bench.close()
+    if result is None:
+        served, details = Figures(0.0, math.inf, math.inf, math.inf, 0), {}
+        failed = max(failed, 1)
+    else:
+        served, details = Figures(result.throughput_rps, result.latency_p50_ms, result.latency_p95_ms,
+                                  result.latency_p99_ms, result.details.get("requests")), result.details
     m = trial.metrics
     tuned = Figures(m.throughput_rps, m.latency_p50_ms, m.latency_p95_ms, m.latency_p99_ms)
     t_ratio = served.throughput_rps / tuned.throughput_rps if tuned.throughput_rps else 0.0
     p_ratio = served.latency_p95_ms / tuned.latency_p95_ms if tuned.latency_p95_ms else float("inf")
-    failed = window.requests_failed
     passed = failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
     return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
-                        failed, window.errors_sample, plan.level, plan.concurrency, plan.instances)
+                        failed, tuple(errors), plan.level, plan.concurrency, plan.instances,
+                        int(details.get("windows") or 0), bool(details.get("stable")),
+                        float(details.get("measuring_s") or 0.0))
 
 
 def describe(v: Verification) -> str:
@@ -146,7 +165,8 @@ def describe(v: Verification) -> str:
     how = (f"{v.concurrency} in flight, " if v.mode == "offline" else "") + f"{v.instances_per_request} instance(s) each"
     note = ("" if v.tuned_level == "served" else f"\n  note: the trial was measured at the {v.tuned_level} level, "
             "which leaves out the serving stack; tune with --measure served to compare like with like")
-    return (f"verification ({v.mode} load, {how}, {v.duration_s:.0f} s): served {s.throughput_rps:,.1f} inf/s, "
+    how += f", {v.windows} windows in {v.measuring_s:.1f} s{'' if v.stable else ', not stable'}"
+    return (f"verification ({v.mode} load, {how}): served {s.throughput_rps:,.1f} inf/s, "
             f"p95 {s.latency_p95_ms:.2f} ms; tuned ({v.tuned_level}) {t.throughput_rps:,.1f} inf/s, "
             f"p95 {t.latency_p95_ms:.2f} ms; "
             f"ratio throughput {v.throughput_ratio:.2f}, p95 {v.p95_ratio:.2f} (tolerance {v.tolerance:.0%}); "
@@ -176,7 +196,9 @@ def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str 
         trial = promotion.choice.trial
         plan = ClientPlan.of_trial(study.trials[trial.number].user_attrs.get("measurement") or {}, promotion.config,
                                    int(app["deployments"][0]["max_ongoing_requests"]), trial.level)
-        v = verify(base, app["args"]["model_name"], model.inputs, trial, plan, load, verify_s, tolerance)
+        settings = SearchSpace.model_validate(study.user_attrs["search_space"]).measurement \
+            if "search_space" in study.user_attrs else None
+        v = verify(base, app["args"]["model_name"], model.inputs, trial, plan, load, verify_s, tolerance, settings)
         log(describe(v))
         entry |= {"verdict": "passed" if v.passed else "failed", "verification": asdict(v)}
         if not v.passed:
