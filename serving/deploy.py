@@ -11,11 +11,9 @@ Ray's workers at nice 0 (see `local_cluster`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.ingress import haproxy_env, sweep_orphans
+from serving.ingress import haproxy_env, sweep_orphans, terminate
 from tuner.errors import TunerError
 
 STATE_FILE = "serve-cluster.json"
@@ -149,13 +147,7 @@ def _kill_processes_under(marker: str) -> None:
     for p in psutil.process_iter(["cmdline"]):
         if any(marker in part for part in (p.info["cmdline"] or [])) and p.pid != os.getpid():
             victims.append(p)
-    for p in victims:
-        with contextlib.suppress(psutil.Error):
-            p.send_signal(signal.SIGTERM)
-    _gone, alive = psutil.wait_procs(victims, timeout=15)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
+    terminate(victims, timeout_s=15)
 
 
 SERVE_API = "/api/serve/applications/"

@@ -56,6 +56,19 @@ def haproxy_env(directory: str) -> dict[str, str]:
     return env
 
 
+def terminate(victims: list, timeout_s: float) -> None:
+    """SIGTERM the processes (psutil.Process), then SIGKILL those still alive after `timeout_s`."""
+    import psutil
+
+    for p in victims:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(victims, timeout=timeout_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
 def stop_haproxy(directory: str, remove: bool = True) -> int:
     """Stop every HAProxy whose command line names `directory` (left behind by a killed proxy
     actor); remove the directory. Returns how many were stopped."""
@@ -66,13 +79,7 @@ def stop_haproxy(directory: str, remove: bool = True) -> int:
         cmdline = p.info["cmdline"] or []
         if "haproxy" in (p.info["name"] or "") and any(directory in part for part in cmdline):
             victims.append(p)
-    for p in victims:
-        with contextlib.suppress(psutil.Error):
-            p.send_signal(signal.SIGTERM)
-    _gone, alive = psutil.wait_procs(victims, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
+    terminate(victims, timeout_s=5)
     if remove and Path(directory).name.startswith("tuner-hap-"):
         shutil.rmtree(directory, ignore_errors=True)
     return len(victims)
