@@ -159,8 +159,8 @@ class ModelServer:
             raise TunerError(f"Invalid user_config of the deployment: {lines}. Regenerate the Serve config.") from None
         old = self._settings
         session = self._session
-        if old is None or session is None or (settings.model_path, settings.threads_per_replica) != (
-                old.model_path, old.threads_per_replica):
+        if old is None or session is None or (settings.model_path, settings.threads_per_replica, settings.providers) != (
+                old.model_path, old.threads_per_replica, old.providers):
             session = load_session(settings)
         inputs, outputs = describe_model(session, settings)
         self._inputs, self._outputs = inputs, outputs
@@ -215,7 +215,8 @@ class ModelServer:
             "inputs": [meta.to_v2() for meta in self._inputs],
             "outputs": [meta.to_v2() for meta in self._outputs],
             "parameters": {"precision": self._current().precision, "batch_size": self._current().batch_size,
-                           "max_body_bytes": self._max_body_bytes},
+                           "max_body_bytes": self._max_body_bytes,
+                           "providers": self._session.get_providers() if self._session else []},
         }
 
     def model_ready(self, name: str, version: str | None = None) -> JSONResponse:

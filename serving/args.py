@@ -78,6 +78,12 @@ class ServeSettings(BaseModel):
         description="Longest time, in seconds, a replica waits for a request body (HTTP 408 "
         "after it), so that slow uploads cannot hold a replica's request slots.",
     )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], min_length=1,
+        description="ONNX Runtime execution providers, in order: CPUExecutionProvider (cpu trials, and gpu "
+        "trials of the test backend), CUDAExecutionProvider or TensorrtExecutionProvider first (gpu). A replica "
+        "refuses to start when its session does not get the first one (no silent fall-back to the CPU).",
+    )
 
     @field_validator("model_path")
     @classmethod
@@ -87,6 +93,15 @@ class ServeSettings(BaseModel):
                 f"Got {value!r} for model_path. It must be an absolute path to an .onnx file, "
                 "because replicas run in other working directories. Write the full path."
             )
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        known = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+        bad = [v for v in value if v not in known]
+        if bad:
+            raise ValueError(f"Got {bad} in providers. Use ONNX Runtime providers from {list(known)}.")
         return value
 
     @field_validator("precision")

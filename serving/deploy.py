@@ -95,8 +95,9 @@ def _alive(cluster: ServeCluster) -> bool:
         return False
 
 
-def local_cluster(start: bool = True) -> ServeCluster | None:
-    """tuner's local serving cluster: the one it started before if still alive, else a new one."""
+def local_cluster(start: bool = True, num_gpus: int | None = None) -> ServeCluster | None:
+    """tuner's local serving cluster: the one it started before if still alive, else a new one
+    (declaring `num_gpus` GPUs when given; by default the GPUs Ray detects)."""
     state = _state_path()
     if state.exists():
         try:
@@ -113,7 +114,7 @@ def local_cluster(start: bool = True) -> ServeCluster | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cmd = [_ray_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
            "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--num-cpus={2 * cores}",
-           f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+           f"--temp-dir={temp_dir}", "--disable-usage-stats"] + ([f"--num-gpus={num_gpus}"] if num_gpus is not None else [])
     # HAProxy's files under temp_dir: stop_local_cluster's sweep of temp_dir reaches it too.
     env = serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)

@@ -34,9 +34,38 @@ FILE_KEYS = {
 MAX_DIR_CHARS = 107 - 1 - 56 - 1 - len("metrics.sock")
 
 
-def _free_port() -> int:
+#: Ports are chosen above Ray's worker ports (10002-19999 by default) and below the kernel's
+#: ephemeral range: a port is chosen when a cluster starts and bound when Serve starts, maybe
+#: minutes later, and an ephemeral one can be taken meanwhile by any outgoing connection (seen:
+#: "cannot bind socket (Address already in use)" for the stats port after a study's trials).
+PORT_RANGE = (20000, 32767)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("", 0))  # HAProxy binds these on all interfaces: free there, not only on loopback
+        try:
+            s.bind(("", port))  # HAProxy binds these on all interfaces: free there, not only on loopback
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    import random
+
+    high = min(PORT_RANGE[1], _ephemeral_low() - 1)
+    for port in random.sample(range(PORT_RANGE[0], high + 1), min(200, max(0, high + 1 - PORT_RANGE[0]))):
+        if _bindable(port):
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: any free port
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 

@@ -37,11 +37,27 @@ def require_model_file(model_path: str) -> Path:
 
 
 def load_session(settings: ServeSettings) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with `threads_per_replica` intra-op threads."""
+    """An ONNX Runtime session on `settings.providers` with `threads_per_replica` intra-op threads.
+
+    Raises:
+        TunerError: the file is missing, or the session did not get the first provider (ONNX
+            Runtime falls back to the CPU silently when e.g. CUDA cannot load: a GPU deployment
+            must not serve from the CPU unnoticed).
+    """
     options = session_options(settings.threads_per_replica)  # the options the trial measured with
-    return ort.InferenceSession(
-        str(require_model_file(settings.model_path)), options, providers=["CPUExecutionProvider"]
-    )
+    wanted = settings.providers[0]
+    available = ort.get_available_providers()
+    if wanted not in available:
+        raise TunerError(f"Got providers {settings.providers} in the Serve config, but ONNX Runtime "
+                         f"{ort.__version__} on this node has {available}. Install onnxruntime-gpu on the GPU "
+                         "nodes (pip install 'tuner[gpu]'), or promote a trial this cluster can run.")
+    session = ort.InferenceSession(str(require_model_file(settings.model_path)), options,
+                                   providers=list(settings.providers))
+    if session.get_providers()[0] != wanted:
+        raise TunerError(f"The ONNX Runtime session got providers {session.get_providers()}, not {wanted} "
+                         "first (ONNX Runtime's log names the library it could not load). Check CUDA and cuDNN "
+                         "on this node.")
+    return session
 
 
 def _client_dtype(ort_type: str, what: str) -> np.dtype:

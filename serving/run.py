@@ -93,14 +93,20 @@ def _announce_when_ready(url: str, name: str, child: subprocess.Popen, timeout_s
         time.sleep(_POLL_INTERVAL_S)
 
 
-def serve_command(config_path: Path, address: str | None = None) -> list[str]:
-    """The ``serve run`` command line, with this interpreter (so this venv's Ray runs it)."""
+def serve_command(config_path: Path, address: str | None = None, num_gpus: int | None = None) -> list[str]:
+    """The ``serve run`` command line, with this interpreter (so this venv's Ray runs it).
+
+    `num_gpus`: start a new local cluster that declares this many GPUs (``serve run`` has no
+    such flag, and it keeps a Ray that is already initialised, so Ray is started first)."""
+    if num_gpus is not None:
+        start = f"import ray; ray.init(address='local', namespace='serve', num_gpus={int(num_gpus)})\n"
+        return [sys.executable, "-c", start + _SERVE_MAIN, "run", str(config_path)]
     command = [sys.executable, "-c", _SERVE_MAIN, "run", str(config_path)]
     return command + (["--address", address] if address else [])
 
 
 def serve_foreground(config_path: Path, *, address: str | None = None,
-                     ready_timeout_s: float = 120.0, out: TextIO | None = None) -> int:
+                     ready_timeout_s: float = 120.0, out: TextIO | None = None, num_gpus: int | None = None) -> int:
     """Validate a Serve config, then run it with ``serve run`` until interrupted.
 
     Args:
@@ -109,6 +115,8 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
             previous ``ray start``, else a new local one); "local" always starts a new one.
         ready_timeout_s: after this long without readiness, print a hint (and keep waiting).
         out: where the ready line goes (default stdout).
+        num_gpus: GPUs a new local cluster declares (None: what Ray detects); only with a
+            new local cluster.
 
     Returns:
         The exit code of ``serve run`` (128 + N if signal N killed it).
@@ -118,6 +126,10 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
     """
     config_path = Path(config_path).resolve()
     config = load_serve_config(config_path)
+    if num_gpus is not None and address not in (None, "local"):
+        raise field_error("--num-gpus", num_gpus, f"GPUs are declared by a cluster's nodes when they start, and "
+                          f"--ray-address {address!r} names a running cluster.", "Drop --num-gpus, or serve on a new "
+                          "local cluster (no --ray-address).")
     if address is None or address == "local":
         _check_port_free(config, config_path)
     url, name = endpoint(config)
@@ -126,7 +138,7 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
     # A Ray cluster `serve run` starts runs its workers at nice 0 (see serving_env), with its
     # own HAProxy ports and files (stopped below if a killed proxy leaves its HAProxy behind).
     haproxy_dir = new_directory()
-    child = subprocess.Popen(serve_command(config_path, address), stdin=subprocess.DEVNULL,
+    child = subprocess.Popen(serve_command(config_path, address, num_gpus), stdin=subprocess.DEVNULL,
                              env=serving_env(haproxy_dir=haproxy_dir), **group)
     signals_seen = 0
 

@@ -76,6 +76,15 @@ class ServedModel:
 
 
 @dataclass(frozen=True)
+class GpuServing:
+    """How the replicas of a gpu trial hold their GPU: `num_gpus` each (1, or 1/k when k share
+    one), ONNX Runtime `providers` in order (the trial's backend)."""
+
+    num_gpus: float
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ServingOptions:
     """How the deployment is exposed and bounded (everything but the trial's configuration).
 
@@ -97,6 +106,8 @@ class ServingOptions:
         retry_after_s: the ``Retry-After`` header of a 503 (overloaded) response.
         access_log: Serve's per-request access log; off by default, as writing it cost about 6%
             of a replica's CPU per request for a small model here (errors are still logged).
+        gpu: for a gpu trial, each replica's GPU share and ONNX Runtime providers (from the
+            trial's record); None for a cpu trial.
     """
 
     host: str = "127.0.0.1"
@@ -111,6 +122,7 @@ class ServingOptions:
     max_body_bytes: int | None = None
     retry_after_s: float = 1.0
     access_log: bool = False
+    gpu: GpuServing | None = None
 
 
 def _check_options(options: ServingOptions) -> None:
@@ -137,6 +149,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             batch_wait_timeout_s=options.batch_wait_timeout_s, input_shapes=dict(model.input_shapes),
             max_body_bytes=options.max_body_bytes, body_timeout_s=options.request_timeout_s,
             request_timeout_s=options.request_timeout_s,
+            providers=list(options.gpu.providers) if options.gpu else ["CPUExecutionProvider"],
         )
     except ValidationError as exc:
         raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
@@ -158,9 +171,15 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
         TunerError: an argument breaks a rule (named, with the value and the fix).
     """
     options = options or ServingOptions()
-    if config.platform != "cpu":
-        raise field_error("platform", config.platform, "The Serve application runs ONNX Runtime on CPUs.",
-                          "Promote a cpu trial (tuner show lists them).")
+    if config.platform not in ("cpu", "gpu"):
+        raise field_error("platform", config.platform, "The Serve application runs ONNX Runtime on CPUs "
+                          "and GPUs; FPGA trials are estimates.", "Promote a cpu or gpu trial (tuner show lists them).")
+    if (config.platform == "gpu") != (options.gpu is not None):
+        raise field_error("options.gpu", options.gpu, "A gpu trial needs its GPU share and providers, and only "
+                          "a gpu trial has them.", "Pass GpuServing from the trial's gpu record for a gpu trial.")
+    if options.gpu is not None and not 0 < options.gpu.num_gpus <= 1:
+        raise field_error("options.gpu.num_gpus", options.gpu.num_gpus, "It must be in (0, 1]: a replica holds "
+                          "one GPU or a share of one.", "Use the trial's num_gpus_per_replica.")
     _check_options(options)
     settings = serve_settings_for(config, model, options)
     try:
@@ -195,7 +214,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
                         "max_surge_percent": options.max_surge_percent,
                         "graceful_shutdown_timeout_s": (
                             options.graceful_shutdown_timeout_s or options.request_timeout_s),
-                        "ray_actor_options": {"num_cpus": config.threads_per_replica},
+                        "ray_actor_options": _actor_options(config, options),
                         "logging_config": {"enable_access_log": options.access_log},
                         # Changed in place by a running replica (ModelServer.reconfigure).
                         "user_config": settings.model_dump(mode="json"),
@@ -210,6 +229,14 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
         raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
                          f"{_validation_message(exc, 'config')}") from None
     return serve_config
+
+
+def _actor_options(config: TrialConfig, options: ServingOptions) -> dict[str, float]:
+    """A replica's Ray resources: its threads' cores; a gpu replica also its GPU share (its one
+    host thread drives the GPU)."""
+    if options.gpu is None:
+        return {"num_cpus": config.threads_per_replica}
+    return {"num_cpus": 1, "num_gpus": options.gpu.num_gpus}
 
 
 def _positive_int(name: str, value: int | None, default: int) -> int:

@@ -90,6 +90,11 @@ class TrialServe:
             return False
         return (params.get("batch_size"), params.get("precision")) == (settings["batch_size"], settings["precision"])
 
+    def remove(self, name: str) -> None:
+        """Delete application `name` (its replicas stop and give back their resources)."""
+        serve.delete(name)
+        self._pids.pop(name, None)
+
     def shutdown(self) -> None:
         serve.shutdown()
 

@@ -14,7 +14,10 @@ class ClusterInfo:
         max_node_cpus: CPUs of the largest node (one replica's threads must fit one node).
         total_gpus: GPUs in the whole cluster.
         nodes: number of alive nodes.
-        gpu_evaluator: whether GPU trials can be measured here (a GPU runtime is installed).
+        gpu_evaluator: whether GPU trials can be measured here (a GPU runtime imports on the
+            GPU nodes, or the test backend was asked for).
+        gpu_note: why gpu trials cannot run here (which of GPUs or runtime is missing, and the
+            fix), from the probe of the GPU nodes; empty when they can.
         fpga_devices: FPGA models the analytical cost model can price, with their DPU cores
             (FPGA trials are estimated, so no board has to be attached).
     """
@@ -24,6 +27,7 @@ class ClusterInfo:
     total_gpus: float = 0.0
     nodes: int = 1
     gpu_evaluator: bool = False
+    gpu_note: str = ""
     fpga_devices: dict[str, int] = field(default_factory=dict)
 
     def can_run(self, platform: str) -> bool:
@@ -34,11 +38,11 @@ class ClusterInfo:
         if platform == "cpu":
             return None if self.total_cpus >= 1 else "the cluster has no CPUs"
         if platform == "gpu":
-            if self.total_gpus <= 0:
-                return "the Ray cluster has no GPUs"
-            if not self.gpu_evaluator:
-                return "no GPU runtime (onnxruntime-gpu) is installed on the driver"
-            return None
+            if self.gpu_evaluator and self.total_gpus > 0:
+                return None
+            if self.gpu_note:
+                return self.gpu_note
+            return "the Ray cluster has no GPUs" if self.total_gpus <= 0 else "no GPU runtime was found on the GPU nodes"
         if platform == "fpga":
             return None if self.fpga_devices else "no FPGA device is in the catalog"
         return f"unknown platform {platform!r}"

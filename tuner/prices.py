@@ -3,7 +3,9 @@
 cost_usd_per_million = hourly price of the resources a configuration holds
                        / (throughput_rps * 3600) * 1e6
 CPU: replicas x threads_per_replica vCPUs. FPGA: one board (all its DPU cores are paid for
-whether used or not). GPU: one GPU per replica.
+whether used or not). GPU: the GPUs the replicas hold, replicas x num_gpus each (a whole GPU
+each, or 1/k of one when k share it: `tuner.evaluators.gpu.select.gpu_layout` on the cluster's
+GPUs), priced at the row of the card the cluster has (gpu.<device>).
 """
 
 from __future__ import annotations
@@ -33,11 +35,22 @@ class _PriceFile(BaseModel):
 
 @dataclass(frozen=True)
 class PriceTable:
+    """The price rows, and what gpu prices depend on: the cluster's GPUs and their card.
+
+    Attributes:
+        gpus: GPUs in the cluster (sets how replicas share them).
+        gpu_device: the card's catalog key, for gpu configs that name no device.
+    """
+
     rows: Mapping[str, PriceRow]
+    gpus: float = 1.0
+    gpu_device: str | None = None
 
     def key_for(self, config: TrialConfig) -> str:
         if config.platform == "cpu":
             return "cpu.vcpu"
+        if config.platform == "gpu":
+            return f"gpu.{config.device or self.gpu_device}"
         return f"{config.platform}.{config.device}"
 
     def units_for(self, config: TrialConfig) -> float:
@@ -45,7 +58,9 @@ class PriceTable:
         if config.platform == "cpu":
             return float(config.replicas * config.threads_per_replica)
         if config.platform == "gpu":
-            return float(config.replicas)
+            from tuner.evaluators.gpu.select import gpu_layout
+
+            return config.replicas * gpu_layout(config.replicas, max(self.gpus, 1.0)).num_gpus_per_replica
         return 1.0  # fpga: the whole board
 
     def row(self, key: str) -> PriceRow:

@@ -34,6 +34,56 @@ class Remeasured:
 
 
 @dataclass(frozen=True)
+class GpuRecord:
+    """How a gpu trial held and used its GPUs (`tuner show --json` key ``gpu``).
+
+    Attributes:
+        backend: "ort" (ONNX Runtime CUDA / TensorRT provider) or "test-cpu" (the TEST backend:
+            ONNX Runtime on the CPU behind a declared GPU; its figures are CPU figures).
+        test_backend: True for the test backend.
+        device: the card's catalog key (its price row is gpu.<device>).
+        device_name: the card as CUDA names it.
+        providers: ONNX Runtime providers, in order.
+        num_gpus_per_replica: each replica actor's Ray `num_gpus` (1, or 1/k when k share one).
+        replicas_per_gpu: most replicas on one GPU.
+        gpus_used: GPUs the trial occupied.
+        gpu_fraction_used: GPUs paid for (replicas x num_gpus_per_replica).
+        memory_fraction: each replica's cap on its GPU's memory when it shares one, else None.
+        gpu_memory_peak_mib: the largest replica's peak device memory; None when not measurable
+            (the test backend), with `gpu_memory_source` saying why.
+        gpu_memory_source: where the memory figure comes from.
+    """
+
+    backend: str
+    test_backend: bool
+    device: str
+    device_name: str
+    providers: tuple[str, ...]
+    num_gpus_per_replica: float
+    replicas_per_gpu: int
+    gpus_used: int
+    gpu_fraction_used: float
+    memory_fraction: float | None
+    gpu_memory_peak_mib: float | None
+    gpu_memory_source: str | None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GpuRecord:
+        return cls(str(d["backend"]), bool(d["test_backend"]), str(d["device"]), str(d["device_name"]),
+                   tuple(d.get("providers") or ()), float(d["num_gpus_per_replica"]), int(d["replicas_per_gpu"]),
+                   int(d["gpus_used"]), float(d["gpu_fraction_used"]), d.get("memory_fraction"),
+                   d.get("gpu_memory_peak_mib"), d.get("gpu_memory_source"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "test_backend": self.test_backend, "device": self.device,
+                "device_name": self.device_name, "providers": list(self.providers),
+                "num_gpus_per_replica": self.num_gpus_per_replica, "replicas_per_gpu": self.replicas_per_gpu,
+                "gpus_used": self.gpus_used, "gpu_fraction_used": self.gpu_fraction_used,
+                "memory_fraction": self.memory_fraction, "gpu_memory_peak_mib": self.gpu_memory_peak_mib,
+                "gpu_memory_source": self.gpu_memory_source}
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """One trial as tuner reports it.
 
@@ -54,6 +104,7 @@ class TrialRecord:
         level: what `metrics` measure: "served" (through the Ray Serve app, over HTTP),
             "engine" (ONNX Runtime in a bench process) or "estimate" (a cost model).
         engine: a served trial's engine-level figures (the ceiling), if measured.
+        gpu: a gpu trial's backend, GPU share and memory; None for other platforms.
     """
 
     number: int
@@ -69,6 +120,7 @@ class TrialRecord:
     remeasured: Remeasured | None = None
     level: str | None = None
     engine: Metrics | None = None
+    gpu: GpuRecord | None = None
 
     @property
     def serving_efficiency(self) -> float | None:
@@ -101,6 +153,7 @@ class TrialRecord:
             "remeasured": self.remeasured.to_json() if self.remeasured else None,
             "level": self.level, "engine": self.engine.to_dict() if self.engine else None,
             "serving_efficiency": self.serving_efficiency,
+            "gpu": self.gpu.to_json() if self.gpu else None,
         }
 
 

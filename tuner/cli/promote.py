@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "detached, then verify it under load and roll back if it falls short")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="with --deploy: the cluster's dashboard (http://HOST:8265) or HOST:PORT (dashboard on 8265)")
+    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                   help="with --deploy: GPUs a new local serving cluster declares (default: the GPUs Ray detects)")
     p.add_argument("--verify-s", type=float, default=15.0, help="seconds of verification load (0: skip; default 15)")
     p.add_argument("--tolerance", type=float, default=0.10,
                    help="verification passes within this share of the trial's throughput and p95 (default 0.10)")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from tuner.deploy.rollout import deploy_promotion
 
-    entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance)
+    entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance,
+                             num_gpus=args.num_gpus)
     if entry.get("rolled_back_to") is not None:
         print(f"promotion of trial #{t.number} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
         return 1

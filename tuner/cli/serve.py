@@ -12,10 +12,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="Serve config written by tuner promote")
     p.add_argument("--ray-address", default="local", metavar="ADDR",
                    help="Ray cluster to run on (default: start a new local one)")
+    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                   help="GPUs the new local cluster declares (default: the GPUs Ray detects); e.g. to serve a "
+                        "gpu trial of the test backend on a machine without a GPU")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from serving.run import serve_foreground
 
-    return serve_foreground(args.config, address=args.ray_address)
+    return serve_foreground(args.config, address=args.ray_address, num_gpus=args.num_gpus)

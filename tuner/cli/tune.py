@@ -50,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="served: through the Ray Serve app promote deploys, over HTTP (what you get); engine: ONNX "
                         "Runtime in a bench process (faster, the ceiling). Default: the search space's measure "
                         "(served in the shipped spaces). Finalists are always re-measured served")
+    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                   help="GPUs the local Ray cluster declares (default: the GPUs Ray detects); with "
+                        "--gpu-backend test-cpu, a machine without a GPU runs gpu trials for tests")
+    p.add_argument("--gpu-backend", choices=["ort", "test-cpu"], default="ort",
+                   help="how gpu trials run: ort (default: ONNX Runtime's CUDA provider, TensorRT for int8, as "
+                        "the served app runs them); test-cpu: FOR TESTS ONLY, ONNX Runtime on the CPU behind a "
+                        "declared GPU (figures are CPU figures, labelled test_backend)")
     load_args(p)
     return p
 
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                        finalists=args.finalists, finalist_repeats=args.finalist_repeats,
                        load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
                        timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
-                       exclusive_hosts=args.exclusive_hosts, measure=args.measure)
+                       exclusive_hosts=args.exclusive_hosts, measure=args.measure, num_gpus=args.num_gpus,
+                       gpu_backend=args.gpu_backend)
     study = tune(opts)
     print_front(study)
     where = f" --storage {args.storage}" if args.storage else ""

@@ -10,15 +10,16 @@ from typing import Any
 import optuna
 from optuna.trial import FixedTrial
 
-from serving.serve_config import ServedModel, ServingOptions, make_serve_config, write_serve_config
+from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.front.selection import DEFAULT_POLICY, Choice, choose, explicit
+from tuner.record import TrialRecord
 from tuner.search.suggest import suggest
 from tuner.spec.space import SearchSpace
 from tuner.study.readback import study_model, study_record
 
-SERVABLE = {"cpu"}  # gpu once a GPU serving path exists; FPGA trials are estimates only
+SERVABLE = {"cpu", "gpu"}  # FPGA trials are estimates only
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,16 @@ def rematerialise(study: optuna.Study, number: int) -> TrialConfig:
     return config
 
 
+def gpu_serving(trial: TrialRecord) -> GpuServing | None:
+    """A gpu trial's GPU share and providers, from its record (what it was measured with)."""
+    if trial.platform != "gpu":
+        return None
+    if trial.gpu is None:
+        raise TunerError(f"Trial #{trial.number} is a gpu trial without a gpu record (its backend and GPU share): "
+                         "it was measured by an older tuner. Re-tune, or promote another trial.")
+    return GpuServing(trial.gpu.num_gpus_per_replica, trial.gpu.providers)
+
+
 def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEFAULT_POLICY,
             host: str = "127.0.0.1", port: int = 8000, *, slo_ms: float | None = None,
             max_cost: float | None = None, dry_run: bool = False) -> Promotion:
@@ -57,8 +68,9 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
     if trial is not None:
         choice = explicit(record.trials, trial, SERVABLE)
     else:
-        choice = choose(record.trials, policy, SERVABLE, slo_ms=slo_ms, max_cost=max_cost,
-                        objectives=record.objectives)
+        # Trials of the TEST backend (CPU figures behind a declared GPU) are promoted only by --trial N.
+        real = tuple(r for r in record.trials if not (r.gpu and r.gpu.test_backend))
+        choice = choose(real, policy, SERVABLE, slo_ms=slo_ms, max_cost=max_cost, objectives=record.objectives)
     number = choice.trial.number
     config = rematerialise(study, number)
     model = study_model(study)
@@ -71,7 +83,7 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
         )
     served = ServedModel(model.name, artifact, {s.name: list(s.shape) for s in model.inputs})
     options = ServingOptions(host=host, port=port, batch_wait_timeout_s=study.user_attrs.get("load", {}).get(
-        "batch_wait_timeout_s", 0.005))
+        "batch_wait_timeout_s", 0.005), gpu=gpu_serving(choice.trial))
     serve_config = make_serve_config(config, served, options)
     if not dry_run:
         write_serve_config(serve_config, out,

@@ -175,11 +175,12 @@ def describe(v: Verification) -> str:
 
 
 def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str | None, verify_s: float, tolerance: float,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Deploy `promotion` (from tuner.deploy.promote.promote), verify it, roll back on failure."""
+                     log: Callable[[str], None] = print, num_gpus: int | None = None) -> dict[str, Any]:
+    """Deploy `promotion` (from tuner.deploy.promote.promote), verify it, roll back on failure;
+    `num_gpus`: GPUs a new local serving cluster declares (None: what Ray detects)."""
     from serving import deploy as serve_deploy
 
-    cluster = _cluster(address)
+    cluster = _cluster(address, num_gpus)
     app = promotion.serve_config["applications"][0]
     previous = active(study)
     took = serve_deploy.deploy(cluster, promotion.path, app["name"])
@@ -239,10 +240,10 @@ def rollback(study: optuna.Study, address: str | None, log=print) -> dict[str, A
     return target
 
 
-def _cluster(address: str | None):
+def _cluster(address: str | None, num_gpus: int | None = None):
     from serving import deploy as serve_deploy
 
     if address is None:
-        return serve_deploy.local_cluster(start=True)
+        return serve_deploy.local_cluster(start=True, num_gpus=num_gpus)
     url = address if address.startswith("http") else f"http://{address.split(':')[0]}:8265"
     return serve_deploy.ServeCluster(address=address, dashboard_url=url)

@@ -3,7 +3,7 @@ platform it runs.
 
 Two kinds, by how a platform is evaluated:
 
-- `ReplicaEvaluator` (measured platforms: cpu; gpu once dispatched): one `Bench` per replica,
+- `ReplicaEvaluator` (measured platforms: cpu, gpu): one `Bench` per replica,
   each in its own process (a Ray actor) or thread (`LocalRunner`), driven window by window by
   `tuner.evaluators.windows.run_protocol` through a `Broadcast`.
 - `EstimateEvaluator` (modelled platforms: fpga): one pure function of the model's bytes and the
@@ -58,6 +58,21 @@ def no_key(config: TrialConfig) -> Hashable:
     return None
 
 
+def no_resources(config: TrialConfig) -> dict[str, float]:
+    """A replica that needs nothing from Ray but its cores (the default `actor_resources`)."""
+    return {}
+
+
+def no_refusal(config: TrialConfig) -> str | None:
+    """Every configuration of the platform can run (the default `refuses`)."""
+    return None
+
+
+def no_record(config: TrialConfig, replicas_info: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Nothing to add to a trial's record (the default `record`)."""
+    return None
+
+
 @dataclass(frozen=True)
 class ReplicaEvaluator:
     """A measured platform: `make_bench(config, cores)` builds one replica's bench inside its
@@ -71,12 +86,21 @@ class ReplicaEvaluator:
         cores_per_replica: exclusive cores one replica needs.
         bench_key: what else, besides its cores, a bench is built for; a replica process kept
             from an earlier trial is reused only for the same key (cpu: nothing else).
+        actor_resources: Ray resources a replica's actor asks for besides its cores, e.g.
+            {"num_gpus": 0.5} (gpu); none for cpu.
+        refuses: why a configuration cannot run here (recorded as infeasible, never retried),
+            or None.
+        record: what a trial of the platform adds to its record under the platform's name
+            (gpu: backend, num_gpus, GPU memory), from the replicas' `info()`; None for nothing.
     """
 
     platform: str
     make_bench: Callable[[TrialConfig, Sequence[int] | None], Bench]
     cores_per_replica: Callable[[TrialConfig], int]
     bench_key: Callable[[TrialConfig], Hashable] = no_key
+    actor_resources: Callable[[TrialConfig], dict[str, float]] = no_resources
+    refuses: Callable[[TrialConfig], str | None] = no_refusal
+    record: Callable[[TrialConfig, list[dict[str, Any]]], dict[str, Any] | None] = no_record
     level: str = "engine"
     estimated: bool = False
 

@@ -17,8 +17,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tuner.cluster_info import ClusterInfo
 from tuner.errors import TunerError
 from tuner.evaluators.cpu import cpu_model_name
+from tuner.evaluators.gpu.evaluator import GpuSetup, detect_gpu_setup
+from tuner.evaluators.gpu.select import detect_runtime
 from tuner.runner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.runner.pool import ActorPool
+
+#: The GPU share the probe task asks for (Ray's resource grain), so it lands on a GPU node.
+GPU_PROBE_SHARE = 1e-4
 
 
 def _probe() -> tuple[str, list[int], str]:
@@ -43,7 +48,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 class RayCluster:
     """Connects to (or starts) Ray, and learns which cores each node may use."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
         self.started_here = address is None
         self._serve: Any = None
         self._haproxy_dir: str | None = None
@@ -68,12 +73,17 @@ class RayCluster:
                 ray.init(
                     address="local",  # a new cluster, never a stale one from /tmp/ray
                     num_cpus=num_cpus or os.cpu_count(),
+                    num_gpus=num_gpus,  # None: the GPUs Ray detects; N: declare N (--num-gpus)
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",
                     logging_level=logging.ERROR,
                     log_to_driver=False,
                 )
             else:
+                if num_gpus is not None:
+                    raise TunerError(f"Got --num-gpus {num_gpus} with --ray-address {address!r}. An existing "
+                                     "cluster's GPUs are declared when its nodes start (ray start --num-gpus N); "
+                                     "drop --num-gpus.")
                 _check_reachable(address)
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -110,6 +120,7 @@ class RayCluster:
                 answered.append((node, ray.get(ref)))
             except RayError:
                 continue  # it died between ray.nodes() and the probe: its cores are not offered
+        self.gpu_nodes = frozenset(n["NodeID"] for n, _ in answered if float(n["Resources"].get("GPU", 0)) > 0)
         host_cores: dict[str, list[int]] = {}
         self.cpu_models: dict[str, str] = {}
         rows = []
@@ -124,15 +135,36 @@ class RayCluster:
         self.nodes = self._probe_nodes()
         self.allocator.set_nodes(self.nodes)
 
-    def info(self, fpga_devices: dict[str, int], gpu_evaluator: bool = False) -> ClusterInfo:
+    def total_gpus(self) -> float:
+        return sum(float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive"))
+
+    def probe_gpu(self, backend: str = "ort") -> tuple[GpuSetup | None, str]:
+        """What gpu trials can run on: a probe task on a GPU node (the driver may have no GPU, or
+        another runtime) reports the installed runtime; the note says what is missing, if anything."""
+        gpus = self.total_gpus()
+        facts = None
+        if gpus > 0:
+            probe = ray.remote(num_cpus=0, num_gpus=GPU_PROBE_SHARE, max_retries=1)(detect_runtime)
+            ref = probe.remote()
+            ready, _ = ray.wait([ref], timeout=60)
+            if ready:
+                try:
+                    facts = ray.get(ref)
+                except RayError:
+                    facts = None
+            else:
+                ray.cancel(ref, force=True)
+        return detect_gpu_setup(gpus, facts, backend)
+
+    def info(self, fpga_devices: dict[str, int], gpu: GpuSetup | None = None, gpu_note: str = "") -> ClusterInfo:
         cpus = [len(n.cores) for n in self.nodes]
-        gpus = sum(float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive"))
         return ClusterInfo(
             total_cpus=sum(cpus),
             max_node_cpus=max(cpus, default=0),
-            total_gpus=gpus,
+            total_gpus=self.total_gpus(),
             nodes=len(self.nodes),
-            gpu_evaluator=gpu_evaluator,
+            gpu_evaluator=gpu is not None,
+            gpu_note="" if gpu is not None else gpu_note,
             fpga_devices=fpga_devices,
         )
 

@@ -81,24 +81,25 @@ class CoreAllocator:
     def usable_cpus(self) -> dict[str, int]:
         return {n.node_id: len(n.cores) for n in self.nodes}
 
-    def can_ever_fit(self, replicas: int, threads: int) -> bool:
-        """Whether the layout fits the empty cluster (else waiting for it would never end)."""
+    def can_ever_fit(self, replicas: int, threads: int, only: frozenset[str] | None = None) -> bool:
+        """Whether the layout fits the empty cluster (else waiting for it would never end);
+        `only`: the node ids it may use (e.g. the nodes with GPUs), None for any."""
         with self._cond:
-            return self._place(replicas, threads, busy=set(), held={}) is not None
+            return self._place(replicas, threads, busy=set(), held={}, only=only) is not None
 
     def try_reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement] | None:
         with self._cond:
             return self._take(self._place(replicas, threads, self._busy, exclusive), exclusive)
 
     def reserve(self, replicas: int, threads: int, timeout_s: float | None = None,
-                exclusive: bool = False) -> list[Placement] | None:
+                exclusive: bool = False, only: frozenset[str] | None = None) -> list[Placement] | None:
         """Reserve cores for every replica, waiting for running trials to release them."""
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: self._place(replicas, threads, self._busy, exclusive) is not None, timeout_s)
+                lambda: self._place(replicas, threads, self._busy, exclusive, only=only) is not None, timeout_s)
             if not ok:
                 return None
-            return self._take(self._place(replicas, threads, self._busy, exclusive), exclusive)
+            return self._take(self._place(replicas, threads, self._busy, exclusive, only=only), exclusive)
 
     def release(self, placement: list[Placement], exclusive: bool = False) -> None:
         with self._cond:
@@ -123,13 +124,15 @@ class CoreAllocator:
         return placement
 
     def _place(self, replicas: int, threads: int, busy: set[tuple[str, int]],
-               exclusive: bool = False, held: dict[str, int] | None = None) -> list[Placement] | None:
+               exclusive: bool = False, held: dict[str, int] | None = None,
+               only: frozenset[str] | None = None) -> list[Placement] | None:
         """First fit, filling the node with the most free cores first (spreads parallel trials).
         A host held by an exclusive trial takes nothing else; an exclusive trial takes only
         hosts where nothing runs."""
         held = self._held if held is None else held
         busy_hosts = {n.host for n in self.nodes for c in n.cores if (n.node_id, c) in busy}
-        usable = [n for n in self.nodes if n.host not in held and not (exclusive and n.host in busy_hosts)]
+        usable = [n for n in self.nodes if n.host not in held and not (exclusive and n.host in busy_hosts)
+                  and (only is None or n.node_id in only)]
         free = {n.node_id: [c for c in n.cores if (n.node_id, c) not in busy] for n in usable}
         out: list[Placement] = []
         for _ in range(replicas):

@@ -4,8 +4,9 @@ trials.
 Starting a worker process costs 0.4-2.5 s here, more than a short trial measures; an idle
 actor whose cores, node, platform and bench key match the next trial's is reused (the process,
 not its sessions: an idle actor drops them, as their memory arenas keep the peak of the largest
-batch). Idle actors still hold their Ray CPUs, so before a new actor is placed, idle actors on
-overlapping cores are killed.
+batch). Idle actors still hold their Ray CPUs (and GPUs), so before a new actor is placed, idle
+actors on overlapping cores are killed, and before a GPU actor is placed, idle GPU actors of
+its node.
 
 Every actor is a `ReplicaHost`: it builds its evaluator's bench once, in its own process, and
 runs the bench's methods by name, so the pool serves any `ReplicaEvaluator` alike.
@@ -49,6 +50,7 @@ class ActorPool:
     def __init__(self) -> None:
         self._idle: dict[Key, ray.actor.ActorHandle] = {}
         self._busy: dict[int, ray.actor.ActorHandle] = {}  # in a running trial, by id()
+        self._gpu_keys: set[Key] = set()  # keys of idle actors that hold GPUs
         self._lock = threading.Lock()
 
     def make_room(self, placement: Placement) -> None:
@@ -57,6 +59,14 @@ class ActorPool:
             for key in [k for k in self._idle
                         if k[0].node_id == placement.node_id and set(k[0].cores) & set(placement.cores)]:
                 ray.kill(self._idle.pop(key), no_restart=True)
+
+    def free_gpus(self, node_id: str | None = None) -> None:
+        """Kill idle actors that hold GPUs (on `node_id`, or anywhere): a GPU trial of another
+        layout, or a served GPU trial, needs them."""
+        with self._lock:
+            for key in [k for k in self._idle if k in self._gpu_keys and (node_id is None or k[0].node_id == node_id)]:
+                ray.kill(self._idle.pop(key), no_restart=True)
+                self._gpu_keys.discard(key)
 
     def acquire(self, evaluator: ReplicaEvaluator, config: TrialConfig,
                 placements: list[Placement]) -> tuple[list, int]:
@@ -73,13 +83,19 @@ class ActorPool:
                 reused += 1
                 continue
             self.make_room(p)
+            extra = evaluator.actor_resources(config)
+            if extra.get("num_gpus"):
+                self.free_gpus(p.node_id)
             actors.append(
                 _RemoteHost.options(
                     num_cpus=len(p.cores),
+                    num_gpus=extra.get("num_gpus", 0),
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(p.node_id, soft=False),
                 ).remote(evaluator, config, list(p.cores))
             )
+            if extra.get("num_gpus"):
+                self._gpu_keys.add(key)
         with self._lock:
             self._busy.update((id(a), a) for a in actors)
         return actors, reused

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from serving.serve_config import ServedModel, ServingOptions, make_serve_config
+from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config
 from serving.trial_serve import replica_pids, stack_processes
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
+from tuner.evaluators.gpu.evaluator import GpuSetup
 from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
@@ -49,6 +50,15 @@ def _used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds used between two snapshots by the processes alive at both (HAProxy reloads
     replace its process; a replaced one is not counted)."""
     return sum(max(0.0, after[pid] - before[pid]) for pid in before if pid in after)
+
+
+def gpu_serving(setup: GpuSetup | None, config: TrialConfig) -> GpuServing | None:
+    """A gpu trial's GPU share and providers for its Serve application (None for cpu)."""
+    if config.platform != "gpu":
+        return None
+    if setup is None:
+        raise TrialFailed("platform 'gpu' has no GPU setup on this cluster")
+    return GpuServing(setup.layout(config).num_gpus_per_replica, setup.providers(config.precision))
 
 
 def engine_summary(engine: PerfResult) -> dict[str, Any]:
@@ -84,8 +94,11 @@ class ServedTrials:
         try:
             serve = r.cluster.trial_serve()
             variant = r.model.variants[config.precision]
+            gpu = gpu_serving(r.gpu, config)
+            if gpu is not None:
+                r.pool.free_gpus()  # idle engine-level GPU actors hold the GPUs the replicas need
             options = ServingOptions(port=serve.port, app_name=APP_NAME,
-                                     batch_wait_timeout_s=r.load.batch_wait_timeout_s)
+                                     batch_wait_timeout_s=r.load.batch_wait_timeout_s, gpu=gpu)
             serve_config = make_serve_config(
                 config, ServedModel(r.model.name, variant.path, {s.name: list(s.shape) for s in r.model.inputs}), options)
             # The one difference from what promote writes: the replicas claim no Ray CPUs here.
@@ -121,7 +134,11 @@ class ServedTrials:
         def broadcast(method: str, args: tuple | list) -> list:
             return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
 
-        result = run_protocol(broadcast, r.settings, r.load)
+        try:
+            result = run_protocol(broadcast, r.settings, r.load)
+        finally:
+            if gpu is not None:  # give the GPUs back to engine-level trials (the next served one redeploys)
+                serve.remove(APP_NAME)
         wall = time.perf_counter() - wall0
         cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
         sent, failed, by_kind, errors = bench.failures()
@@ -140,6 +157,9 @@ class ServedTrials:
             ray_cpus_declared=0,
             trial_wall_s=round(time.perf_counter() - t0, 3),
         )
+        if r.gpu is not None and config.platform == "gpu":
+            replicas_info = (engine.details.get("replicas") or []) if engine is not None else []
+            result.details["gpu"] = r.gpu.record(config, replicas_info)
         if engine is not None:
             result.details["engine"] = engine_summary(engine)
             result.details["serving_efficiency"] = round(result.throughput_rps / engine.throughput_rps, 4)

@@ -22,6 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.config import TrialConfig
 from tuner.evaluators.base import EstimateEvaluator, ReplicaEvaluator
+from tuner.evaluators.gpu.evaluator import GpuSetup
 from tuner.evaluators.registry import evaluator_for
 from tuner.evaluators.served import ServedEvaluator
 from tuner.evaluators.windows import run_protocol
@@ -53,6 +54,7 @@ class RayRunner:
     exclusive_hosts: bool = False
     level: str = "engine"  # "served": through the Ray Serve application (tuner.runner.served)
     served: ServedSettings = field(default_factory=ServedSettings)
+    gpu: GpuSetup | None = None  # what gpu trials run on here (probed); None: gpu cannot run
     _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
     _served: Any = field(default=None, init=False, repr=False)
 
@@ -67,9 +69,13 @@ class RayRunner:
         return self._refs[precision]
 
     def run(self, config: TrialConfig) -> PerfResult:
-        evaluator = evaluator_for(config.platform, self.level)
+        evaluator = evaluator_for(config.platform, self.level, self.gpu)
         if evaluator is None:
             raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
+        engine_level = evaluator_for(config.platform, "engine", self.gpu)
+        refusal = engine_level.refuses(config) if isinstance(engine_level, ReplicaEvaluator) else None
+        if refusal:
+            raise TrialFailed(refusal, infeasible=True)
         if isinstance(evaluator, EstimateEvaluator):
             return self._run_estimate(evaluator, config)
         if isinstance(evaluator, ServedEvaluator):
@@ -81,19 +87,21 @@ class RayRunner:
 
     def engine(self, config: TrialConfig) -> PerfResult:
         """The engine-level measurement of `config` (whatever this runner's level)."""
-        evaluator = evaluator_for(config.platform, "engine")
+        evaluator = evaluator_for(config.platform, "engine", self.gpu)
         assert isinstance(evaluator, ReplicaEvaluator)
         return self._run_replicas(evaluator, config)
 
-    def _reserve(self, replicas: int, threads: int, exclusive: bool = False) -> list[Placement]:
+    def _reserve(self, replicas: int, threads: int, exclusive: bool = False,
+                 only: frozenset[str] | None = None) -> list[Placement]:
         alloc = self.cluster.allocator
-        if not alloc.can_ever_fit(replicas, threads):
+        if not alloc.can_ever_fit(replicas, threads, only):
+            where = "" if only is None else f" on the {len(only)} node(s) with GPUs"
             raise TrialFailed(
-                f"{replicas} replica(s) x {threads} thread(s) can never be placed: usable cores per "
+                f"{replicas} replica(s) x {threads} thread(s) can never be placed{where}: usable cores per "
                 f"node are {alloc.usable_cpus()} (a replica's threads must share one node)",
                 infeasible=True,
             )
-        placement = alloc.reserve(replicas, threads, exclusive=exclusive)
+        placement = alloc.reserve(replicas, threads, exclusive=exclusive, only=only)
         assert placement is not None  # no time-out: it waits until the layout fits
         return placement
 
@@ -122,7 +130,8 @@ class RayRunner:
     def _run_replicas(self, evaluator: ReplicaEvaluator, config: TrialConfig) -> PerfResult:
         t_wait = time.perf_counter()
         exclusive = self.exclusive_hosts
-        placement = self._reserve(config.replicas, evaluator.cores_per_replica(config), exclusive)
+        gpu_nodes = self.cluster.gpu_nodes if evaluator.actor_resources(config).get("num_gpus") else None
+        placement = self._reserve(config.replicas, evaluator.cores_per_replica(config), exclusive, gpu_nodes)
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.settings.trial_timeout_s
         actors, reused = self.pool.acquire(evaluator, config, placement)
@@ -164,6 +173,9 @@ class RayRunner:
             sessions_cached=sum(bool(c) for c in cached),
             placement=[{"node_id": p.node_id, "cores": list(p.cores)} for p in placement],
         )
+        extra = evaluator.record(config, result.details.get("replicas") or [])
+        if extra is not None:
+            result.details[config.platform] = extra
         return result
 
     def shutdown(self) -> None:

@@ -59,6 +59,8 @@ def _replica_high(space: SearchSpace, platform: str, device: str | None, cluster
         return min(sp.replicas.high, cluster.total_cpus // max(1, _cpu(space).threads_per_replica.low))
     if platform == "fpga" and device is not None:
         return min(sp.replicas.high, cluster.fpga_cores(device))
+    if platform == "gpu":  # each replica's host thread takes a core
+        return min(sp.replicas.high, max(1, cluster.total_cpus))
     return sp.replicas.high
 
 

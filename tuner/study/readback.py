@@ -25,7 +25,7 @@ from tuner.front.levels import comparable
 from tuner.front.pareto import pareto_indices
 from tuner.metrics import METRIC_KEYS, OBJECTIVES, Metrics, directions_for
 from tuner.models.spec import PreparedModel
-from tuner.record import Remeasured, StudyRecord, TrialRecord
+from tuner.record import GpuRecord, Remeasured, StudyRecord, TrialRecord
 
 
 def _metrics(values: dict[str, Any]) -> Metrics:
@@ -53,9 +53,11 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
         if level == "engine" and final["level"] == "served" and engine is None:
             engine = _metrics(attrs)  # searched at the engine level: its first measurement is the ceiling
         level = final["level"]
+    measurement: dict[str, Any] = attrs["measurement"] if isinstance(attrs.get("measurement"), dict) else {}
+    gpu = GpuRecord.from_dict(measurement["gpu"]) if isinstance(measurement.get("gpu"), dict) else None
     return TrialRecord(trial.number, trial.state.name, config, metrics, feasible, False, constraints,
                        attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured,
-                       level, engine)
+                       level, engine, gpu)
 
 
 def mark_pareto(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:

@@ -16,6 +16,7 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
+from tuner.evaluators.gpu.evaluator import GpuSetup
 from tuner.evaluators.registry import LEVELS
 from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
@@ -59,6 +60,8 @@ class TuneOptions:
     warm_start: str | None = None
     exclusive_hosts: bool = False
     measure: str | None = None  # "served" or "engine"; None: the search space's `measure`
+    num_gpus: int | None = None  # GPUs the local cluster declares; None: what Ray detects
+    gpu_backend: str = "ort"  # "ort", or "test-cpu" (tests only: ONNX Runtime on the CPU)
 
 
 def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[str], None]) -> ClusterInfo:
@@ -75,6 +78,29 @@ def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[s
     log(f"served level: {stack_cpus} of {info.total_cpus} core(s) left to the HTTP proxy and the load generator; "
         f"replicas take at most {view.total_cpus}")
     return view
+
+
+def gpu_precisions(space: SearchSpace, gpu: GpuSetup, log: Callable[[str], None]) -> SearchSpace:
+    """The space with the gpu precisions the cluster's GPU backend cannot run left out (each with
+    a note saying why); without any left, the gpu platform is left out."""
+    from tuner.evaluators.gpu.evaluator import why_not_precision
+    from tuner.spec.params import CategoricalParam
+
+    sp = space.platforms.gpu
+    assert sp is not None
+    kept = []
+    for precision in sp.precision.choices:
+        reason = why_not_precision(gpu, TrialConfig("gpu", 1, str(precision), 1))
+        if reason:
+            log(f"note: gpu precision {precision} left out: {reason}")
+        else:
+            kept.append(precision)
+    if kept == list(sp.precision.choices):
+        return space
+    new_gpu = sp.model_copy(update={"precision": CategoricalParam(choices=kept)}) if kept else None
+    if new_gpu is None:
+        log("note: platform 'gpu' left out: none of its precisions can run on this cluster's GPU backend")
+    return space.model_copy(update={"platforms": space.platforms.model_copy(update={"gpu": new_gpu})})
 
 
 def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
@@ -128,12 +154,17 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     with PeakMemory() as memory:
-        cluster = RayCluster(opts.ray_address)
+        cluster = RayCluster(opts.ray_address, num_gpus=opts.num_gpus)
         runner = None
         try:
             log(f"{cluster.describe()} (up in {cluster.start_s:.1f} s)")
-            info = search_view(cluster.info({name: d.cores for name, d in devices.items()}), level,
+            gpu, gpu_note = cluster.probe_gpu(opts.gpu_backend) if space.platform("gpu") else (None, "")
+            if gpu is not None:
+                log(f"note: {gpu_note}")
+                space = gpu_precisions(space, gpu, log)
+            info = search_view(cluster.info({name: d.cores for name, d in devices.items()}, gpu, gpu_note), level,
                                space.serving.stack_cpus, log)
+            prices = replace(prices, gpus=info.total_gpus, gpu_device=gpu.device if gpu else None)
             for note in space.platform_notes(info):
                 log(f"note: {note}")
             platforms = space.available_platforms(info)
@@ -147,10 +178,11 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,
                                load, make_sampler(opts.sampler, opts.seed, context))
             runner = RayRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts,
-                               level=level, served=space.serving)
+                               level=level, served=space.serving, gpu=gpu)
+            hardware = cluster.hardware_key() + (f" + {gpu.device_name} ({gpu.backend})" if gpu else "")
             stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
-                              load, cluster.hardware_key(), opts.remeasure, log, stopper, level)
+                              load, hardware, opts.remeasure, log, stopper, level)
             if level == "served" and opts.parallel > 1:
                 log("note: served trials take their whole node and run one at a time; --parallel applies to FPGA "
                     "estimates beside them")
@@ -168,7 +200,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
                 # Finalists are always re-measured served: their medians are what promote deploys.
                 served = runner if level == "served" else RayRunner(
                     model, space.measurement, load, devices, cluster, level="served",
-                    served=replace(space.serving, engine_ceiling=False))
+                    served=replace(space.serving, engine_ceiling=False), gpu=gpu)
                 try:
                     remeasure_finalists(ctx, opts.finalists, opts.finalist_repeats, served, "served")
                 finally:

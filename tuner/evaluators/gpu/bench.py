@@ -32,7 +32,7 @@ import numpy as np
 
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.base import thread_broadcast, timing_inputs
-from tuner.evaluators.gpu.select import BACKENDS, is_gpu_oom
+from tuner.evaluators.gpu.select import BACKENDS, TEST_BACKEND, is_gpu_oom
 from tuner.evaluators.windows import WindowSample, serve_poisson
 from tuner.models.spec import InputSpec
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
@@ -51,7 +51,7 @@ def _check_args(backend: str, device_index: int, precision: str, memory_fraction
                           "Use 'ort' (ONNX Runtime CUDA provider) or 'torch'.")
     if precision not in PRECISIONS:
         raise field_error("precision", precision, f"It must be one of {list(PRECISIONS)}.", "Fix the trial config.")
-    if backend == "ort" and precision == "bf16":
+    if backend in ("ort", TEST_BACKEND) and precision == "bf16":
         raise field_error("precision", precision, "The ort backend has no bf16 variant to run (tuner builds none, "
                           "and ONNX Runtime's CUDA provider lacks bf16 convolutions).",
                           "Measure bf16 with the torch backend (built-in models).")
@@ -67,7 +67,7 @@ class GpuReplicaBench:
     """One GPU replica: cached sessions (or modules) on one device, a built-in load generator.
 
     Args:
-        backend: "ort" or "torch".
+        backend: "ort", "torch" or "test-cpu" (tests only: ONNX Runtime on the CPU).
         device_index: CUDA device index as this process sees it.
         precision: fp32, fp16, bf16 (torch only) or int8 (ort with TensorRT only).
         memory_fraction: share of the device memory this replica may use (replicas sharing a
@@ -88,6 +88,10 @@ class GpuReplicaBench:
             from tuner.evaluators.gpu.runners import TorchRunner
 
             runner: Any = TorchRunner(f"cuda:{device_index}", precision, memory_fraction, time_transfers)
+        elif backend == TEST_BACKEND:
+            from tuner.evaluators.gpu.runners import OrtTestRunner
+
+            runner = OrtTestRunner(precision)
         else:
             if not time_transfers:
                 raise field_error("time_transfers", time_transfers, "The ort backend always times host "
@@ -171,7 +175,8 @@ class GpuReplicaBench:
         """Where and how this replica measures: GPU name, driver and CUDA versions, memory."""
         from tuner.evaluators.gpu.nvml import device_facts
 
-        facts = device_facts(self._device_index) if str(self._runner.device) != "cpu" else {}
+        on_cpu = str(self._runner.device).startswith("cpu")
+        facts = device_facts(self._device_index) if not on_cpu else {}
         out = {
             "node": socket.gethostname(), "pid": os.getpid(), "platform": "gpu",
             "backend": self._backend, "precision": self._precision,
@@ -180,6 +185,9 @@ class GpuReplicaBench:
             "transfers_timed": getattr(self._runner, "time_transfers", True), **facts, **self._runner.facts(),
         }
         out.update(self._runner.memory())
+        if self._backend == TEST_BACKEND:
+            out.update(gpu_memory_peak_mib=None, memory_peak_source="none: the TEST backend runs on the CPU",
+                       test_backend=True)
         if "gpu_memory_peak_mib" not in out and "process_memory_mib" in out:
             out.update(gpu_memory_peak_mib=out["process_memory_mib"],
                        memory_peak_source="NVML memory of this process (ONNX Runtime's arena)")

@@ -115,6 +115,36 @@ class OrtCudaRunner:
         self._session, self._feeds = None, {}
 
 
+class OrtTestRunner(OrtCudaRunner):
+    """The TEST backend (``test-cpu``): ONNX Runtime's CPU provider behind the GPU bench, so a
+    cluster that declares a GPU resource runs every GPU code path but CUDA. Never chosen by
+    default; its figures are CPU figures and every record says so."""
+
+    timing = "perf_counter around session.run (TEST backend on the CPU: not a GPU measurement)"
+
+    def __init__(self, precision: str, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self.device = "cpu (test backend)"
+        self._limit = None
+        self._threads = threads
+        self._providers = [CPU_EP]
+        self.wanted = CPU_EP
+        self._session = None
+        self._feeds = {}
+
+    def build(self, model: bytes | str) -> Any:
+        from tuner.models.sessions import session_options
+
+        session = self._ort.InferenceSession(model, session_options(self._threads), providers=self._providers)
+        require_provider(session.get_providers(), self.wanted, self._ort.__version__)
+        return session
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), "test_backend": True}
+
+
 class TorchRunner:
     """torch on CUDA, timed with CUDA events on the runner's own stream (replicas that share a
     GPU in one process then overlap instead of queueing on the default stream).

@@ -10,6 +10,15 @@ Backends:
     torch torch on CUDA, for built-in models with a torch definition: fp32, fp16, and bf16 where
           the card supports it (compute capability >= 8.0); no int8 (eager torch has no int8
           CUDA inference path).
+    test-cpu  FOR TESTS ONLY, never chosen by default: ONNX Runtime's CPU provider on the ONNX
+          variants, on a Ray cluster that *declares* a GPU resource (``--num-gpus``), so that
+          detection, placement, fractional sharing, records, promote and serving run for real
+          on a machine without a GPU. Its figures are CPU figures; every record names the
+          backend and says ``test_backend: true``. Only CUDA itself is not exercised.
+
+`tuner tune` measures GPU trials with ``ort`` (``--gpu-backend``): the Serve application that
+promote deploys runs the same ONNX Runtime sessions, so what is tuned is what is served. The
+torch backend is measured by experiments/gpu_check.py only.
 
 Replica layout (`gpu_layout`): with R replicas and G GPUs in the cluster, each GPU holds at most
 k = ceil(R / G) replicas and a replica asks Ray for num_gpus = 1/k (rounded down to Ray's 1e-4
@@ -26,7 +35,10 @@ from dataclasses import dataclass
 from tuner.config import TrialConfig
 from tuner.errors import field_error
 
-BACKENDS: tuple[str, ...] = ("ort", "torch")
+TEST_BACKEND = "test-cpu"
+BACKENDS: tuple[str, ...] = ("ort", "torch", TEST_BACKEND)
+#: Backends `tuner tune` can measure with (the served application runs ONNX Runtime).
+PRODUCT_BACKENDS: tuple[str, ...] = ("ort", TEST_BACKEND)
 CUDA_EP = "CUDAExecutionProvider"
 TENSORRT_EP = "TensorrtExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
@@ -146,6 +158,12 @@ def backend_reason(backend: str, precision: str, facts: RuntimeFacts, has_torch_
             names = ", ".join(facts.device_names) or "this GPU"
             return f"torch: {names} does not support bf16 (it needs compute capability 8.0 or newer)"
         return None
+    if backend == TEST_BACKEND:
+        if facts.ort_version is None:
+            return f"{TEST_BACKEND}: onnxruntime is not installed"
+        if precision == "bf16":
+            return f"{TEST_BACKEND}: tuner builds no bf16 ONNX variant"
+        return None
     raise field_error("backend", backend, f"It must be one of {list(BACKENDS)}.", "Use 'ort' or 'torch'.")
 
 
@@ -162,6 +180,9 @@ def plan_gpu(precision: str, facts: RuntimeFacts, has_torch_model: bool,
     for backend in prefer:
         reason = backend_reason(backend, precision, facts, has_torch_model)
         if reason is None:
+            if backend == TEST_BACKEND:
+                return GpuPlan(TEST_BACKEND, precision, (CPU_EP,),
+                               f"TEST backend: ONNX Runtime {facts.ort_version} on the CPU (not a GPU measurement)")
             if backend == "ort":
                 providers = (TENSORRT_EP, CUDA_EP, CPU_EP) if precision == "int8" else (CUDA_EP, CPU_EP)
                 return GpuPlan("ort", precision, providers, f"ONNX Runtime {facts.ort_version}, {providers[0]}")
