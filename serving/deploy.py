@@ -36,6 +36,7 @@ class ServeCluster:
     address: str
     dashboard_url: str
     temp_dir: str | None = None  # set when tuner started it (its processes live there)
+    num_gpus: int | None = None  # GPUs it was started to declare (None: what Ray detected)
 
 
 def _env() -> dict[str, str]:
@@ -103,6 +104,11 @@ def local_cluster(start: bool = True, num_gpus: int | None = None) -> ServeClust
         try:
             known = ServeCluster(**json.loads(state.read_text()))
             if _alive(known):
+                if num_gpus is not None and known.num_gpus != num_gpus:
+                    raise TunerError(
+                        f"Got --num-gpus {num_gpus}, but tuner's local serving cluster is running, started with "
+                        f"{'the GPUs Ray detected' if known.num_gpus is None else f'--num-gpus {known.num_gpus}'}. "
+                        "Stop it first (tuner undeploy), or drop --num-gpus to deploy to it as it is.")
                 return known
         except (ValueError, TypeError, subprocess.TimeoutExpired):
             pass
@@ -120,7 +126,7 @@ def local_cluster(start: bool = True, num_gpus: int | None = None) -> ServeClust
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if out.returncode != 0:
         raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")
-    cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)
+    cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir, num_gpus)
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps(asdict(cluster)))
     return cluster

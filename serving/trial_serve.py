@@ -11,6 +11,7 @@ Serve's internals.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,8 @@ class TrialServe:
             raise TunerError("This Ray cluster already runs Ray Serve; served trials need one of their own. Tune on "
                              "a cluster without Serve, or measure at the engine level (--measure engine).")
         self.port = port
+        # Serve logs each start and deletion at INFO on the driver: it would interleave with tuner's lines.
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
         self._client = serve_start(http_options={"host": "127.0.0.1", "port": port,
                                                  "request_timeout_s": request_timeout_s},
                                    proxy_location="HeadOnly")

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from tuner.evaluators.gpu.bench import GpuReplicaBench
@@ -112,3 +115,30 @@ class OomAbove(TorchRunner):
         if take > self.limit:
             raise self.error
         return super().call(take)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """End a process started by `start_tuner` (SIGINT to its group, SIGKILL after 30 s); its output."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Wait until `url` answers 200 while `proc` runs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early:\n{proc.stdout.read()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {timeout_s} s")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import free_port, start_tuner, tuner
+from helpers import free_port, start_tuner, stop, tuner, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -45,31 +43,6 @@ METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p9
 
 
 
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early:\n{proc.stdout.read()}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready after {timeout_s} s")
 
 
 @pytest.fixture(scope="module")

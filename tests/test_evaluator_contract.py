@@ -11,10 +11,13 @@ import torch
 
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
+from tuner.evaluators.base import ReplicaEvaluator
 from tuner.evaluators.cpu import CPU, ReplicaBench
 from tuner.evaluators.fpga import FPGA
 from tuner.evaluators.gpu.bench import GpuReplicaBench
-from tuner.evaluators.registry import EVALUATORS, evaluator_for
+from tuner.evaluators.gpu.evaluator import detect_gpu_setup
+from tuner.evaluators.gpu.select import detect_runtime
+from tuner.evaluators.registry import EVALUATORS, FROM_SETUP, evaluator_for
 from tuner.models.spec import InputSpec
 from tuner.testing.contract import ContractViolation, check_bench_contract, check_oom
 from tuner.testing.pytest_evaluators import BenchContract, EstimateContract
@@ -74,10 +77,39 @@ class TestFpgaCostModel(EstimateContract):
         return load_devices()["zcu104"]
 
 
-def test_the_registry_has_an_evaluator_for_cpu_and_fpga_and_none_for_gpu_yet():
-    assert set(EVALUATORS) == {"cpu", "fpga"}
+def test_the_registry_builds_gpu_from_the_clusters_setup_and_has_none_without_one():
+    assert set(EVALUATORS) == {"cpu", "fpga"} and set(FROM_SETUP) == {"gpu"}
     assert evaluator_for("cpu") is CPU and not CPU.estimated and CPU.level == "engine"
-    assert evaluator_for("gpu") is None
+    assert evaluator_for("gpu") is None and evaluator_for("gpu", "served") is None
+    setup, _note = detect_gpu_setup(2, detect_runtime(), "test-cpu")
+    assert setup is not None
+    gpu = evaluator_for("gpu", "engine", setup)
+    assert isinstance(gpu, ReplicaEvaluator) and gpu.platform == "gpu" and not gpu.estimated
+    config = TrialConfig("gpu", 8, "fp32", 3)  # 3 replicas on 2 GPUs: 2 share one, so each holds half
+    assert gpu.actor_resources(config) == {"num_gpus": 0.5} and gpu.cores_per_replica(config) == 1
+    assert gpu.refuses(config) is None and "bf16" in (gpu.refuses(replace(config, precision="bf16")) or "")
+    assert gpu.bench_key(config) != gpu.bench_key(replace(config, replicas=1))  # another GPU share
+    assert evaluator_for("gpu", "served", setup).platform == "gpu"
+
+
+class TestGpuEvaluatorOfTheTestBackend(BenchContract):
+    """The bench `tuner tune --gpu-backend test-cpu` builds, through the gpu evaluator."""
+
+    @pytest.fixture
+    def bench_factory(self):
+        setup, _note = detect_gpu_setup(1, detect_runtime(), "test-cpu")
+        assert setup is not None
+        gpu = evaluator_for("gpu", "engine", setup)
+        assert isinstance(gpu, ReplicaEvaluator)
+        return lambda: gpu.make_bench(TrialConfig("gpu", 4, "fp32", 1), None)
+
+    @pytest.fixture
+    def model(self):
+        return tiny_cnn()
+
+    @pytest.fixture
+    def inputs(self):
+        return TINY_INPUTS
 
 
 def test_cpu_replicas_get_their_threads_as_cores():

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import psutil
 import pytest
-import requests
 
 from serving.serve_config import (
     ServedModel,
@@ -23,7 +19,7 @@ from serving.serve_config import (
 from tuner.config import TrialConfig
 from tuner.models.prepare import prepare_model
 
-from helpers import free_port
+from helpers import free_port, stop, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -72,33 +68,13 @@ def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
     return out
 
 
-def wait_http(url: str, timeout_s: float = 150) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 def test_optuna_dashboard_listens_on_loopback_only(tmp_path: Path) -> None:
     optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/tuner.db")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "dashboard", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/studies", 60)
+        wait_http(f"http://127.0.0.1:{port}/api/studies", proc, 60)
         socks = listeners(tree(proc.pid))
         assert socks and all(ip == "127.0.0.1" for ip, _p, _n in socks), socks
     finally:
@@ -116,7 +92,7 @@ def test_serving_http_and_ray_dashboard_listen_on_loopback(tmp_path: Path) -> No
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "serve", "serve.yaml"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
+        wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc, 150)
         procs = tree(proc.pid)
         socks = listeners(procs)
         read_only = haproxy_read_only_ports(procs)

@@ -39,7 +39,8 @@ def _state(r: TrialRecord) -> str:
 
 COLUMNS: tuple[tuple[str, Callable[[TrialRecord], str]], ...] = (
     ("#", lambda r: str(r.number)),
-    ("platform", lambda r: _config(r, lambda c: c.platform + (f"[{c.device}]" if c.device else ""))),
+    ("platform", lambda r: _config(r, lambda c: c.platform + (f"[{c.device}]" if c.device else
+                                                              f"[{r.gpu.device}]" if r.gpu else ""))),
     ("prec", lambda r: _config(r, lambda c: c.precision)),
     ("batch", lambda r: _config(r, lambda c: str(c.batch_size))),
     ("repl x thr", lambda r: _config(r, lambda c: f"{c.replicas}x{c.threads_per_replica}")),

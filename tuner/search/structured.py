@@ -5,8 +5,10 @@
    measured or in flight.
 2. FPGA configurations are priced by the cost model, which costs nothing to ask: their
    objectives are known exactly before any trial.
-3. CPU speed follows a structural model (tuner/search/surrogate.py), fitted on what was measured.
-4. Start from one balanced configuration: the middle batch size on every core.
+3. CPU speed follows a structural model (tuner/search/surrogate.py), fitted on what was measured;
+   GPU speed the same model, fitted on the GPU trials alone.
+4. Start from one balanced configuration: the middle batch size on every core; and, when the
+   cluster runs gpu trials, one on the GPU (the middle batch size, one replica).
 5. Then propose the configuration with the largest hypervolume improvement over the
    feasible front found so far, predicted optimistically (by the model's uncertainty), so
    unexplored regions are tried when they might matter and not otherwise. With a p95 SLO,
@@ -31,6 +33,8 @@ from tuner.search.suggest import enumerate_configs, params_for, suggest
 from tuner.search.surrogate import Observation, SpeedModel
 
 OBJ = list(OBJECTIVES)
+#: Platforms whose speed is measured (and modelled); the others' figures are estimates.
+MEASURED = ("cpu", "gpu")
 
 
 class StructuredSampler(optuna.samplers.BaseSampler):
@@ -92,10 +96,13 @@ class StructuredSampler(optuna.samplers.BaseSampler):
             done.append((c, metrics, feasible))
         return taken, done
 
-    def _predict(self, model: SpeedModel, c: TrialConfig) -> tuple[dict[str, float], float] | None:
-        if c.platform != "cpu":
+    def _predict(self, models: dict[str, SpeedModel], c: TrialConfig) -> tuple[dict[str, float], float] | None:
+        model = models.get(c.platform)
+        if model is None:
             est = self.ctx.estimates.get(c)
             return (dict(est), 0.0) if est else None
+        if not model.obs:
+            return None  # no measurement of this platform yet to predict from (its seed comes first)
         tput, p95, u = model.predict(c)
         cost = self.ctx.usd_per_hour(c) / (tput * 3600) * 1e6 if self.ctx.usd_per_hour else 1.0 / tput
         return {"throughput_rps": tput, "latency_p95_ms": p95, "cost_usd_per_million": cost}, u
@@ -108,8 +115,8 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         seeds = [c for c in self._corner_seeds() if c in free]
         if seeds:
             return seeds[0]
-        model = SpeedModel([Observation(c, m["throughput_rps"], m["latency_p95_ms"]) for c, m, ok in done
-                            if c.platform == "cpu" and ok is not None])
+        observed = [Observation(c, m["throughput_rps"], m["latency_p95_ms"]) for c, m, ok in done if ok is not None]
+        models = {p: SpeedModel(observed, platform=p) for p in MEASURED}
         found = [m for c, m, ok in done if ok]
         # A measured candidate competes with what was measured, an estimated one with the
         # estimates: estimates (an FPGA board nobody attached) must not starve the search of the
@@ -117,7 +124,7 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         kinds = {id(m): c in self.ctx.estimates for c, m, ok in done if ok}
         scored = []
         for c in free:
-            pred = self._predict(model, c)
+            pred = self._predict(models, c)
             if pred is None:
                 continue
             m, u = pred
@@ -157,15 +164,20 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         return [hypervolume(np.vstack([groups[e], p[None]]), ref) - base[e] for p, e in zip(cand_pts, cand_estimated)]
 
     def _corner_seeds(self) -> list[TrialConfig]:
-        """One balanced start: the middle batch size (geometric) on every core, one thread per
-        replica, in the reference precision. In replays of recorded grids it alone holds most
-        of the front's hypervolume (large batches buy throughput and cost, small ones latency);
-        seeding every precision's corners first cost more trials than it saved."""
-        cpu = [c for c in self.candidates if c.platform == "cpu" and c.threads_per_replica == 1]
-        if not cpu:
-            return []
-        batches = sorted({c.batch_size for c in cpu})
-        mid = batches[len(batches) // 2]
-        max_r = max(c.replicas for c in cpu)
-        precision = min({c.precision for c in cpu}, key=lambda p: ("fp32", "fp16", "bf16", "int8").index(p))
-        return [TrialConfig("cpu", mid, precision, max_r, 1)]
+        """One balanced start per measured platform: on the CPU the middle batch size (geometric)
+        on every core, one thread per replica, in the reference precision; on the GPU the middle
+        batch size on one replica (its speed model needs one measurement to start from). In
+        replays of recorded grids the CPU start alone holds most of the front's hypervolume (large
+        batches buy throughput and cost, small ones latency); seeding every precision's corners
+        first cost more trials than it saved."""
+        seeds = []
+        for platform in MEASURED:
+            group = [c for c in self.candidates if c.platform == platform and c.threads_per_replica == 1]
+            if not group:
+                continue
+            batches = sorted({c.batch_size for c in group})
+            mid = batches[len(batches) // 2]
+            replicas = max(c.replicas for c in group) if platform == "cpu" else min(c.replicas for c in group)
+            precision = min({c.precision for c in group}, key=lambda p: ("fp32", "fp16", "bf16", "int8").index(p))
+            seeds.append(TrialConfig(platform, mid, precision, replicas, 1))
+        return seeds

@@ -12,6 +12,10 @@ Throughput then follows as replicas * batch / time, and the p95 latency as time 
 tail factor per layout. The model is fitted in log space by alternating least squares; with
 one measured batch size for a precision it borrows the overhead share (a/b) of the others.
 Each prediction carries an uncertainty that grows with how little was measured near it.
+
+The same form is fitted, separately, on a study's GPU trials (`SpeedModel(obs, platform="gpu")`):
+a GPU call also has a fixed launch and copy cost and a per-instance cost, and replicas sharing
+a GPU slow each other's calls.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ def _fit_line(batches: np.ndarray, times: np.ndarray, share: float | None) -> tu
 
 
 class SpeedModel:
-    """Fit on observations; predict call time, throughput and p95 for any CPU config."""
+    """Fit on observations of one platform; predict call time, throughput and p95 for its configs."""
 
-    def __init__(self, observations: list[Observation]) -> None:
-        self.obs = [o for o in observations if o.config.platform == "cpu" and o.throughput_rps > 0]
+    def __init__(self, observations: list[Observation], platform: str = "cpu") -> None:
+        self.platform = platform
+        self.obs = [o for o in observations if o.config.platform == platform and o.throughput_rps > 0]
         self.layout_f: dict[tuple[int, int], float] = {}
         self.tail: dict[tuple[int, int], float] = {}
         self.lines: dict[str, tuple[float, float]] = {}

@@ -232,5 +232,11 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
     ctx.log(_line(done + 1, target, trial.number, config,
                   f"{m.throughput_rps:>11,.0f} inf/s  p95 {m.latency_p95_ms:9.3f} ms  acc {m.accuracy:.4f}  "
                   f"${m.cost_usd_per_million:.5f}/M  {'feasible' if outcome.feasible else 'INFEASIBLE'}  "
-                  f"{'ESTIMATED' if m.estimated else 'measured'}  ({secs:.1f} s)"))
+                  f"{'ESTIMATED' if m.estimated else 'measured'}{_backend_note(perf.details)}  ({secs:.1f} s)"))
     return 1
+
+
+def _backend_note(details: dict) -> str:
+    """ " on the TEST backend" for a gpu trial of the test backend (its figures are CPU figures)."""
+    gpu = details.get("gpu")
+    return " on the TEST backend (CPU)" if isinstance(gpu, dict) and gpu.get("test_backend") else ""

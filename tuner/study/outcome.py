@@ -105,6 +105,9 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
     if outcome.engine is not None:
         trial.set_user_attr("engine", outcome.engine.to_dict())
         trial.set_user_attr("serving_efficiency", outcome.serving_efficiency)
+    gpu = outcome.details.get("gpu")
+    if isinstance(gpu, dict):  # shown in the dashboard: which backend, and whether it was the TEST one
+        trial.set_user_attr("gpu_backend", gpu["backend"] + (" (TEST backend: CPU figures)" if gpu["test_backend"] else ""))
     return outcome.metrics.objective_values(objectives)
 
 

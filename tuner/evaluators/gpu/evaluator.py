@@ -105,8 +105,8 @@ def detect_gpu_setup(cluster_gpus: float, facts: RuntimeFacts | None, backend: s
     if backend not in PRODUCT_BACKENDS:
         raise ValueError(f"backend {backend!r}: tuner tune measures gpu trials with one of {PRODUCT_BACKENDS}")
     if cluster_gpus <= 0:
-        return None, ("the Ray cluster has no GPUs (none detected by Ray; on a GPU machine check nvidia-smi, "
-                      "or declare them: tuner tune --num-gpus N, ray start --num-gpus N)")
+        return None, ("the Ray cluster has no GPUs (Ray detects none here; on a GPU machine check nvidia-smi and "
+                      "CUDA_VISIBLE_DEVICES; nodes started with ray start declare theirs with --num-gpus N)")
     if facts is None:
         return None, "the GPU nodes' runtime could not be probed (a probe task on a GPU node did not answer)"
     if backend == TEST_BACKEND:
@@ -116,9 +116,12 @@ def detect_gpu_setup(cluster_gpus: float, facts: RuntimeFacts | None, backend: s
         return GpuSetup(TEST_BACKEND, cluster_gpus, TEST_DEVICE, "declared GPU resource (TEST backend on the CPU)", test), (
             f"gpu platform offered with the TEST backend: {cluster_gpus:g} declared GPU(s), ONNX Runtime "
             f"{facts.ort_version} on the CPU; gpu figures are CPU figures (for tests, never a GPU measurement)")
-    offered, note = gpu_platform_available(cluster_gpus, facts, has_torch_model=False)
-    if not offered:
-        return None, note.removeprefix("gpu platform left out: ")
+    if not facts.ort_cuda:
+        found = f"onnxruntime {facts.ort_version}" if facts.ort_version else "no onnxruntime"
+        return None, (f"no GPU runtime on the GPU nodes: {found} with providers {list(facts.ort_providers)}, no "
+                      f"{CUDA_EP}. Install onnxruntime-gpu there: pip install 'tuner[gpu]' and the reinstall in the "
+                      "README, 'On a GPU machine'")
+    _offered, note = gpu_platform_available(cluster_gpus, facts, has_torch_model=False)
     by: list[tuple[str, tuple[str, ...]]] = [(p, (CUDA_EP, CPU_EP)) for p in ("fp32", "fp16")]
     if TENSORRT_EP in facts.ort_providers:
         by.append(("int8", (TENSORRT_EP, CUDA_EP, CPU_EP)))

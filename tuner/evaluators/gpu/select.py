@@ -36,7 +36,9 @@ from tuner.config import TrialConfig
 from tuner.errors import field_error
 
 TEST_BACKEND = "test-cpu"
-BACKENDS: tuple[str, ...] = ("ort", "torch", TEST_BACKEND)
+#: The backends that run on a GPU, in order of preference (the test backend is never chosen by default).
+GPU_BACKENDS: tuple[str, ...] = ("ort", "torch")
+BACKENDS: tuple[str, ...] = (*GPU_BACKENDS, TEST_BACKEND)
 #: Backends `tuner tune` can measure with (the served application runs ONNX Runtime).
 PRODUCT_BACKENDS: tuple[str, ...] = ("ort", TEST_BACKEND)
 CUDA_EP = "CUDAExecutionProvider"
@@ -168,7 +170,7 @@ def backend_reason(backend: str, precision: str, facts: RuntimeFacts, has_torch_
 
 
 def plan_gpu(precision: str, facts: RuntimeFacts, has_torch_model: bool,
-             prefer: tuple[str, ...] = BACKENDS) -> GpuPlan | GpuRefusal:
+             prefer: tuple[str, ...] = GPU_BACKENDS) -> GpuPlan | GpuRefusal:
     """The first backend in `prefer` that can run `precision`, or every reason none can.
 
     ONNX Runtime comes first by default: it runs the same ONNX variants the CPU platform
