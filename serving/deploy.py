@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.ingress import haproxy_env, sweep_orphans, terminate
+from serving.ingress import haproxy_env, sweep_orphans, terminate, users_own
 from tuner.errors import TunerError
 
 STATE_FILE = "serve-cluster.json"
@@ -56,7 +56,8 @@ def serving_env(base: dict[str, str] | None = None, haproxy_dir: str | None = No
     cluster's HAProxy gets its own free ports and files there (`serving.ingress`). A user's own
     values win."""
     own = haproxy_env(haproxy_dir) if haproxy_dir else {}
-    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **own, **(os.environ if base is None else base)}
+    given = dict(os.environ if base is None else base)
+    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **own, **(users_own(given) if own else given)}
 
 
 #: Ray Serve's high-throughput path (Ray >= 2.55): HAProxy (C) as the HTTP ingress, each replica

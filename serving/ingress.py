@@ -82,7 +82,23 @@ def haproxy_env(directory: str) -> dict[str, str]:
     env = {key: str(_free_port()) for key in PORT_KEYS}
     env.update({key: os.path.join(directory, name) for key, name in FILE_KEYS.items()})
     env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = directory
+    env[OWNER_KEY] = directory  # marks these values as tuner's (a child process must not reuse them)
     return env
+
+
+#: Set beside the values `haproxy_env` chose: they are tuner's, not the user's.
+OWNER_KEY = "TUNER_HAPROXY_DIR"
+#: Every key `haproxy_env` sets.
+ENV_KEYS = (*PORT_KEYS, *FILE_KEYS, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE", OWNER_KEY)
+
+
+def users_own(env: dict[str, str]) -> dict[str, str]:
+    """`env` without the HAProxy values another tuner cluster of this process tree chose (a
+    cluster started by `tuner tune` exports them to its workers, and its children inherit them:
+    reused, they would collide with that cluster's HAProxy). A user's own values stay."""
+    if OWNER_KEY not in env:
+        return dict(env)
+    return {k: v for k, v in env.items() if k not in ENV_KEYS}
 
 
 def terminate(victims: list, timeout_s: float) -> None:

@@ -50,6 +50,7 @@ class TrialServe:
                                                  "request_timeout_s": request_timeout_s},
                                    proxy_location="HeadOnly")
         self._pids: dict[str, set[int]] = {}
+        self._gpu_apps: set[str] = set()  # applications whose replicas hold GPUs
 
     @property
     def base_url(self) -> str:
@@ -64,6 +65,10 @@ class TrialServe:
         want = int(deployment["num_replicas"])
         settings = deployment["user_config"]
         self._client.deploy_apps(ServeDeploySchema.model_validate({"applications": [app]}))
+        if deployment.get("ray_actor_options", {}).get("num_gpus"):
+            self._gpu_apps.add(name)
+        else:
+            self._gpu_apps.discard(name)
         deadline = time.monotonic() + timeout_s
         while True:
             status = serve.status().applications.get(name)
@@ -97,6 +102,13 @@ class TrialServe:
         """Delete application `name` (its replicas stop and give back their resources)."""
         serve.delete(name)
         self._pids.pop(name, None)
+        self._gpu_apps.discard(name)
+
+    def release_gpus(self) -> None:
+        """Delete the applications whose replicas hold GPUs (an engine-level GPU trial needs them);
+        the next served trial deploys its application again."""
+        for name in sorted(self._gpu_apps):
+            self.remove(name)
 
     def shutdown(self) -> None:
         serve.shutdown()

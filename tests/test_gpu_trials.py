@@ -117,7 +117,7 @@ def test_a_served_gpu_trial_runs_on_serve_with_num_gpus_and_gives_the_gpu_back(m
         assert d["level"] == "served" and d["requests_failed"] == 0 and result.throughput_rps > 0
         assert d["serve_deployment"]["ray_actor_options"]["num_gpus"] == 1.0
         assert d["gpu"]["num_gpus_per_replica"] == 1.0 and d["engine"]["throughput_rps"] > 0
-        # The application was deleted after measuring: an engine-level GPU trial gets the GPU.
+        # The application holds the GPU between served trials; an engine-level GPU trial gets it back.
         after = r.engine(TrialConfig("gpu", 4, "fp32", 1))
         assert after.details["gpu"]["num_gpus_per_replica"] == 1.0
     finally:

@@ -193,6 +193,12 @@ class RayCluster:
             self._serve = TrialServe(port, request_timeout_s)
         return self._serve
 
+    def release_serve_gpus(self) -> None:
+        """Give back the GPUs a served trial's application holds (it stays up between served
+        trials, to be reconfigured in place), so an engine-level GPU trial can place its actors."""
+        if self._serve is not None:
+            self._serve.release_gpus()
+
     def shutdown(self) -> None:
         if ray.is_initialized():
             if self._serve is not None:

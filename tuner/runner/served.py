@@ -134,11 +134,7 @@ class ServedTrials:
         def broadcast(method: str, args: tuple | list) -> list:
             return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
 
-        try:
-            result = run_protocol(broadcast, r.settings, r.load)
-        finally:
-            if gpu is not None:  # give the GPUs back to engine-level trials (the next served one redeploys)
-                serve.remove(APP_NAME)
+        result = run_protocol(broadcast, r.settings, r.load)
         wall = time.perf_counter() - wall0
         cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
         sent, failed, by_kind, errors = bench.failures()

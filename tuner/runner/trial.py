@@ -132,6 +132,8 @@ class RayRunner:
         exclusive = self.exclusive_hosts
         gpu_nodes = self.cluster.gpu_nodes if evaluator.actor_resources(config).get("num_gpus") else None
         placement = self._reserve(config.replicas, evaluator.cores_per_replica(config), exclusive, gpu_nodes)
+        if gpu_nodes is not None:
+            self.cluster.release_serve_gpus()  # a served trial's replicas may hold them
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.settings.trial_timeout_s
         actors, reused = self.pool.acquire(evaluator, config, placement)
