@@ -67,7 +67,7 @@ def _build_fp32(name: str, notes: list[str]) -> tuple[Path | None, Any, str]:
     """The fp32 ONNX path (None if the export failed), the TorchSource, and the weights' origin."""
     import io
 
-    from tuner.evaluators.gpu.torch_models import TorchSource, torch_source_from_fp32
+    from tuner.evaluators.gpu_torch_models import TorchSource, torch_source_from_fp32
     from tuner.models.builtin import BUILTINS, fp32_path
 
     try:
@@ -129,8 +129,8 @@ def machine_facts() -> dict[str, Any]:
     import socket
     from datetime import datetime, timezone
 
-    from tuner.evaluators.gpu.nvml import device_facts
-    from tuner.evaluators.gpu.select import detect_runtime
+    from tuner.evaluators.gpu_nvml import device_facts
+    from tuner.evaluators.gpu_select import detect_runtime
 
     facts = detect_runtime()
     out: dict[str, Any] = {
@@ -244,7 +244,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
 
-    from tuner.evaluators.gpu.select import GpuPlan, GpuRefusal, detect_runtime, plan_gpu
+    from tuner.evaluators.gpu_select import GpuPlan, GpuRefusal, detect_runtime, plan_gpu
 
     facts = detect_runtime()
     if not facts.any_gpu_runtime and not args.dry_run_cpu:
@@ -252,11 +252,11 @@ def main(argv: list[str]) -> int:
               f"{facts.ort_version} providers {list(facts.ort_providers)}). Run it on a machine with an NVIDIA "
               "GPU and torch with CUDA or onnxruntime-gpu.", file=sys.stderr)
         return 2
-    from tuner.evaluators.gpu.bench import GpuReplicaBench
+    from tuner.evaluators.gpu_bench import GpuReplicaBench
 
     def make_bench(backend: str, precision: str, memory_fraction: float | None = None, transfers: bool = True) -> Any:
         if args.dry_run_cpu:
-            from tuner.evaluators.gpu.runners import TorchRunner
+            from tuner.evaluators.gpu_runners import TorchRunner
 
             return GpuReplicaBench._on_runner(TorchRunner("cpu", precision, None, transfers), backend, precision)
         return GpuReplicaBench(backend, 0, precision, memory_fraction=memory_fraction, time_transfers=transfers)

@@ -16,9 +16,9 @@ import numpy as np
 import requests
 from onnx import TensorProto, helper, numpy_helper
 
-from tuner.evaluators.gpu.bench import GpuReplicaBench
-from tuner.evaluators.gpu.runners import TorchRunner
-from tuner.evaluators.gpu.torch_models import TorchSource
+from tuner.evaluators.gpu_bench import GpuReplicaBench
+from tuner.evaluators.gpu_runners import TorchRunner
+from tuner.evaluators.gpu_torch_models import TorchSource
 from tuner.models.spec import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]

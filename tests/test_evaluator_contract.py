@@ -14,9 +14,9 @@ from tuner.costmodels.fpga.devices import load_devices
 from tuner.evaluators.base import ReplicaEvaluator
 from tuner.evaluators.cpu import CPU, ReplicaBench
 from tuner.evaluators.fpga import FPGA
-from tuner.evaluators.gpu.bench import GpuReplicaBench
-from tuner.evaluators.gpu.evaluator import detect_gpu_setup
-from tuner.evaluators.gpu.select import detect_runtime
+from tuner.evaluators.gpu import detect_gpu_setup
+from tuner.evaluators.gpu_bench import GpuReplicaBench
+from tuner.evaluators.gpu_select import detect_runtime
 from tuner.evaluators.registry import EVALUATORS, FROM_SETUP, evaluator_for
 from tuner.models.spec import InputSpec
 from tuner.testing.contract import ContractViolation, check_bench_contract, check_oom

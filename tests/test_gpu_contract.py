@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.evaluators.gpu.select import RuntimeFacts
+from tuner.evaluators.gpu_select import RuntimeFacts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def _load_gpu_check():
 
 def test_script_exits_2_with_a_message_without_cuda(monkeypatch, capsys):
     gpu_check = _load_gpu_check()
-    import tuner.evaluators.gpu.select as select
+    import tuner.evaluators.gpu_select as select
 
     monkeypatch.setattr(select, "detect_runtime", lambda: RuntimeFacts("1.32.0", ("CPUExecutionProvider",), "2.13.0"))
     assert gpu_check.main([]) == 2

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
-from tuner.evaluators.gpu.bench import GpuOutOfMemoryError, GpuReplicaBench
-from tuner.evaluators.gpu.runners import OrtCudaRunner, TorchRunner, require_provider
-from tuner.evaluators.gpu.torch_models import (
+from tuner.evaluators.gpu_bench import GpuOutOfMemoryError, GpuReplicaBench
+from tuner.evaluators.gpu_runners import OrtCudaRunner, TorchRunner, require_provider
+from tuner.evaluators.gpu_torch_models import (
     TorchSource,
     build_module,
     has_torch_definition,
@@ -34,7 +34,7 @@ from helpers import DIGITS_INPUTS, OomAbove, cpu_bench, digits_source, tiny_cnn
 
 def test_module_imports_without_ray_torch_pydantic_or_cuda():
     """Replica processes and the bare GPU image (no Ray, no pydantic) import these."""
-    code = ("import sys, tuner.evaluators.gpu.bench, tuner.evaluators.gpu.select, tuner.costmodels.gpu.devices, "
+    code = ("import sys, tuner.evaluators.gpu_bench, tuner.evaluators.gpu_select, tuner.costmodels.gpu.devices, "
             "tuner.costmodels.gpu.whatif; "
             "print(sorted(m for m in ('ray', 'torch', 'onnxruntime', 'pydantic', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

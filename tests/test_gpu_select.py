@@ -9,7 +9,7 @@ import pytest
 
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from tuner.evaluators.gpu.select import (
+from tuner.evaluators.gpu_select import (
     CPU_EP,
     CUDA_EP,
     TENSORRT_EP,

@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from tuner.config import TrialConfig
-from tuner.evaluators.gpu.evaluator import GpuSetup
+from tuner.evaluators.gpu import GpuSetup
 from tuner.models.prepare import PreparedModel, prepare_model
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster

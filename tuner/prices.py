@@ -4,7 +4,7 @@ cost_usd_per_million = hourly price of the resources a configuration holds
                        / (throughput_rps * 3600) * 1e6
 CPU: replicas x threads_per_replica vCPUs. FPGA: one board (all its DPU cores are paid for
 whether used or not). GPU: the GPUs the replicas hold, replicas x num_gpus each (a whole GPU
-each, or 1/k of one when k share it: `tuner.evaluators.gpu.select.gpu_layout` on the cluster's
+each, or 1/k of one when k share it: `tuner.gpu_share.gpu_layout` on the cluster's
 GPUs), priced at the row of the card the cluster has (gpu.<device>).
 """
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
+from tuner.gpu_share import gpu_layout
 
 
 class PriceRow(BaseModel):
@@ -58,8 +59,6 @@ class PriceTable:
         if config.platform == "cpu":
             return float(config.replicas * config.threads_per_replica)
         if config.platform == "gpu":
-            from tuner.evaluators.gpu.select import gpu_layout
-
             return config.replicas * gpu_layout(config.replicas, max(self.gpus, 1.0)).num_gpus_per_replica
         return 1.0  # fpga: the whole board
 

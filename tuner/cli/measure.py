@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--measure", choices=["served", "engine"], default=None,
                    help="served (the Ray Serve app over HTTP) or engine (ONNX Runtime in a bench process); "
                         "default: the search space's measure")
+    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                   help="GPUs the local Ray cluster declares (default: the GPUs Ray detects)")
+    p.add_argument("--gpu-backend", choices=["ort", "test-cpu"], default="ort",
+                   help="how a gpu configuration runs: ort (default: ONNX Runtime's CUDA provider); test-cpu: FOR "
+                        "TESTS ONLY, ONNX Runtime on the CPU behind a declared GPU")
     load_args(p)
     return p
 
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     opts = MeasureOptions(config, args.model, parse_input_shapes(args.input_shape), args.space,
-                          args.ray_address, args.load_mode, args.target_rps, args.measure)
+                          args.ray_address, args.load_mode, args.target_rps, args.measure, args.num_gpus,
+                          args.gpu_backend)
     result = measure(opts, log=(lambda s: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -65,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {meas['requests']} requests in {meas['windows_used']} of {meas['windows']} windows of "
               f"{meas['window_s']} s ({'stable' if meas['stable'] else 'NOT stable'}, cv {meas['throughput_cv']:.1%}); "
               f"{meas['measuring_s']} s under load, {meas['wall_s']} s in all; cores {meas['hardware']['cores_used']}")
+    if result.get("gpu"):
+        g = result["gpu"]
+        print(f"  gpu: {g['backend']}{' (TEST backend: CPU figures)' if g['test_backend'] else ''} on {g['device_name']}, "
+              f"num_gpus {g['num_gpus_per_replica']} per replica, GPU memory peak {g['gpu_memory_peak_mib']} MiB")
     if result.get("engine"):
         e = result["engine"]
         print(f"  engine level (ONNX Runtime in a bench process, the ceiling): {e['throughput_rps']:,.1f} inf/s, p95 "

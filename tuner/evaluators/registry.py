@@ -12,7 +12,7 @@ from collections.abc import Callable
 from tuner.evaluators.base import Evaluator
 from tuner.evaluators.cpu import CPU
 from tuner.evaluators.fpga import FPGA
-from tuner.evaluators.gpu.evaluator import GpuSetup, gpu_evaluator
+from tuner.evaluators.gpu import GpuSetup, gpu_evaluator
 from tuner.evaluators.served import ServedEvaluator
 
 EVALUATORS: dict[str, Evaluator] = {e.platform: e for e in (CPU, FPGA)}

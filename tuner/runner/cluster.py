@@ -17,8 +17,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tuner.cluster_info import ClusterInfo
 from tuner.errors import TunerError
 from tuner.evaluators.cpu import cpu_model_name
-from tuner.evaluators.gpu.evaluator import GpuSetup, detect_gpu_setup
-from tuner.evaluators.gpu.select import detect_runtime
+from tuner.evaluators.gpu import GpuSetup, detect_gpu_setup
+from tuner.evaluators.gpu_select import detect_runtime
 from tuner.runner.cores import CoreAllocator, NodeCores, split_host_cores
 from tuner.runner.pool import ActorPool
 

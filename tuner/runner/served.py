@@ -19,7 +19,7 @@ from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_s
 from serving.trial_serve import replica_pids, stack_processes
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from tuner.evaluators.gpu.evaluator import GpuSetup
+from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult

@@ -22,7 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.config import TrialConfig
 from tuner.evaluators.base import EstimateEvaluator, ReplicaEvaluator
-from tuner.evaluators.gpu.evaluator import GpuSetup
+from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.registry import evaluator_for
 from tuner.evaluators.served import ServedEvaluator
 from tuner.evaluators.windows import run_protocol

@@ -6,7 +6,7 @@ The same code path as a trial: the same cluster, runner, protocol, accuracy and 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuner.cluster_info import ClusterInfo
@@ -33,6 +33,8 @@ class MeasureOptions:
     load_mode: str | None = None
     target_rps: float | None = None
     measure: str | None = None  # "served" or "engine"; None: the search space's
+    num_gpus: int | None = None  # GPUs the local cluster declares; None: what Ray detects
+    gpu_backend: str = "ort"  # "ort", or "test-cpu" (tests only)
 
 
 def check_config(config: TrialConfig, cluster: ClusterInfo) -> None:
@@ -66,10 +68,12 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
     prices = load_prices(space.prices)
     devices = load_devices()
     check_model_arg(opts.model, opts.input_shapes)
-    cluster = RayCluster(opts.ray_address)
+    cluster = RayCluster(opts.ray_address, num_gpus=opts.num_gpus)
     runner = None
     try:
-        info = cluster.info({name: d.cores for name, d in devices.items()})
+        gpu, gpu_note = cluster.probe_gpu(opts.gpu_backend) if opts.config.platform == "gpu" else (None, "")
+        info = cluster.info({name: d.cores for name, d in devices.items()}, gpu, gpu_note)
+        prices = replace(prices, gpus=info.total_gpus, gpu_device=gpu.device if gpu else None)
         config = opts.config
         if config.platform == "fpga" and config.replicas == 0:  # --replicas max
             config = TrialConfig(**{**config.to_dict(), "replicas": info.fpga_cores(config.device or "")})
@@ -77,7 +81,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         prices.row(prices.key_for(config))
         model = prepare_model(opts.model, opts.input_shapes, {config.precision}, log)
         level = opts.measure or space.measure
-        runner = RayRunner(model, space.measurement, load, devices, cluster, level=level, served=space.serving)
+        runner = RayRunner(model, space.measurement, load, devices, cluster, level=level, served=space.serving, gpu=gpu)
         try:
             perf = runner.run(config)
         except TrialFailed as exc:
@@ -100,7 +104,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         measurement["stack"] = d.get("stack")
         measurement["hardware"] = {"cores_used": (d.get("stack") or {}).get("client", {}).get("cpu_ids"),
                                    "placement": "the whole node (served trials take it)"}
-    elif config.platform == "cpu":
+    elif config.platform in ("cpu", "gpu"):
         reps = d.get("replicas", [])
         measurement["hardware"] = {
             "cpu_model": reps[0]["cpu_model"] if reps else None,
@@ -123,4 +127,5 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         "artifact": outcome.artifact,
         "price": outcome.price,
         "measurement": measurement,
+        "gpu": d.get("gpu"),
     }

@@ -16,7 +16,7 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
-from tuner.evaluators.gpu.evaluator import GpuSetup
+from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.registry import LEVELS
 from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
@@ -83,7 +83,7 @@ def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[s
 def gpu_precisions(space: SearchSpace, gpu: GpuSetup, log: Callable[[str], None]) -> SearchSpace:
     """The space with the gpu precisions the cluster's GPU backend cannot run left out (each with
     a note saying why); without any left, the gpu platform is left out."""
-    from tuner.evaluators.gpu.evaluator import why_not_precision
+    from tuner.evaluators.gpu import why_not_precision
     from tuner.spec.params import CategoricalParam
 
     sp = space.platforms.gpu

@@ -29,11 +29,13 @@ does not fit its share fails as out of memory every time, not only when its neig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from tuner.config import TrialConfig
 from tuner.errors import field_error
+from tuner.gpu_share import GpuLayout, gpu_layout
+
+__all__ = ["GpuLayout", "gpu_layout"]  # the sharing rule lives in tuner.gpu_share (prices use it too)
 
 TEST_BACKEND = "test-cpu"
 #: The backends that run on a GPU, in order of preference (the test backend is never chosen by default).
@@ -50,7 +52,6 @@ OOM_MARKERS: tuple[str, ...] = (
     "out of memory", "failed to allocate memory", "cudaerrormemoryallocation",
     "cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cuda_error_out_of_memory",
 )
-_RAY_RESOURCE_GRAIN = 1e-4
 
 
 @dataclass(frozen=True)
@@ -112,25 +113,6 @@ class GpuRefusal:
     @property
     def message(self) -> str:
         return f"{self.precision} cannot run on the GPU here: " + "; ".join(self.reasons) + "."
-
-
-@dataclass(frozen=True)
-class GpuLayout:
-    """Where the replicas of one GPU trial go.
-
-    Attributes:
-        replicas: replicas of the trial.
-        replicas_per_gpu: most replicas sharing one GPU (k).
-        gpus_used: GPUs the trial occupies (and pays for): ceil(replicas / k).
-        num_gpus_per_replica: the Ray `num_gpus` of each replica actor (1/k).
-        memory_fraction: share of its GPU's memory each replica may allocate (None when alone).
-    """
-
-    replicas: int
-    replicas_per_gpu: int
-    gpus_used: int
-    num_gpus_per_replica: float
-    memory_fraction: float | None
 
 
 def backend_reason(backend: str, precision: str, facts: RuntimeFacts, has_torch_model: bool) -> str | None:
@@ -216,24 +198,6 @@ def gpu_platform_available(cluster_gpus: float, facts: RuntimeFacts | None,
     names = ", ".join(sorted(set(facts.device_names))) or "GPU"
     runtimes = [r for r, ok in (("onnxruntime-gpu", facts.ort_cuda), ("torch", facts.torch_cuda)) if ok]
     return True, f"gpu platform offered: {cluster_gpus:g} x {names} via {' and '.join(runtimes)}"
-
-
-def gpu_layout(replicas: int, gpus_available: float) -> GpuLayout:
-    """The replica layout rule of the module docstring.
-
-    Raises:
-        TunerError: replicas < 1, or no GPU to place them on.
-    """
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise field_error("replicas", replicas, "A GPU trial needs at least one replica.", "Use replicas >= 1.")
-    gpus = int(math.floor(gpus_available + 1e-9))
-    if gpus < 1:
-        raise field_error("gpus_available", gpus_available, "A GPU trial needs at least one whole GPU in the cluster.",
-                          "Add a GPU node, or leave the gpu platform out of the search.")
-    per_gpu = math.ceil(replicas / gpus)
-    share = math.floor(1.0 / per_gpu / _RAY_RESOURCE_GRAIN) * _RAY_RESOURCE_GRAIN
-    return GpuLayout(replicas, per_gpu, math.ceil(replicas / per_gpu), round(share, 4),
-                     None if per_gpu == 1 else round(share, 4))
 
 
 def gpu_resources(config: TrialConfig, gpus_available: float) -> dict[str, float]:

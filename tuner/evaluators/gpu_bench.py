@@ -32,7 +32,7 @@ import numpy as np
 
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.base import thread_broadcast, timing_inputs
-from tuner.evaluators.gpu.select import BACKENDS, TEST_BACKEND, is_gpu_oom
+from tuner.evaluators.gpu_select import BACKENDS, TEST_BACKEND, is_gpu_oom
 from tuner.evaluators.windows import WindowSample, serve_poisson
 from tuner.models.spec import InputSpec
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
@@ -85,19 +85,19 @@ class GpuReplicaBench:
                  memory_fraction: float | None = None, time_transfers: bool = True) -> None:
         _check_args(backend, device_index, precision, memory_fraction)
         if backend == "torch":
-            from tuner.evaluators.gpu.runners import TorchRunner
+            from tuner.evaluators.gpu_runners import TorchRunner
 
             runner: Any = TorchRunner(f"cuda:{device_index}", precision, memory_fraction, time_transfers)
         elif backend == TEST_BACKEND:
-            from tuner.evaluators.gpu.runners import OrtTestRunner
+            from tuner.evaluators.gpu_runners import OrtTestRunner
 
             runner = OrtTestRunner(precision)
         else:
             if not time_transfers:
                 raise field_error("time_transfers", time_transfers, "The ort backend always times host "
                                   "inputs to host outputs.", "Use the torch backend to time the forward pass alone.")
-            from tuner.evaluators.gpu.nvml import device_facts
-            from tuner.evaluators.gpu.runners import OrtCudaRunner
+            from tuner.evaluators.gpu_nvml import device_facts
+            from tuner.evaluators.gpu_runners import OrtCudaRunner
 
             total = device_facts(device_index).get("gpu_memory_total_mib") if memory_fraction else None
             limit = int(memory_fraction * total * 2**20) if memory_fraction and total else None
@@ -173,7 +173,7 @@ class GpuReplicaBench:
 
     def info(self) -> dict[str, Any]:
         """Where and how this replica measures: GPU name, driver and CUDA versions, memory."""
-        from tuner.evaluators.gpu.nvml import device_facts
+        from tuner.evaluators.gpu_nvml import device_facts
 
         on_cpu = str(self._runner.device).startswith("cpu")
         facts = device_facts(self._device_index) if not on_cpu else {}

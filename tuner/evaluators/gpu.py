@@ -23,7 +23,7 @@ from typing import Any
 
 from tuner.config import TrialConfig
 from tuner.evaluators.base import ReplicaEvaluator
-from tuner.evaluators.gpu.select import (
+from tuner.evaluators.gpu_select import (
     CPU_EP,
     CUDA_EP,
     INSTALL_HINT,
@@ -146,7 +146,7 @@ def why_not_precision(setup: GpuSetup, config: TrialConfig) -> str | None:
 def make_gpu_bench(setup: GpuSetup, config: TrialConfig, cores: Sequence[int] | None) -> Any:
     """The bench of one GPU replica, in its own Ray actor (Ray sets CUDA_VISIBLE_DEVICES, so its
     GPU is device 0), pinned to the host core that drives it."""
-    from tuner.evaluators.gpu.bench import GpuReplicaBench
+    from tuner.evaluators.gpu_bench import GpuReplicaBench
 
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, list(cores))

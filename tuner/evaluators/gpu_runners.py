@@ -1,4 +1,4 @@
-"""The two GPU backends behind `tuner.evaluators.gpu.bench.GpuReplicaBench`.
+"""The two GPU backends behind `tuner.evaluators.gpu_bench.GpuReplicaBench`.
 
 A runner builds a program from a model (`build`), binds timing inputs at a batch size (`bind`)
 and times one call of `take` instances (`call`, returning seconds after the device finished).
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.evaluators.gpu.select import CPU_EP, CUDA_EP, INSTALL_HINT, TENSORRT_EP
-from tuner.evaluators.gpu.torch_models import TorchSource, build_module, torch_dtype
+from tuner.evaluators.gpu_select import CPU_EP, CUDA_EP, INSTALL_HINT, TENSORRT_EP
+from tuner.evaluators.gpu_torch_models import TorchSource, build_module, torch_dtype
 
 
 def require_provider(session_providers: list[str], wanted: str, ort_version: str) -> None:
@@ -196,7 +196,7 @@ class TorchRunner:
     def build(self, model: Any) -> Any:
         if not isinstance(model, TorchSource):
             raise TunerError(f"Got {type(model).__name__} for the torch backend's model. It builds built-in "
-                             "models from a TorchSource (tuner.evaluators.gpu.torch_models.torch_source_for); measure "
+                             "models from a TorchSource (tuner.evaluators.gpu_torch_models.torch_source_for); measure "
                              "ONNX files with the ort backend.")
         return build_module(model).to(device=self.device, dtype=self.dtype)
 
