@@ -190,7 +190,7 @@ def test_metadata_describes_inputs_outputs_and_deployment(server: Server) -> Non
     (output,) = meta["outputs"]
     assert output["datatype"] == "FP32" and output["shape"] == [-1, 10]
     assert meta["parameters"] == {"precision": "fp32", "batch_size": BATCH,
-                                  "max_body_bytes": DIGITS_BODY_LIMIT}
+                                  "max_body_bytes": DIGITS_BODY_LIMIT, "providers": ["CPUExecutionProvider"]}
 
 
 @pytest.mark.integration
