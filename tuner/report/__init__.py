@@ -28,7 +28,7 @@ class ReportFiles:
     pngs: dict[str, Path]
 
 
-def report_of_study(study: optuna.Study, servable: frozenset[str] = frozenset({"cpu"})) -> Report:
+def report_of_study(study: optuna.Study, servable: frozenset[str] = frozenset({"cpu", "gpu"})) -> Report:
     """Build the report model from a loaded study (reads the storage once)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return build_report(study_record(study), study.user_attrs, now, servable)

@@ -50,6 +50,7 @@ class TrialPoint:
     level: str | None = None  # "served", "engine" or "estimate" (docs/measurement.md)
     engine_throughput_rps: float | None = None  # the engine-level ceiling of a served trial
     serving_efficiency: float | None = None  # served / engine throughput
+    test_backend: bool = False  # a gpu trial of the TEST backend (CPU figures behind a declared GPU)
 
     @property
     def estimated(self) -> bool:
@@ -63,7 +64,7 @@ class TrialPoint:
     @property
     def label(self) -> str:
         """e.g. "cpu int8 b16 2x1t" or "fpga[aws-f1] int8 b8 4 cores (est.)"."""
-        return self.config.label() + (" (est.)" if self.estimated else "")
+        return self.config.label() + (" (est.)" if self.estimated else "") + (" (TEST backend)" if self.test_backend else "")
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _point(rec: TrialRecord) -> TrialPoint:
     violations = {k: float(v) for k, v in rec.constraints.items() if v is not None and v > 0}
     return TrialPoint(rec.number, rec.config, rec.metrics, rec.feasible, rec.pareto, price_key(rec.config),
                       remeasure, violations, rec.level, rec.engine.throughput_rps if rec.engine else None,
-                      rec.serving_efficiency)
+                      rec.serving_efficiency, bool(rec.gpu and rec.gpu.test_backend))
 
 
 def _pick(entry: Mapping[str, Any], field: str) -> Any:
@@ -199,8 +200,9 @@ def _chosen(records: tuple[TrialRecord, ...], points: dict[int, TrialPoint], pro
                                  else last.policy)
         return Chosen(last.trial, points.get(last.trial) if last.trial is not None else None, "promotion",
                       reason, promotion=last), ""
-    try:
-        choice = choose(records, DEFAULT_POLICY, set(servable), objectives=objectives)
+    try:  # as promote chooses: a TEST-backend gpu trial is never the policy's choice
+        real = tuple(r for r in records if not (r.gpu and r.gpu.test_backend))
+        choice = choose(real, DEFAULT_POLICY, set(servable), objectives=objectives)
     except TunerError as exc:
         return None, str(exc)
     note = ""
@@ -256,7 +258,7 @@ def _counts(records: tuple[TrialRecord, ...], points: tuple[TrialPoint, ...]) ->
 
 
 def build_report(record: StudyRecord, attrs: Mapping[str, Any], generated_at: str,
-                 servable: frozenset[str] = frozenset({"cpu"})) -> Report:
+                 servable: frozenset[str] = frozenset({"cpu", "gpu"})) -> Report:
     """Assemble the report of one study.
 
     Args:
