@@ -224,6 +224,18 @@ def test_promote_deploy_runs_and_verifies_a_gpu_trial_on_a_declared_gpu(studied:
         tuner(studied, "undeploy", timeout=180)
 
 
+def test_measure_runs_one_gpu_configuration(tmp_path: Path) -> None:
+    out = tuner(tmp_path, "measure", "--platform", "gpu", "--precision", "fp32", "--batch-size", "8", "--replicas", "2",
+                "--num-gpus", "1", "--gpu-backend", "test-cpu", "--measure", "engine", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["metrics"]["throughput_rps"] > 0 and result["level"] == "engine"
+    assert result["gpu"]["backend"] == "test-cpu" and result["gpu"]["num_gpus_per_replica"] == 0.5
+    assert len(result["measurement"]["hardware"]["cores_used"]) == 2  # one host core per replica
+    refused = tuner(tmp_path, "measure", "--platform", "gpu", "--precision", "fp32", "--batch-size", "8")
+    assert refused.returncode == 2 and "the Ray cluster has no GPUs" in refused.stderr
+
+
 def test_serve_refuses_num_gpus_with_an_existing_cluster(studied: Path) -> None:
     gpu = next(t for t in json.loads(tuner(studied, "show", "--json").stdout)["trials"]
                if t["state"] == "COMPLETE" and t["config"]["platform"] == "gpu")

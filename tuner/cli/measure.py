@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if result.get("gpu"):
         g = result["gpu"]
         print(f"  gpu: {g['backend']}{' (TEST backend: CPU figures)' if g['test_backend'] else ''} on {g['device_name']}, "
-              f"num_gpus {g['num_gpus_per_replica']} per replica, GPU memory peak {g['gpu_memory_peak_mib']} MiB")
+              f"num_gpus {g['num_gpus_per_replica']} per replica, GPU memory peak "
+              + (f"{g['gpu_memory_peak_mib']} MiB" if g["gpu_memory_peak_mib"] is not None
+                 else f"not measured ({g['gpu_memory_source']})"))
     if result.get("engine"):
         e = result["engine"]
         print(f"  engine level (ONNX Runtime in a bench process, the ceiling): {e['throughput_rps']:,.1f} inf/s, p95 "

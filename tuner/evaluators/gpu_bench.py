@@ -183,6 +183,7 @@ class GpuReplicaBench:
             "device": str(self._runner.device), "device_index": self._device_index,
             "memory_fraction": self._memory_fraction, "timing": self._runner.timing,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # set by Ray for num_gpus actors
+            "cpu_ids": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,  # host core(s)
             "transfers_timed": getattr(self._runner, "time_transfers", True), **facts, **self._runner.facts(),
         }
         out.update(self._runner.memory())

@@ -107,7 +107,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
     elif config.platform in ("cpu", "gpu"):
         reps = d.get("replicas", [])
         measurement["hardware"] = {
-            "cpu_model": reps[0]["cpu_model"] if reps else None,
+            "cpu_model": reps[0].get("cpu_model") if reps else None,
             "cores_used": sorted(c for r in reps for c in (r.get("cpu_ids") or [])),
             "nodes": sorted({r["node"] for r in reps}),
             "placement": d.get("placement"),
