@@ -84,3 +84,16 @@ def test_promote_with_no_feasible_trial(tmp_path: Path) -> None:
     out = tuner(tmp_path, "promote", "--storage", storage, "--study", "s", "--out", "x.yaml")
     assert out.returncode == 2 and "no feasible Pareto-optimal trial" in out.stderr
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_dashboard_on_a_busy_port_exits_2_without_claiming_success(work: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = tuner(work, "dashboard", "--port", str(port), "--storage", "sqlite:///other.db", timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"--port {port}" in out.stderr or f"Got {port} for --port" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "optuna-dashboard for" not in out.stdout

@@ -62,6 +62,12 @@ def test_cheapest_respects_an_slo_and_fastest_a_budget() -> None:
         choose(RECORDS, "fastest", {"cpu"}, max_cost=0.01)
 
 
+def test_the_reason_names_the_slo_only_when_one_is_set() -> None:
+    unset = choose(RECORDS, "cheapest", {"cpu"}).reason
+    assert "(no p95 SLO set)" in unset and "meeting the p95 SLO" not in unset
+    assert "meeting the p95 SLO" in choose(RECORDS, "cheapest", {"cpu"}, slo_ms=5.0).reason
+
+
 def test_knee_picks_the_balanced_point() -> None:
     recs = [rec(0, "cpu", 1.0, 1000, 1.0), rec(1, "cpu", 0.1, 10, 100.0), rec(2, "cpu", 0.4, 700, 20.0)]
     assert choose(recs, "knee", {"cpu"}).trial.number == 2

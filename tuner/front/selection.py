@@ -109,6 +109,8 @@ def choose(records: Sequence[TrialRecord], policy: str, servable: set[str], *, s
     if policy not in POLICIES:
         raise TunerError(f"Got {policy!r} for --policy. Known policies: {', '.join(POLICIES)}.")
     rule = POLICIES[policy][0]
+    if slo_ms is None:  # say what was applied, not a limit nobody set
+        rule = rule.replace(" meeting the p95 SLO", " (no p95 SLO set)")
     names = list(objectives or OBJECTIVE_DIRECTIONS)
     front = [r for r in records if r.pareto and r.feasible and r.metrics is not None]
     own = measured_front(records, names, servable, estimates=True)
