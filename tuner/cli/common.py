@@ -7,6 +7,7 @@ import argparse
 import optuna
 
 from tuner.errors import TunerError
+from tuner.models.inputs import ModelOptions
 from tuner.study.storage import DEFAULT_STORAGE, load_study, open_storage
 
 
@@ -30,9 +31,34 @@ def load_args(p: argparse.ArgumentParser) -> None:
 
 def model_args(p: argparse.ArgumentParser, help_model: str) -> None:
     p.add_argument("--model", default="digits-cnn", help=help_model)
-    p.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
+    onnx_input_args(p)
+
+
+def onnx_input_args(p: argparse.ArgumentParser) -> None:
+    """What a user says about an ONNX file's inputs, fidelity and data (see docs/models.md)."""
+    g = p.add_argument_group("ONNX files (see docs/models.md)")
+    g.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
                    help="shape of one instance of a dynamic ONNX input, without the batch dim "
                         "(e.g. x:3,224,224); repeat per input")
+    g.add_argument("--batch-axis", action="append", metavar="NAME:K",
+                   help="the input's batch axis when it is not 0 (e.g. state:1); clients send it batch first")
+    g.add_argument("--fixed-input", action="append", metavar="NAME=VALUE",
+                   help="feed every element of an input VALUE on every call (a sample rate, a zero state: "
+                        "sr=16000, state=0); it leaves the interface. A scalar input must be fixed")
+    g.add_argument("--fidelity", default="auto", choices=["auto", "centred-l2", "sequence", "cosine"],
+                   help="how a variant's outputs are compared with fp32's when there are no labels "
+                        "(default auto: sequence for [T, C] outputs, else centred-l2)")
+    g.add_argument("--calibration-data", default=None, metavar="FILE.npz",
+                   help="your own inputs for int8 calibration and fidelity: one array per input, "
+                        "instances first (default: photographs, audio-like or random inputs by shape)")
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    from tuner.models.inputs import parse_batch_axes, parse_fixed
+    from tuner.models.onnx_file import parse_input_shapes
+
+    return ModelOptions(parse_input_shapes(args.input_shape), parse_batch_axes(args.batch_axis),
+                        parse_fixed(args.fixed_input), args.fidelity, args.calibration_data)
 
 
 def pick_study(name: str | None, storage: str | None) -> optuna.Study:

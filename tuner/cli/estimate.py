@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tuner.cli.common import model_options, onnx_input_args
 from tuner.study.estimate import NO_PRICE, EstimateOptions, estimate_model
 
 EST = "(est.)"
@@ -21,8 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "is an estimate; see docs/fpga_model.md.")
     p.add_argument("--model", required=True, help="built-in model (e.g. resnet50, mobilenet_v2, "
                    "yolov3) or a path to an .onnx file")
-    p.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
-                   help="shape of one instance of a dynamic ONNX input, without the batch dim")
+    onnx_input_args(p)
     p.add_argument("--platform", default="fpga", choices=["fpga"],
                    help="fpga (the only platform the cost model prices)")
     p.add_argument("--device", required=True, help="FPGA device from the catalog (e.g. zcu104, u50, aws-f1)")
@@ -41,11 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run `tuner estimate`; TunerErrors propagate to the CLI's handler."""
-    from tuner.models.onnx_file import parse_input_shapes
-
     opts = EstimateOptions(
         model=args.model, device=args.device, batch_size=args.batch_size, replicas=args.replicas,
-        precision=args.precision, input_shapes=parse_input_shapes(args.input_shape),
+        precision=args.precision, model_options=model_options(args),
         price_usd_per_hour=args.price_usd_per_hour, space=args.space,
         devices_file=args.devices_file, all_layers=args.layers)
     record = estimate_model(opts, log=(lambda s: None) if args.json else print)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tuner.cli.common import load_args, model_args
+from tuner.cli.common import load_args, model_args, model_options
 from tuner.config import ALLOWED_PRECISIONS, PLATFORMS, PRECISIONS, TrialConfig
 from tuner.errors import TunerError
 
@@ -50,11 +50,10 @@ def _config(args: argparse.Namespace) -> TrialConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.models.onnx_file import parse_input_shapes
     from tuner.study.measure import MeasureOptions, measure
 
     config = _config(args)
-    opts = MeasureOptions(config, args.model, parse_input_shapes(args.input_shape), args.space,
+    opts = MeasureOptions(config, args.model, model_options(args), args.space,
                           args.ray_address, args.load_mode, args.target_rps, args.measure, args.num_gpus,
                           args.gpu_backend)
     result = measure(opts, log=(lambda s: None) if args.json else print)

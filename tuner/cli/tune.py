@@ -6,7 +6,7 @@ import argparse
 
 import optuna
 
-from tuner.cli.common import load_args, model_args, storage_arg
+from tuner.cli.common import load_args, model_args, model_options, storage_arg
 from tuner.cli.table import fastest_first, format_table
 from tuner.front.selection import measured_front
 from tuner.search.samplers import SAMPLERS
@@ -78,10 +78,9 @@ def print_front(study: optuna.Study) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.models.onnx_file import parse_input_shapes
     from tuner.study.tune import TuneOptions, tune
 
-    opts = TuneOptions(model=args.model, input_shapes=parse_input_shapes(args.input_shape), space=args.space,
+    opts = TuneOptions(model=args.model, model_options=model_options(args), space=args.space,
                        study=args.study, storage=args.storage, trials=args.trials, parallel=args.parallel,
                        ray_address=args.ray_address, seed=args.seed, remeasure=args.remeasure,
                        finalists=args.finalists, finalist_repeats=args.finalist_repeats,

@@ -1,9 +1,15 @@
-"""Inputs for calibration and accuracy: shipped data only (nothing is downloaded).
+"""Inputs for calibration and accuracy: shipped data only (nothing is downloaded), each kind
+saying what it is.
 
 - digits-cnn: scikit-learn's digits (labelled).
-- image-shaped inputs ``[3, H, W]``: crops of the two photographs that ship with
-  scikit-learn (``load_sample_images``), ImageNet-normalised: real pixels, no labels.
-- anything else: seeded random inputs (standard normal floats, small non-negative integers).
+- image-shaped inputs (``[3, H, W]``, ``[1, H, W]`` or channels-last ``[H, W, 3]``, float, H and
+  W >= 16): the two photographs that ship with scikit-learn (``load_sample_images``), randomly
+  cropped (random flips; resized up where the input is larger than the photos), ImageNet-normalised (grey: (x - 0.5) / 0.5).
+- waveform-shaped inputs (one float axis of >= 256 samples): audio-like signals, a few random
+  tones (80-4000 Hz at 16 kHz) plus noise, peak amplitude <= 0.5.
+- anything else: seeded random inputs (standard normal floats, integers in [0, 10), booleans).
+
+A user's own data (``--calibration-data FILE.npz``) replaces all of these (tuner.models.user_data).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import numpy as np
 
 from tuner.models.spec import InputSpec
 
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _photos() -> list[np.ndarray]:
@@ -22,48 +28,100 @@ def _photos() -> list[np.ndarray]:
     return list(load_sample_images().images)  # two uint8 [427, 640, 3] photographs
 
 
+def image_layout(spec: InputSpec) -> str | None:
+    """"chw", "hwc" or None: whether (and how) an input is shaped like an image."""
+    s = spec.shape
+    if not np.issubdtype(np.dtype(spec.dtype), np.floating) or len(s) != 3:
+        return None
+    if s[0] in (1, 3) and s[1] >= 16 and s[2] >= 16:
+        return "chw"
+    if s[2] in (1, 3) and s[0] >= 16 and s[1] >= 16:
+        return "hwc"
+    return None
+
+
 def is_image_like(spec: InputSpec) -> bool:
-    shape = spec.shape
-    return (
-        spec.dtype == "float32"
-        and len(shape) == 3
-        and shape[0] == 3
-        and 16 <= shape[1] <= 427
-        and 16 <= shape[2] <= 640
-    )
+    return image_layout(spec) is not None
 
 
-def photo_crops(n: int, height: int, width: int, seed: int) -> np.ndarray:
-    """`n` random crops (random horizontal flips) as float32 ``[n, 3, height, width]``."""
+def is_waveform_like(spec: InputSpec) -> bool:
+    s = spec.shape
+    return bool(np.issubdtype(np.dtype(spec.dtype), np.floating) and len(s) == 1 and s[0] >= 256)
+
+
+def describe(spec: InputSpec) -> str:
+    """What the synthetic data of `spec` is, in words (recorded with the model)."""
+    layout = image_layout(spec)
+    if layout:
+        return (f"photographs (scikit-learn's two sample images) cropped and resized to {list(spec.shape)}, "
+                "normalised")
+    if is_waveform_like(spec):
+        return f"audio-like signals (random tones plus noise, 16 kHz), {spec.shape[0]} samples"
+    if np.issubdtype(np.dtype(spec.dtype), np.floating):
+        return f"random: standard normal {spec.dtype}{list(spec.shape)}"
+    return f"random: {spec.dtype}{list(spec.shape)} in [0, 10)"
+
+
+def photo_crops(n: int, height: int, width: int, seed: int, channels: int = 3) -> np.ndarray:
+    """`n` random crops (random horizontal flips), resized, as float32 ``[n, channels, height, width]``."""
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
     photos = _photos()
-    out = np.empty((n, 3, height, width), np.float32)
+    out = np.empty((n, channels, height, width), np.float32)
     for i in range(n):
         img = photos[rng.integers(len(photos))]
-        y = rng.integers(img.shape[0] - height + 1)
-        x = rng.integers(img.shape[1] - width + 1)
-        crop = img[y : y + height, x : x + width].astype(np.float32) / 255.0
+        if height <= img.shape[0] and width <= img.shape[1]:  # a crop of the photo, no resizing
+            y, x = rng.integers(img.shape[0] - height + 1), rng.integers(img.shape[1] - width + 1)
+            pixels = img[y : y + height, x : x + width].astype(np.float32) / 255.0
+        else:  # the largest crop with the input's aspect ratio, resized up
+            scale = min(img.shape[0] / height, img.shape[1] / width)
+            h, w = max(1, int(height * scale)), max(1, int(width * scale))
+            y, x = rng.integers(img.shape[0] - h + 1), rng.integers(img.shape[1] - w + 1)
+            crop = Image.fromarray(img[y : y + h, x : x + w]).resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(crop, np.float32) / 255.0
         if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        out[i] = (crop.transpose(2, 0, 1) - _MEAN) / _STD
+            pixels = pixels[:, ::-1]
+        if channels == 1:
+            out[i, 0] = (pixels @ np.array([0.299, 0.587, 0.114], np.float32) - 0.5) / 0.5
+        else:
+            out[i] = ((pixels - _MEAN) / _STD).transpose(2, 0, 1)
     return out
 
 
-def synthetic_inputs(specs: tuple[InputSpec, ...], n: int, seed: int) -> dict[str, np.ndarray]:
-    """Inputs for models without shipped data: photo crops where image-shaped, else random."""
+def audio_like(n: int, samples: int, seed: int, dtype: str = "float32") -> np.ndarray:
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for k, spec in enumerate(specs):
-        shape = (n, *spec.shape)
-        if is_image_like(spec):
-            feeds[spec.name] = photo_crops(n, spec.shape[1], spec.shape[2], seed + 7919 * k)
-        elif np.issubdtype(np.dtype(spec.dtype), np.floating):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[spec.name] = rng.integers(0, 10, shape).astype(spec.dtype)
-    return feeds
+    t = np.arange(samples) / 16000.0
+    out = np.empty((n, samples), dtype)
+    for i in range(n):
+        tones = sum(rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * rng.uniform(80, 4000) * t + rng.uniform(0, 6.3))
+                    for _ in range(3))
+        signal = tones + rng.normal(0, 0.02, samples)
+        out[i] = 0.5 * signal / max(1e-9, float(np.abs(signal).max()))
+    return out
+
+
+def _one(spec: InputSpec, n: int, seed: int, rng: np.random.Generator) -> np.ndarray:
+    shape = (n, *spec.shape)
+    layout = image_layout(spec)
+    if layout == "chw":
+        return photo_crops(n, spec.shape[1], spec.shape[2], seed, spec.shape[0]).astype(spec.dtype)
+    if layout == "hwc":
+        return photo_crops(n, spec.shape[0], spec.shape[1], seed, spec.shape[2]).transpose(0, 2, 3, 1).astype(spec.dtype)
+    if is_waveform_like(spec):
+        return audio_like(n, spec.shape[0], seed, spec.dtype)
+    if np.issubdtype(np.dtype(spec.dtype), np.floating):
+        return rng.standard_normal(shape).astype(spec.dtype)
+    if spec.dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 10, shape).astype(spec.dtype)
+
+
+def synthetic_inputs(specs: tuple[InputSpec, ...], n: int, seed: int) -> dict[str, np.ndarray]:
+    """Inputs for models without shipped data: photos where image-shaped, audio-like where
+    waveform-shaped, else random."""
+    rng = np.random.default_rng(seed)
+    return {spec.name: _one(spec, n, seed + 7919 * k, rng) for k, spec in enumerate(specs)}
 
 
 def split_batches(feeds: dict[str, np.ndarray], batch: int) -> list[dict[str, np.ndarray]]:

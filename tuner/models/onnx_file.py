@@ -1,21 +1,25 @@
-"""User-supplied ONNX files: check them, fix their dynamic dimensions, cache an fp32 copy.
+"""User-supplied ONNX files: check them, resolve their inputs, cache tuner's fp32 copy.
 
-Every dynamic dimension except the leading batch dimension must be given with
-``--input-shape NAME:D1,D2,...`` (one instance's shape, without the batch). Nothing here
-unpickles anything: a PyTorch checkpoint is refused with the command that converts it.
+Every dynamic dimension except the batch axis must be given with ``--input-shape
+NAME:D1,D2,...`` (one instance's shape, without the batch); inputs are resolved in
+tuner.models.inputs and the copy is made in tuner.models.normalize. Nothing here unpickles
+anything: a PyTorch checkpoint is refused with the command that converts it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import helper
 
 from tuner.errors import TunerError
 from tuner.models import cache
+from tuner.models.data import synthetic_inputs
+from tuner.models.inputs import ModelOptions, ResolvedInput, resolve_inputs
+from tuner.models.normalize import batch_outputs_first, bind_inputs
 from tuner.models.spec import InputSpec
+
+NORMALIZE_VERSION = "batch-first-v1"
 
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -92,69 +96,28 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in inits]
 
 
-def resolve_inputs(
-    model: onnx.ModelProto, given: dict[str, tuple[int, ...]], path: Path
-) -> tuple[InputSpec, ...]:
-    """One InputSpec per graph input; dynamic non-batch dims come from `given`."""
-    inputs = graph_inputs(model)
-    names = [i.name for i in inputs]
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise TunerError(
-            f"Got --input-shape for {unknown}, but {path.name} has inputs {names}. "
-            "Use the model's input names."
-        )
-    specs = []
-    for inp in inputs:
-        tt = inp.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if not dims:
-            raise TunerError(f"Input {inp.name!r} of {path.name} is a scalar; tuner needs a batch dimension.")
-        rest = dims[1:]
-        if inp.name in given:
-            shape = given[inp.name]
-            if len(shape) != len(rest) or any(m is not None and m != g for m, g in zip(rest, shape)):
-                shown = ["?" if d is None else d for d in rest]
-                raise TunerError(
-                    f"Got --input-shape {inp.name}:{','.join(map(str, shape))}, but the model's "
-                    f"input {inp.name!r} has per-instance shape {shown} (? = dynamic). "
-                    "Give one value per dimension after the batch, matching the fixed ones."
-                )
-        elif any(d is None or d == 0 for d in rest):
-            dynamic = ",".join("?" if d is None else str(d) for d in rest)
-            raise TunerError(
-                f"Input {inp.name!r} of {path.name} has dynamic dimensions [{dynamic}] after the "
-                f"batch. Set them with --input-shape {inp.name}:D1,D2,... (one instance's "
-                f"shape without the batch), e.g. --input-shape {inp.name}:3,224,224."
-            )
-        else:
-            shape = tuple(int(d) for d in rest if d is not None)
-        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        specs.append(InputSpec(inp.name, tuple(shape), np.dtype(dtype).name))
-    return tuple(specs)
-
-
-def fix_shapes(model: onnx.ModelProto, specs: tuple[InputSpec, ...]) -> onnx.ModelProto:
-    """A copy whose inputs have a symbolic batch and the given fixed per-instance dims."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    by_name = {s.name: s for s in specs}
-    for inp in graph_inputs(fixed):
-        dims = inp.type.tensor_type.shape.dim
-        dims[0].Clear()
-        dims[0].dim_param = "batch"
-        for d, v in zip(list(dims)[1:], by_name[inp.name].shape):
-            d.Clear()
-            d.dim_value = v
-    return fixed
-
-
-def cached_fp32(path: Path, given: dict[str, tuple[int, ...]]) -> tuple[Path, tuple[InputSpec, ...]]:
-    """Check the user's ONNX file and cache a self-contained, shape-fixed fp32 copy."""
+def check_inputs(path: Path, opts: ModelOptions) -> tuple[ResolvedInput, ...]:
+    """Load and check the user's file and resolve its inputs (fast: no model run)."""
     model = load_checked(path)
-    specs = resolve_inputs(model, given, path)
-    key = cache.sha256_bytes(cache.sha256_file(path).encode(), repr(specs).encode())
-    out = cache.entry_dir(path.stem, key) / "fp32.onnx"
-    if not out.exists():
-        cache.write_atomic(out, fix_shapes(model, specs).SerializeToString())
-    return out, specs
+    return resolve_inputs(model, opts, path, graph_inputs(model))
+
+
+def cached_fp32(path: Path, opts: ModelOptions) -> tuple[Path, tuple[InputSpec, ...], list[str]]:
+    """Check the user's ONNX file and cache tuner's fp32 copy: self-contained, batch first,
+    fixed inputs bound (tuner.models.normalize). Returns its path, its inputs and the notes
+    saying what differs from the user's interface."""
+    model = load_checked(path)
+    resolved = resolve_inputs(model, opts, path, graph_inputs(model))
+    specs = tuple(InputSpec(r.name, r.instance_shape, r.dtype) for r in resolved if r.fixed_value is None)
+    key = cache.sha256_bytes(cache.sha256_file(path).encode(), opts.key().encode(), NORMALIZE_VERSION.encode())
+    entry = cache.entry_dir(path.stem, key)
+    out, record = entry / "fp32.onnx", entry / "interface.json"
+    known = cache.read_json(record)
+    if not out.exists() or known is None:
+        bound, notes = bind_inputs(model, resolved)
+        bound, out_notes = batch_outputs_first(bound, synthetic_inputs(specs, 2, seed=0),
+                                               synthetic_inputs(specs, 3, seed=1), path)
+        cache.write_atomic(out, bound.SerializeToString())
+        known = {"notes": notes + out_notes}
+        cache.write_json(record, known)
+    return out, specs, list(known["notes"])

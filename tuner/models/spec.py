@@ -40,6 +40,11 @@ class PreparedModel:
         accuracy_metric: "top1_accuracy" where labels exist, else "fidelity".
         accuracy_description: how the accuracy figure is defined, for reports.
         variants: precision -> Variant.
+        interface_notes: how tuner's copy's interface differs from the user's file (fixed
+            inputs, batch axes moved first).
+        left_out: precision -> why it has no variant (its build failed, or its outputs broke).
+        calibration: what the calibration and evaluation inputs are, in words.
+        activation_bytes_per_instance: peak activation memory of one fp32 instance (from the graph).
     """
 
     name: str
@@ -48,6 +53,10 @@ class PreparedModel:
     accuracy_metric: str
     accuracy_description: str
     variants: dict[str, Variant]
+    interface_notes: tuple[str, ...] = ()
+    left_out: dict[str, str] = field(default_factory=dict)
+    calibration: str = ""
+    activation_bytes_per_instance: int = 0
 
     @property
     def fp32_accuracy(self) -> float:
@@ -68,4 +77,8 @@ class PreparedModel:
             accuracy_metric=d["accuracy_metric"],
             accuracy_description=d["accuracy_description"],
             variants={k: Variant(**v) for k, v in d["variants"].items()},
+            interface_notes=tuple(d.get("interface_notes", ())),
+            left_out=dict(d.get("left_out", {})),
+            calibration=str(d.get("calibration", "")),
+            activation_bytes_per_instance=int(d.get("activation_bytes_per_instance", 0)),
         )

@@ -15,8 +15,9 @@ from typing import Any
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.params import load_params
-from tuner.errors import field_error
+from tuner.errors import TunerError, field_error
 from tuner.evaluators.fpga import evaluate_fpga
+from tuner.models.inputs import ModelOptions
 from tuner.prices import PriceTable, load_prices
 
 NO_PRICE = "no price (add one with --price-usd-per-hour or in a search space file)"
@@ -32,7 +33,7 @@ class EstimateOptions:
         batch_size: inferences per model call.
         replicas: DPU cores, or "max" for every core of the board.
         precision: must be "int8" (DPUs compute in int8 only).
-        input_shapes: per-instance shapes of dynamic ONNX inputs.
+        model_options: what the command line says about an ONNX file's inputs.
         price_usd_per_hour: the board's hourly price, overriding the price table.
         space: search space whose `prices:` apply (None: the shipped table).
         devices_file: a YAML file of extra or overriding FPGA devices.
@@ -44,7 +45,7 @@ class EstimateOptions:
     batch_size: int
     replicas: int | str = 1
     precision: str = "int8"
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     price_usd_per_hour: float | None = None
     space: str | None = None
     devices_file: Path | None = None
@@ -121,7 +122,10 @@ def estimate_model(opts: EstimateOptions, log: Callable[[str], None] = print) ->
     config = resolve_config(opts, devices)
     device = devices[opts.device]
     price = board_price(config, device, opts.price_usd_per_hour, opts.space)
-    model = prepare_model(opts.model, opts.input_shapes, {"int8"}, log)
+    model = prepare_model(opts.model, opts.model_options, {"int8"}, log)
+    if "int8" not in model.variants:
+        raise TunerError(f"{opts.model}: the FPGA model needs the int8 variant, and it was left out: "
+                         f"{model.left_out.get('int8', 'not built')}.")
     variant = model.variants["int8"]
     perf = evaluate_fpga(Path(variant.path).read_bytes(), model.input_shapes(1), config, device,
                          all_layers=opts.all_layers)

@@ -13,6 +13,7 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import ALLOWED_PRECISIONS, TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import check_model_arg, prepare_model
 from tuner.prices import load_prices
 from tuner.runner.base import TrialFailed
@@ -27,7 +28,7 @@ from tuner.study.tune import resolve_load
 class MeasureOptions:
     config: TrialConfig
     model: str = "digits-cnn"
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     space: str = "default"
     ray_address: str | None = None
     load_mode: str | None = None
@@ -67,7 +68,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
     load = resolve_load(space, opts.load_mode, opts.target_rps)
     prices = load_prices(space.prices)
     devices = load_devices()
-    check_model_arg(opts.model, opts.input_shapes)
+    check_model_arg(opts.model, opts.model_options)
     cluster = RayCluster(opts.ray_address, num_gpus=opts.num_gpus)
     runner = None
     try:
@@ -79,7 +80,7 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
             config = TrialConfig(**{**config.to_dict(), "replicas": info.fpga_cores(config.device or "")})
         check_config(config, info)
         prices.row(prices.key_for(config))
-        model = prepare_model(opts.model, opts.input_shapes, {config.precision}, log)
+        model = prepare_model(opts.model, opts.model_options, {config.precision}, log)
         level = opts.measure or space.measure
         runner = RayRunner(model, space.measurement, load, devices, cluster, level=level, served=space.serving, gpu=gpu)
         try:

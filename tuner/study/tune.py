@@ -18,6 +18,7 @@ from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
 from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.registry import LEVELS
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable, load_prices
@@ -41,7 +42,7 @@ from tuner.study.storage import check_url, open_storage
 @dataclass(frozen=True)
 class TuneOptions:
     model: str = "digits-cnn"
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     space: str = "default"
     study: str | None = None
     storage: str | None = None
@@ -149,7 +150,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     load = resolve_load(space, opts.load_mode, opts.target_rps)
     prices = load_prices(space.prices)
     devices = load_devices()
-    check_model_arg(opts.model, opts.input_shapes)  # bad input fails before anything slow starts
+    check_model_arg(opts.model, opts.model_options)  # bad input fails before anything slow starts
     check_url(opts.storage)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -172,7 +173,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
                 raise TunerError("No platform of the search space can run on this cluster (see the notes above).")
             check_prices(space, platforms, prices)
             precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
-            model = prepare_model(opts.model, opts.input_shapes, precisions, log)
+            model = prepare_model(opts.model, opts.model_options, precisions, log, space.constraints.accuracy_min_ratio)
             storage = open_storage(opts.storage)
             context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
             study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,
