@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
@@ -138,7 +139,7 @@ def test_removed_worker_node_fails_its_trial_and_the_others_run() -> None:
     fails, and the next one runs on the node that is left."""
     from ray.cluster_utils import Cluster
 
-    model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    model = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [nodes.add_node(num_cpus=1), nodes.add_node(num_cpus=1)]
     cluster = None

@@ -8,6 +8,7 @@ import pytest
 
 from tuner.evaluators.cpu import measure_local
 from tuner.evaluators.windows import percentile_ci_ms, window_length_s
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
@@ -17,7 +18,7 @@ FAST = MeasurementSettings(warmup_s=0.1, window_s=0.3, min_windows=2, max_window
 
 @pytest.fixture(scope="module")
 def digits():
-    return prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    return prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
 
 
 def test_percentile_ci_brackets_the_quantile_and_narrows_with_more_requests() -> None:

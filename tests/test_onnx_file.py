@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tuner.errors import TunerError
+from tuner.models.inputs import ModelOptions
 from tuner.models.onnx_file import cached_fp32, load_checked, parse_input_shapes
 from tuner.models.prepare import prepare_model
 
@@ -35,13 +36,14 @@ def tiny_model(path: Path, dims: list, with_weight_file: str | None = None) -> P
 def test_missing_dynamic_dim_names_the_input(tmp_path: Path) -> None:
     p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
     with pytest.raises(TunerError) as exc:
-        cached_fp32(p, {})
+        cached_fp32(p, ModelOptions())
     assert "'x'" in str(exc.value) and "--input-shape x:" in str(exc.value) and exc.value.exit_code == 2
+    assert str(p) in str(exc.value)  # the user's file, not tuner's cached copy
 
 
 def test_input_shape_fixes_the_dynamic_dim_and_keeps_a_dynamic_batch(tmp_path: Path) -> None:
     p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
-    out, specs = cached_fp32(p, parse_input_shapes(["x:5,8"]))
+    out, specs, notes = cached_fp32(p, ModelOptions(parse_input_shapes(["x:5,8"])))
     assert specs[0].shape == (5, 8) and specs[0].dtype == "float32"
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [5, 8]
@@ -49,7 +51,7 @@ def test_input_shape_fixes_the_dynamic_dim_and_keeps_a_dynamic_batch(tmp_path: P
 
 def test_prepare_builds_every_variant_for_a_user_onnx_file(tmp_path: Path) -> None:
     p = tiny_model(tmp_path / "m.onnx", ["batch", 8])
-    model = prepare_model(str(p), {}, {"fp32", "fp16", "int8"}, log=lambda s: None)
+    model = prepare_model(str(p), ModelOptions(), {"fp32", "fp16", "int8"}, log=lambda s: None)
     assert set(model.variants) == {"fp32", "fp16", "int8"}
     assert model.accuracy_metric == "fidelity" and model.variants["fp32"].accuracy == 1.0
     assert 0.9 < model.variants["fp16"].accuracy <= 1.0
@@ -63,10 +65,10 @@ def test_malformed_input_shape_is_refused(arg: str) -> None:
 
 def test_wrong_rank_and_unknown_input_are_refused(tmp_path: Path) -> None:
     p = tiny_model(tmp_path / "m.onnx", ["batch", "seq", 8])
-    with pytest.raises(TunerError, match="one value per dimension"):
-        cached_fp32(p, {"x": (5,)})
-    with pytest.raises(TunerError, match=r"has inputs \['x'\]"):
-        cached_fp32(p, {"y": (5, 8)})
+    with pytest.raises(TunerError, match="give 2 value"):
+        cached_fp32(p, ModelOptions({"x": (5,)}))
+    with pytest.raises(TunerError, match=r"the inputs of m.onnx are \['x'\]"):
+        cached_fp32(p, ModelOptions({"y": (5, 8)}))
 
 
 def test_not_a_file_not_onnx_truncated_and_pickle(tmp_path: Path) -> None:
@@ -106,5 +108,6 @@ def test_fixed_batch_of_one_is_refused_with_the_fix(tmp_path: Path) -> None:
     graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
     p = tmp_path / "fixed.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(p))
-    with pytest.raises(TunerError, match="dynamic leading batch dimension"):
-        prepare_model(str(p), {}, {"fp32"}, log=lambda s: None)
+    with pytest.raises(TunerError, match="does not run with a batch of 2.*dynamic batch axis") as exc:
+        prepare_model(str(p), ModelOptions(), {"fp32"}, log=lambda s: None)
+    assert str(p) in str(exc.value) and "fp32.onnx" not in str(exc.value)

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tuner.config import TrialConfig
 from tuner.models import cache
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.models.spec import InputSpec, PreparedModel, Variant
 from tuner.runner.base import TrialFailed
@@ -31,7 +32,7 @@ QUICK = MeasurementSettings(warmup_s=0.1, window_s=0.3, min_windows=2, max_windo
 
 @pytest.fixture(scope="module")
 def digits() -> PreparedModel:
-    return prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    return prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
 
 
 @pytest.fixture(scope="module")

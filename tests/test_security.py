@@ -17,6 +17,7 @@ from serving.serve_config import (
     write_serve_config,
 )
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 
 from helpers import free_port, stop, wait_http
@@ -82,7 +83,7 @@ def test_optuna_dashboard_listens_on_loopback_only(tmp_path: Path) -> None:
 
 
 def test_serving_http_and_ray_dashboard_listen_on_loopback(tmp_path: Path) -> None:
-    model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    model = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     port = free_port()
     config = make_serve_config(
         TrialConfig("cpu", 4, "fp32", 1, 1),

@@ -11,6 +11,7 @@ import pytest
 
 from serving.trial_serve import replica_pids
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import PreparedModel, prepare_model
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
@@ -23,7 +24,7 @@ QUICK = MeasurementSettings(warmup_s=0.2, window_s=0.5, min_windows=2, max_windo
 
 @pytest.fixture(scope="module")
 def model() -> PreparedModel:
-    return prepare_model("digits-cnn", {}, {"fp32", "fp16"}, log=lambda s: None)
+    return prepare_model("digits-cnn", ModelOptions(), {"fp32", "fp16"}, log=lambda s: None)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from serving.serve_config import (
     write_serve_config,
 )
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 
 from helpers import free_port
@@ -39,7 +40,7 @@ def replicas() -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("soak")
-    model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    model = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     port = free_port()
     config = make_serve_config(
         TrialConfig("cpu", 8, "fp32", 2, 1),

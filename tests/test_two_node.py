@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
@@ -30,7 +31,7 @@ def test_two_node_cluster_places_trials_where_the_cores_are() -> None:
     of two 1-CPU nodes: two trials at once land on different nodes and cores."""
     from ray.cluster_utils import Cluster
 
-    model = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    model = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     worker = nodes.add_node(num_cpus=2)
     try:

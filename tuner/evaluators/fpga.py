@@ -64,7 +64,7 @@ def evaluate_fpga(
             "device", config.device, f"The trial names a device other than {device.key!r}.",
             "Pass the catalog entry the trial names.",
         )
-    layers = _analysis(model_bytes, input_shapes)
+    layers = analyse(model_bytes, input_shapes)
     result = estimate(list(layers), device, config.batch_size, config.replicas)
     return PerfResult(
         throughput_rps=result.throughput_rps,
@@ -76,7 +76,7 @@ def evaluate_fpga(
     )
 
 
-def _analysis(model_bytes: bytes, input_shapes: dict[str, list[int]]) -> tuple[LayerCost, ...]:
+def analyse(model_bytes: bytes, input_shapes: dict[str, list[int]]) -> tuple[LayerCost, ...]:
     """The graph analysis of a model, cached per (model hash, input shapes)."""
     shapes_key = tuple(sorted((name, tuple(shape)) for name, shape in input_shapes.items()))
     key = (hashlib.sha256(model_bytes).hexdigest(), shapes_key)

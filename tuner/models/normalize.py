@@ -7,6 +7,7 @@ split outputs along axis 0. The copy is made to fit that, without changing what 
   it batch first (the same data, axes in the order ``[batch, the others in order]``);
 - a fixed input (``--fixed-input NAME=VALUE``) leaves the interface: a Constant (no batch axis)
   or a ConstantOfShape sized by the request's batch produces it inside the graph;
+- initializers no node reads are dropped (ONNX Runtime would warn about each);
 - an output whose batch axis is not 0 (found by running batches of 2 and 3) gets a Transpose
   that moves its batch axis first.
 
@@ -36,6 +37,25 @@ def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 _rename_uses(sub, old, new)
+
+
+def _used_names(graph: onnx.GraphProto, out: set[str]) -> set[str]:
+    for node in graph.node:
+        out.update(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _used_names(sub, out)
+    out.update(o.name for o in graph.output)
+    return out
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> int:
+    """Remove initializers no node reads (ONNX Runtime warns once per such tensor otherwise)."""
+    used = _used_names(graph, set())
+    unused = [i for i in graph.initializer if i.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+    return len(unused)
 
 
 def _const(name: str, array: np.ndarray) -> onnx.NodeProto:
@@ -99,6 +119,9 @@ def bind_inputs(model: onnx.ModelProto, resolved: tuple[ResolvedInput, ...]) -> 
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(front + nodes)
+    dropped = drop_unused_initializers(graph)
+    if dropped:
+        notes.append(f"{dropped} initializer(s) that no node reads left out of tuner's copy")
     return out, notes
 
 

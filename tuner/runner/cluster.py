@@ -135,6 +135,11 @@ class RayCluster:
         self.nodes = self._probe_nodes()
         self.allocator.set_nodes(self.nodes)
 
+    def node_memory_bytes(self) -> list[int]:
+        """Ray's `memory` resource of each alive node (what Ray offers tasks there)."""
+        return [int(n["Resources"].get("memory", 0)) for n in ray.nodes() if n.get("Alive")
+                and n["Resources"].get("memory")]
+
     def total_gpus(self) -> float:
         return sum(float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive"))
 

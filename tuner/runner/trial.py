@@ -12,6 +12,7 @@ files (a served trial's replicas read the variant from the driver's disk: one no
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from tuner.models.spec import PreparedModel
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.cores import Placement
+from tuner.runner.memory_fit import predict, why_not_fits
 from tuner.runner.served import ServedTrials
 from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 
@@ -57,6 +59,7 @@ class RayRunner:
     gpu: GpuSetup | None = None  # what gpu trials run on here (probed); None: gpu cannot run
     _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
     _served: Any = field(default=None, init=False, repr=False)
+    _node_memory: list[int] | None = field(default=None, init=False, repr=False)
 
     @property
     def pool(self):  # shared by every runner of the cluster
@@ -74,6 +77,8 @@ class RayRunner:
             raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
         engine_level = evaluator_for(config.platform, "engine", self.gpu)
         refusal = engine_level.refuses(config) if isinstance(engine_level, ReplicaEvaluator) else None
+        if not refusal and config.platform != "fpga":
+            refusal = self._memory_refusal(config)
         if refusal:
             raise TrialFailed(refusal, infeasible=True)
         if isinstance(evaluator, EstimateEvaluator):
@@ -84,6 +89,13 @@ class RayRunner:
             engine = self.engine(config) if self.served.engine_ceiling else None
             return self._served.run(evaluator, config, engine)
         return self._run_replicas(evaluator, config)
+
+    def _memory_refusal(self, config: TrialConfig) -> str | None:
+        variant = self.model.variants[config.precision]
+        prediction = predict(config, self.model.activation_bytes_per_instance, os.path.getsize(variant.path))
+        if self._node_memory is None:
+            self._node_memory = self.cluster.node_memory_bytes()
+        return why_not_fits(prediction, self._node_memory)
 
     def engine(self, config: TrialConfig) -> PerfResult:
         """The engine-level measurement of `config` (whatever this runner's level)."""

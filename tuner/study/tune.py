@@ -16,7 +16,6 @@ from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.errors import TunerError
-from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.registry import LEVELS
 from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import check_model_arg, model_name, prepare_model
@@ -35,6 +34,7 @@ from tuner.spec.space import SearchSpace
 from tuner.study.finalists import remeasure_finalists
 from tuner.study.loop import LoopContext, complete_count, run_trials
 from tuner.study.memory import PeakMemory
+from tuner.study.model_fit import fpga_fits, gpu_precisions, model_precisions
 from tuner.study.open import open_study, record_run, warm_start
 from tuner.study.storage import check_url, open_storage
 
@@ -79,29 +79,6 @@ def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[s
     log(f"served level: {stack_cpus} of {info.total_cpus} core(s) left to the HTTP proxy and the load generator; "
         f"replicas take at most {view.total_cpus}")
     return view
-
-
-def gpu_precisions(space: SearchSpace, gpu: GpuSetup, log: Callable[[str], None]) -> SearchSpace:
-    """The space with the gpu precisions the cluster's GPU backend cannot run left out (each with
-    a note saying why); without any left, the gpu platform is left out."""
-    from tuner.evaluators.gpu import why_not_precision
-    from tuner.spec.params import CategoricalParam
-
-    sp = space.platforms.gpu
-    assert sp is not None
-    kept = []
-    for precision in sp.precision.choices:
-        reason = why_not_precision(gpu, TrialConfig("gpu", 1, str(precision), 1))
-        if reason:
-            log(f"note: gpu precision {precision} left out: {reason}")
-        else:
-            kept.append(precision)
-    if kept == list(sp.precision.choices):
-        return space
-    new_gpu = sp.model_copy(update={"precision": CategoricalParam(choices=kept)}) if kept else None
-    if new_gpu is None:
-        log("note: platform 'gpu' left out: none of its precisions can run on this cluster's GPU backend")
-    return space.model_copy(update={"platforms": space.platforms.model_copy(update={"gpu": new_gpu})})
 
 
 def sampler_context(space: SearchSpace, info, model: PreparedModel, prices: PriceTable, devices) -> SamplerContext:
@@ -174,6 +151,10 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             check_prices(space, platforms, prices)
             precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
             model = prepare_model(opts.model, opts.model_options, precisions, log, space.constraints.accuracy_min_ratio)
+            space = fpga_fits(model_precisions(space, model, log), model, log)
+            platforms = space.available_platforms(info)
+            if not platforms:
+                raise TunerError(f"No platform of the search space can run {model.name} (see the notes above).")
             storage = open_storage(opts.storage)
             context = sampler_context(space, info, model, prices, devices) if opts.sampler == "default" else None
             study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,

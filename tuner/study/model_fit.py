@@ -1,0 +1,75 @@
+"""What one model allows of a search space: precisions without a variant, and platforms whose
+estimator cannot handle the model's graph, are left out, each with a note saying why.
+
+One platform's failure is not the study's: the study goes on with what is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tuner.config import TrialConfig
+from tuner.evaluators.gpu import GpuSetup, why_not_precision
+from tuner.models.spec import PreparedModel
+from tuner.spec.params import CategoricalParam
+from tuner.spec.space import SearchSpace
+
+
+def restrict_precisions(space: SearchSpace, platform: str, why_not: Callable[[str], str | None],
+                        log: Callable[[str], None], reason_all: str) -> SearchSpace:
+    """The space with the precisions of `platform` that `why_not` refuses left out (a note
+    each); with none left, the platform is left out (`reason_all`)."""
+    sp = space.platform(platform)
+    if sp is None:
+        return space
+    kept = []
+    for precision in sp.precision.choices:
+        reason = why_not(str(precision))
+        if reason:
+            log(f"note: {platform} precision {precision} left out: {reason}")
+        else:
+            kept.append(precision)
+    if kept == list(sp.precision.choices):
+        return space
+    new = sp.model_copy(update={"precision": CategoricalParam(choices=kept)}) if kept else None
+    if new is None:
+        log(f"note: platform {platform!r} left out: {reason_all}")
+    return space.model_copy(update={"platforms": space.platforms.model_copy(update={platform: new})})
+
+
+def gpu_precisions(space: SearchSpace, gpu: GpuSetup, log: Callable[[str], None]) -> SearchSpace:
+    """The space with the gpu precisions the cluster's GPU backend cannot run left out."""
+    return restrict_precisions(space, "gpu", lambda p: why_not_precision(gpu, TrialConfig("gpu", 1, p, 1)), log,
+                               "none of its precisions can run on this cluster's GPU backend")
+
+
+def model_precisions(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:
+    """The space with the precisions `model` has no variant of left out, on every platform."""
+    def why_not(precision: str) -> str | None:
+        if precision in model.variants:
+            return None
+        return model.left_out.get(precision, f"{model.name} has no {precision} variant built here")
+
+    for platform in space.enabled_platforms():
+        if platform == "gpu":
+            continue  # gpu variants are built on the GPU nodes (bf16 among them)
+        space = restrict_precisions(space, platform, why_not, log,
+                                    f"none of its precisions has a variant of {model.name}")
+    return space
+
+
+def fpga_fits(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:
+    """The space with fpga left out when the FPGA cost model cannot analyse the model's graph
+    (the note names the node and the reason)."""
+    if space.platform("fpga") is None or "int8" not in model.variants:
+        return space
+    from tuner.evaluators.fpga import analyse
+
+    try:
+        with open(model.variants["int8"].path, "rb") as f:
+            analyse(f.read(), model.input_shapes(1))
+    except Exception as exc:  # any failure of the estimator: the platform goes, the study stays
+        log(f"note: platform 'fpga' left out for {model.name}: the FPGA cost model cannot analyse its int8 graph "
+            f"({type(exc).__name__}: {str(exc)[:400]})")
+        return space.model_copy(update={"platforms": space.platforms.model_copy(update={"fpga": None})})
+    return space
