@@ -190,3 +190,17 @@ def test_activation_memory_comes_from_the_graph(tmp_path: Path) -> None:
     copy, _, _ = cached_fp32(p, ModelOptions({"audio": (1000,)}, fixed={"sr": 16000.0, "state": 0.0}))
     peak, total = per_instance_bytes(onnx.load(str(copy)))
     assert 4000 <= peak <= total  # the 1000-float audio instance is alive at the first node
+
+
+def test_memory_prediction_refuses_what_cannot_fit() -> None:
+    from tuner.config import TrialConfig
+    from tuner.runner.memory_fit import predict, why_not_fits
+
+    gib = 2**30
+    small = predict(TrialConfig("cpu", 4, "fp32", 2, 1), 10 * 2**20, 5 * 2**20)
+    assert why_not_fits(small, [8 * gib]) is None
+    big = predict(TrialConfig("cpu", 256, "fp32", 1, 1), 42 * 2**20, 5 * 2**20)  # 3 x 42 MiB x 256 = 31.5 GiB
+    reason = why_not_fits(big, [16 * gib])
+    assert reason is not None and "per replica" in reason and "smaller batch" in reason
+    many = predict(TrialConfig("cpu", 16, "fp32", 8, 1), 42 * 2**20, 5 * 2**20)  # 2.2 GiB x 8
+    assert "8 replicas" in (why_not_fits(many, [10 * gib]) or "")

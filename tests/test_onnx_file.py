@@ -100,14 +100,31 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> No
         load_checked(p)
 
 
-def test_fixed_batch_of_one_is_refused_with_the_fix(tmp_path: Path) -> None:
-    """A Reshape to a hard-coded [1, 8] breaks at batch 2."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+def _reshape_to_1x8(path: Path, batch: str | int) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
     shape = numpy_helper.from_array(np.array([1, 8], np.int64), "shape")
     graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
-    p = tmp_path / "fixed.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_batch_that_breaks_at_2_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """The input says its batch is dynamic, but a Reshape to a hard-coded [1, 8] breaks at batch 2."""
+    p = _reshape_to_1x8(tmp_path / "liar.onnx", "batch")
     with pytest.raises(TunerError, match="does not run with a batch of 2.*dynamic batch axis") as exc:
         prepare_model(str(p), ModelOptions(), {"fp32"}, log=lambda s: None)
     assert str(p) in str(exc.value) and "fp32.onnx" not in str(exc.value)
+
+
+def test_a_model_that_fixes_its_batch_to_1_is_tuned_at_batch_1(tmp_path: Path) -> None:
+    from tuner.spec.load import load_space
+    from tuner.study.model_fit import model_batch
+
+    p = _reshape_to_1x8(tmp_path / "one.onnx", 1)
+    model = prepare_model(str(p), ModelOptions(), {"fp32"}, log=lambda s: None)
+    assert model.max_batch == 1 and any("batch to 1" in n for n in model.interface_notes)
+    lines: list[str] = []
+    space = model_batch(load_space("default"), model, lines.append)
+    assert space.platforms.cpu.batch_size.high == 1 and space.platforms.fpga.batch_size.high == 1
+    assert any("batch sizes above 1 left out" in line for line in lines)

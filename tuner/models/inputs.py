@@ -5,6 +5,8 @@ Real models are not all ``[batch, ...]`` tensors. For each graph input tuner dec
 - **batched**: instances are stacked along a batch axis (axis 0 unless ``--batch-axis NAME:K``
   says otherwise, or the graph names the same batch symbol at another axis); every other
   dynamic dimension must be given with ``--input-shape NAME:D1,...`` (one instance, no batch).
+- a real input whose batch axis the model fixes to 1 is allowed: the model then runs at batch 1
+  only, and batch sizes above 1 are left out of the search.
 - **fixed**: ``--fixed-input NAME=VALUE`` feeds every element VALUE on every call (a sample
   rate, a zero state tensor); a scalar input must be fixed. Fixed inputs leave the interface
   of tuner's copy of the model (see tuner.models.normalize), so clients never send them.
@@ -64,6 +66,7 @@ class ResolvedInput:
     dims: tuple[int, ...]
     batch_axis: int | None
     fixed_value: float | None = None
+    batch_fixed: bool = False  # the model fixes this input's batch axis to 1
 
     @property
     def instance_shape(self) -> tuple[int, ...]:
@@ -166,6 +169,13 @@ def resolve_inputs(model: onnx.ModelProto, opts: ModelOptions, path: Path,
             problems.append(f"--batch-axis {inp.name}:{axis} is out of range: {inp.name!r} has rank {len(dims)} "
                             f"(shape {shown}). Use an axis in 0..{len(dims) - 1}.")
             continue
+        size = dims[axis] if axis is not None else None
+        batch_fixed = fixed is None and isinstance(size, int)
+        if batch_fixed and size != 1:
+            problems.append(f"input {inp.name!r} is {shown}: the model fixes its batch axis {axis} to {size}. "
+                            f"tuner needs a dynamic batch (or a batch of 1): re-export it with a dynamic batch axis, "
+                            f"or name the right one with --batch-axis {inp.name}:K.")
+            continue
         rest = [d for i, d in enumerate(dims) if i != axis]
         given = opts.input_shapes.get(inp.name)
         if given is not None:
@@ -185,7 +195,7 @@ def resolve_inputs(model: onnx.ModelProto, opts: ModelOptions, path: Path,
         full: list[int] = list(concrete)
         if axis is not None:
             full.insert(axis, 1)
-        resolved.append(ResolvedInput(inp.name, dtype, tuple(full), axis, fixed))
+        resolved.append(ResolvedInput(inp.name, dtype, tuple(full), axis, fixed, batch_fixed))
     if not problems and all(r.fixed_value is not None for r in resolved):
         problems.append(f"every input of {path.name} is fixed with --fixed-input; at least one must stay a real "
                         "input (the one requests carry).")

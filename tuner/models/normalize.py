@@ -105,7 +105,8 @@ def bind_inputs(model: onnx.ModelProto, resolved: tuple[ResolvedInput, ...]) -> 
             continue
         dims = value.type.tensor_type.shape.dim
         del dims[:]
-        new = [onnx.TensorShapeProto.Dimension(dim_param="batch")]
+        new = [onnx.TensorShapeProto.Dimension(dim_value=1) if r.batch_fixed
+               else onnx.TensorShapeProto.Dimension(dim_param="batch")]
         new += [onnx.TensorShapeProto.Dimension(dim_value=d) for d in r.instance_shape]
         dims.extend(new)
         if r.batch_axis not in (None, 0):
@@ -132,6 +133,20 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarra
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return [np.asarray(o) for o in sess.run(None, feeds)]
+
+
+def check_batch_of_one(model: onnx.ModelProto, feeds_1: dict[str, np.ndarray], path: Path) -> list[str]:
+    """A model with a fixed batch of 1: each output must lead with that batch of 1."""
+    try:
+        outs = _run(model, feeds_1)
+    except Exception as exc:
+        raise TunerError(f"{path}: the model does not run on one instance of the inputs tuner resolved "
+                         f"({type(exc).__name__}: {str(exc)[:300]}). Check --input-shape and --fixed-input.") from None
+    for value, out in zip(model.graph.output, outs):
+        if out.ndim == 0 or out.shape[0] != 1:
+            raise TunerError(f"{path}: output {value.name!r} has shape {list(out.shape)} for one instance; with a "
+                             "batch fixed to 1, tuner needs every output to lead with that batch of 1.")
+    return ["the model fixes its batch to 1: it is tuned and served at batch 1 only"]
 
 
 def batch_outputs_first(model: onnx.ModelProto, feeds_2: dict[str, np.ndarray], feeds_3: dict[str, np.ndarray],

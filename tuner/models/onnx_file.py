@@ -16,7 +16,7 @@ from tuner.errors import TunerError
 from tuner.models import cache
 from tuner.models.data import synthetic_inputs
 from tuner.models.inputs import ModelOptions, ResolvedInput, resolve_inputs
-from tuner.models.normalize import batch_outputs_first, bind_inputs
+from tuner.models.normalize import batch_outputs_first, bind_inputs, check_batch_of_one
 from tuner.models.spec import InputSpec
 
 NORMALIZE_VERSION = "batch-first-v1"
@@ -115,9 +115,20 @@ def cached_fp32(path: Path, opts: ModelOptions) -> tuple[Path, tuple[InputSpec, 
     known = cache.read_json(record)
     if not out.exists() or known is None:
         bound, notes = bind_inputs(model, resolved)
-        bound, out_notes = batch_outputs_first(bound, synthetic_inputs(specs, 2, seed=0),
-                                               synthetic_inputs(specs, 3, seed=1), path)
+        fixed_batch = any(r.batch_fixed for r in resolved)
+        if fixed_batch:
+            out_notes = check_batch_of_one(bound, synthetic_inputs(specs, 1, seed=0), path)
+        else:
+            bound, out_notes = batch_outputs_first(bound, synthetic_inputs(specs, 2, seed=0),
+                                                   synthetic_inputs(specs, 3, seed=1), path)
         cache.write_atomic(out, bound.SerializeToString())
-        known = {"notes": notes + out_notes}
+        known = {"notes": notes + out_notes, "max_batch": 1 if fixed_batch else None}
         cache.write_json(record, known)
     return out, specs, list(known["notes"])
+
+
+def max_batch(fp32: Path) -> int | None:
+    """The largest batch tuner's copy takes (1 for a model that fixes it), None for any."""
+    known = cache.read_json(fp32.parent / "interface.json") or {}
+    value = known.get("max_batch")
+    return int(value) if value else None

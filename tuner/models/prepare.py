@@ -23,7 +23,7 @@ from tuner.models import accuracy, cache, data, quiet, variants
 from tuner.models.activations import per_instance_bytes
 from tuner.models.builtin import BUILTINS, EvalData, fp32_path
 from tuner.models.inputs import FIDELITY_KINDS, ModelOptions
-from tuner.models.onnx_file import cached_fp32, check_inputs
+from tuner.models.onnx_file import cached_fp32, check_inputs, max_batch
 from tuner.models.spec import PreparedModel, Variant
 from tuner.models.user_data import load_user_data
 
@@ -114,6 +114,8 @@ def prepare_model(
         f"{model_name(model_arg)}-variants",
         cache.sha256_bytes(cache.sha256_file(src.fp32).encode(), variants.RECIPE_VERSION.encode(), cal_key.encode()),
     )
+    batch_cap = None if model_arg in BUILTINS else max_batch(src.fp32)  # 1 for a model that fixes its batch
+    largest = batch_cap or 32
     log_file = var_dir / "onnxruntime.log"
     before = quiet.line_count(log_file)
     failures = cache.read_json(var_dir / "failures.json") or {}
@@ -127,7 +129,8 @@ def prepare_model(
             if not path.exists():
                 log(f"building the {precision} variant of {model_name(model_arg)}")
                 try:
-                    _build(precision, src, var_dir, _per_call(CALIBRATION_BUDGET_BYTES, 2 * total_per_instance, 16))
+                    per_call = _per_call(CALIBRATION_BUDGET_BYTES, 2 * total_per_instance, min(16, largest))
+                    _build(precision, src, var_dir, per_call)
                 except Exception as exc:  # any failure of one variant: leave it out, keep the others
                     failures[precision] = f"building its variant failed ({type(exc).__name__}: {str(exc)[:300]})"
                     cache.write_json(var_dir / "failures.json", failures)
@@ -135,7 +138,7 @@ def prepare_model(
                     continue
             built[precision] = path
         measured = _measure_accuracy(built, src.data, var_dir / "accuracy.json", opts.fidelity, log, floor_ratio,
-                                     _per_call(EVALUATION_BUDGET_BYTES, per_instance, 32), left_out)
+                                     _per_call(EVALUATION_BUDGET_BYTES, per_instance, largest), left_out)
     for precision, why in left_out.items():
         log(f"note: precision {precision} left out for {model_name(model_arg)}: {why}")
     added = quiet.line_count(log_file) - before
@@ -154,6 +157,7 @@ def prepare_model(
         left_out=left_out,
         calibration=src.calibration,
         activation_bytes_per_instance=per_instance,
+        max_batch=batch_cap,
     )
 
 

@@ -45,6 +45,7 @@ class PreparedModel:
         left_out: precision -> why it has no variant (its build failed, or its outputs broke).
         calibration: what the calibration and evaluation inputs are, in words.
         activation_bytes_per_instance: peak activation memory of one fp32 instance (from the graph).
+        max_batch: the largest batch the model takes (1 when it fixes its batch), None for any.
     """
 
     name: str
@@ -57,6 +58,7 @@ class PreparedModel:
     left_out: dict[str, str] = field(default_factory=dict)
     calibration: str = ""
     activation_bytes_per_instance: int = 0
+    max_batch: int | None = None
 
     @property
     def fp32_accuracy(self) -> float:
@@ -81,4 +83,5 @@ class PreparedModel:
             left_out=dict(d.get("left_out", {})),
             calibration=str(d.get("calibration", "")),
             activation_bytes_per_instance=int(d.get("activation_bytes_per_instance", 0)),
+            max_batch=d.get("max_batch"),
         )

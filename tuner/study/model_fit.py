@@ -58,6 +58,28 @@ def model_precisions(space: SearchSpace, model: PreparedModel, log: Callable[[st
     return space
 
 
+def model_batch(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:
+    """The space with batch sizes above the model's largest batch left out (a model that fixes
+    its batch to 1 is tuned at batch 1)."""
+    if model.max_batch is None:
+        return space
+    updates: dict[str, object] = {}
+    for platform in space.enabled_platforms():
+        sp = space.platform(platform)
+        assert sp is not None
+        if sp.batch_size.high <= model.max_batch:
+            continue
+        if sp.batch_size.low > model.max_batch:
+            log(f"note: platform {platform!r} left out: its batch sizes start at {sp.batch_size.low} and "
+                f"{model.name} takes at most {model.max_batch}")
+            updates[platform] = None
+            continue
+        log(f"note: {platform} batch sizes above {model.max_batch} left out: {model.name} fixes its batch")
+        updates[platform] = sp.model_copy(update={"batch_size": sp.batch_size.model_copy(
+            update={"high": model.max_batch})})
+    return space.model_copy(update={"platforms": space.platforms.model_copy(update=updates)}) if updates else space
+
+
 def fpga_fits(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:
     """The space with fpga left out when the FPGA cost model cannot analyse the model's graph
     (the note names the node and the reason)."""

@@ -34,7 +34,7 @@ from tuner.spec.space import SearchSpace
 from tuner.study.finalists import remeasure_finalists
 from tuner.study.loop import LoopContext, complete_count, run_trials
 from tuner.study.memory import PeakMemory
-from tuner.study.model_fit import fpga_fits, gpu_precisions, model_precisions
+from tuner.study.model_fit import fpga_fits, gpu_precisions, model_batch, model_precisions
 from tuner.study.open import open_study, record_run, warm_start
 from tuner.study.storage import check_url, open_storage
 
@@ -151,7 +151,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             check_prices(space, platforms, prices)
             precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
             model = prepare_model(opts.model, opts.model_options, precisions, log, space.constraints.accuracy_min_ratio)
-            space = fpga_fits(model_precisions(space, model, log), model, log)
+            space = fpga_fits(model_batch(model_precisions(space, model, log), model, log), model, log)
             platforms = space.available_platforms(info)
             if not platforms:
                 raise TunerError(f"No platform of the search space can run {model.name} (see the notes above).")
