@@ -155,7 +155,10 @@ def test_fidelity_kinds_can_fail() -> None:
     emb = [rng.standard_normal((8, 16))]
     assert accuracy.fidelity_of("cosine", emb, emb) == pytest.approx(1.0)
     assert accuracy.fidelity_of("cosine", [-emb[0]], emb) == 0.0
-    assert accuracy.auto_kind([(40, 6625)]) == "sequence" and accuracy.auto_kind([(1000,)]) == "centred-l2"
+    softmax = np.exp(ref[0]) / np.exp(ref[0]).sum(-1, keepdims=True)
+    assert accuracy.auto_kind([softmax]) == "sequence"
+    assert accuracy.auto_kind(ref) == "centred-l2"  # [T, C] but not a distribution: a detection head, say
+    assert accuracy.auto_kind([rng.standard_normal((4, 1000))]) == "centred-l2"
 
 
 def test_user_calibration_data_is_checked_and_never_unpickled(tmp_path: Path) -> None:

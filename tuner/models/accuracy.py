@@ -17,9 +17,10 @@ Fidelity is defined so that it can fail, with one kind per shape of output (``--
 - ``cosine`` (embeddings): the mean cosine similarity of each instance's flattened float
   outputs to fp32's (1 = same direction).
 
-``auto`` picks ``sequence`` when the first float output is ``[T, C]`` per instance with T and C
-at least 2, else ``centred-l2`` (an embedding cannot be told from logits by shape: choose
-``--fidelity cosine`` for one).
+``auto`` picks ``sequence`` when the first float output is ``[T, C]`` per instance (T, C >= 2)
+holding a softmax over C at every position, else ``centred-l2`` (a detection head
+``[attributes, anchors]`` is not a sequence; an embedding cannot be told from logits by shape:
+choose ``--fidelity cosine`` for one, ``--fidelity sequence`` for raw sequence logits).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def run_outputs(model_path: str, feeds: dict[str, np.ndarray], batch: int = 32) 
     parts: list[list[np.ndarray]] = []
     for i in range(0, n, max(1, batch)):
         outs = sess.run(None, {k: v[i : i + batch] for k, v in feeds.items()})
-        parts.append([np.asarray(o, np.float64) for o in outs])
+        # floats kept as float32 (a 640 x 640 map is 1.6 MB per instance); the figures are float64 sums
+        parts.append([np.asarray(o, np.float32 if np.asarray(o).dtype.kind == "f" else np.float64) for o in outs])
     return [np.concatenate([p[j] for p in parts], axis=0) for j in range(len(parts[0]))]
 
 
@@ -61,10 +63,16 @@ def flat(outputs: Outputs) -> np.ndarray:
     return np.concatenate([o.reshape(n, -1) for o in chosen], axis=1)
 
 
-def auto_kind(instance_shapes: list[tuple[int, ...]]) -> str:
-    """The fidelity kind `auto` picks from the per-instance shapes of the outputs."""
-    first = instance_shapes[0] if instance_shapes else ()
-    return "sequence" if len(first) == 2 and first[0] >= 2 and first[1] >= 2 else "centred-l2"
+def auto_kind(reference: Outputs) -> str:
+    """The fidelity kind `auto` picks from fp32's outputs: `sequence` when the first float output
+    is ``[T, C]`` per instance (T, C >= 2) holding a distribution over C at each position (values
+    in [0, 1] summing to 1, as a softmax gives), else `centred-l2`."""
+    first = next((o for o in reference if o.dtype.kind == "f"), None)
+    if first is None or first.ndim != 3 or first.shape[1] < 2 or first.shape[2] < 2:
+        return "centred-l2"
+    sums = first.sum(axis=-1, dtype=np.float64)
+    softmax = bool(first.min() >= 0 and first.max() <= 1 and np.allclose(sums, 1.0, atol=1e-3))
+    return "sequence" if softmax else "centred-l2"
 
 
 def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -92,6 +100,7 @@ def sequence_agreement(outputs: Outputs, reference: Outputs) -> float:
 
 
 def cosine(outputs: np.ndarray, reference: np.ndarray) -> float:
+    outputs, reference = outputs.astype(np.float64), reference.astype(np.float64)
     num = np.sum(outputs * reference, axis=1)
     den = np.linalg.norm(outputs, axis=1) * np.linalg.norm(reference, axis=1)
     sims = np.where(den > 0, num / np.maximum(den, 1e-300), (np.abs(outputs - reference).sum(1) == 0) * 1.0)

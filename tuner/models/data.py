@@ -7,7 +7,8 @@ saying what it is.
   cropped (random flips; resized up where the input is larger than the photos), ImageNet-normalised (grey: (x - 0.5) / 0.5).
 - waveform-shaped inputs (one float axis of >= 256 samples): audio-like signals, a few random
   tones (80-4000 Hz at 16 kHz) plus noise, peak amplitude <= 0.5.
-- anything else: seeded random inputs (standard normal floats, integers in [0, 10), booleans).
+- integer inputs named like a mask (``attention_mask``): ones; like type or segment ids: zeros.
+- anything else: seeded random inputs (standard normal floats, integers in [0, 10)).
 
 A user's own data (``--calibration-data FILE.npz``) replaces all of these (tuner.models.user_data).
 """
@@ -59,6 +60,10 @@ def describe(spec: InputSpec) -> str:
         return f"audio-like signals (random tones plus noise, 16 kHz), {spec.shape[0]} samples"
     if np.issubdtype(np.dtype(spec.dtype), np.floating):
         return f"random: standard normal {spec.dtype}{list(spec.shape)}"
+    if spec.dtype == "bool" or "mask" in spec.name.lower():
+        return f"ones {spec.dtype}{list(spec.shape)} (a mask: every position on)"
+    if "type" in spec.name.lower() or "segment" in spec.name.lower():
+        return f"zeros {spec.dtype}{list(spec.shape)} (type/segment ids: the first)"
     return f"random: {spec.dtype}{list(spec.shape)} in [0, 10)"
 
 
@@ -112,8 +117,10 @@ def _one(spec: InputSpec, n: int, seed: int, rng: np.random.Generator) -> np.nda
         return audio_like(n, spec.shape[0], seed, spec.dtype)
     if np.issubdtype(np.dtype(spec.dtype), np.floating):
         return rng.standard_normal(shape).astype(spec.dtype)
-    if spec.dtype == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
+    if spec.dtype == "bool" or "mask" in spec.name.lower():
+        return np.ones(shape, spec.dtype)  # an attention mask: every position attended
+    if "type" in spec.name.lower() or "segment" in spec.name.lower():
+        return np.zeros(shape, spec.dtype)  # token type / segment ids: the first segment
     return rng.integers(0, 10, shape).astype(spec.dtype)
 
 

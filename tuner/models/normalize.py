@@ -160,6 +160,13 @@ def batch_outputs_first(model: onnx.ModelProto, feeds_2: dict[str, np.ndarray], 
     try:
         outs_2, outs_3 = _run(model, feeds_2), _run(model, feeds_3)
     except Exception as exc:
+        try:
+            _run(model, {k: v[:1] for k, v in feeds_2.items()})
+        except Exception as exc_1:
+            raise TunerError(
+                f"{path}: the model does not run even on one instance of the inputs tuner made for it "
+                f"({type(exc_1).__name__}: {str(exc_1)[:300]}). Check --input-shape and --fixed-input, or give "
+                "inputs it accepts with --calibration-data FILE.npz.") from None
         raise TunerError(
             f"{path}: the model does not run with a batch of 2 ({type(exc).__name__}: {str(exc)[:300]}). tuner "
             "stacks instances along a batch axis: re-export the model with a dynamic batch axis "

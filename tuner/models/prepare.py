@@ -185,7 +185,11 @@ def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fideli
         t0 = time.perf_counter()
         if reference is None:
             reference = accuracy.run_outputs(str(paths["fp32"]), ev.evaluation, per_call)
-        outputs = reference if precision == "fp32" else accuracy.run_outputs(str(path), ev.evaluation, per_call)
+        try:
+            outputs = reference if precision == "fp32" else accuracy.run_outputs(str(path), ev.evaluation, per_call)
+        except Exception as exc:  # a variant ONNX Runtime cannot load or run: leave it out, keep the others
+            left_out[precision] = f"its variant does not run ({type(exc).__name__}: {str(exc)[:300]})"
+            continue
         if not all(np.isfinite(o).all() for o in outputs):
             left_out[precision] = "its outputs hold NaN or Inf on the evaluation inputs"
             continue
@@ -194,7 +198,7 @@ def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fideli
         if ev.labels is not None:
             acc, name = accuracy.top1_accuracy(accuracy.flat(outputs), ev.labels), "top-1 accuracy"
         else:
-            chosen = accuracy.auto_kind([o.shape[1:] for o in reference]) if kind == "auto" else kind
+            chosen = accuracy.auto_kind(reference) if kind == "auto" else kind
             if chosen == "sequence" and not any(o.ndim == 3 for o in reference):
                 raise TunerError(f"Got --fidelity sequence, but no output is [T, C] per instance (shapes "
                                  f"{[list(o.shape[1:]) for o in reference]}). Use centred-l2 or cosine.")

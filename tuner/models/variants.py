@@ -20,7 +20,7 @@ import onnx
 
 from tuner.errors import TunerError
 
-RECIPE_VERSION = "qdq-perchannel-v1"
+RECIPE_VERSION = "qdq-perchannel-v2"  # v2: a model below opset 13 is converted to 13 first
 
 
 def make_fp16(fp32_path: Path, out_path: Path) -> None:
@@ -52,6 +52,13 @@ def make_int8(fp32_path: Path, out_path: Path, calibration: list[dict[str, np.nd
             return next(self._it, None)
 
     model = onnx.load(str(fp32_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset < 13:  # per-channel DequantizeLinear (its `axis`) needs opset 13
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 13)
+        fp32_path = out_path.with_suffix(".opset13.onnx")
+        onnx.save(model, str(fp32_path))
     matmuls = [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
     exclude = matmuls[-1:]  # keep the logits layer in float
     quant_logger = logging.getLogger()
@@ -70,6 +77,7 @@ def make_int8(fp32_path: Path, out_path: Path, calibration: list[dict[str, np.nd
         )
     finally:
         quant_logger.setLevel(level)
+        out_path.with_suffix(".opset13.onnx").unlink(missing_ok=True)
 
 
 def integer_kernel_share(int8_path: Path) -> float:
