@@ -234,7 +234,7 @@ def run_one(e: Entry, work: Path, trials: int) -> Outcome:
             o.reason = f"not ready in 180 s: {_last_error((d / 'serve.log').read_text())}"
             return o
         o.stage = "request"
-        status, what = _v2_request(base, e.name)
+        status, what = _v2_request(base, model_path(e).stem)
         o.figures["v2_status"] = status
         o.figures["v2_response"] = what
         if status == 200:

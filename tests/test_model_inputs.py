@@ -197,7 +197,7 @@ def test_activation_memory_comes_from_the_graph(tmp_path: Path) -> None:
 
 def test_memory_prediction_refuses_what_cannot_fit() -> None:
     from tuner.config import TrialConfig
-    from tuner.runner.memory_fit import predict, why_not_fits
+    from tuner.runner.memory_fit import largest_batch, predict, trial_budget_bytes, why_not_fits
 
     gib = 2**30
     small = predict(TrialConfig("cpu", 4, "fp32", 2, 1), 10 * 2**20, 5 * 2**20)
@@ -207,3 +207,7 @@ def test_memory_prediction_refuses_what_cannot_fit() -> None:
     assert reason is not None and "per replica" in reason and "smaller batch" in reason
     many = predict(TrialConfig("cpu", 16, "fp32", 8, 1), 42 * 2**20, 5 * 2**20)  # 2.2 GiB x 8
     assert "8 replicas" in (why_not_fits(many, [10 * gib]) or "")
+    assert "trial memory budget 4.0 GiB" in (why_not_fits(many, [64 * gib], 4 * gib) or "")
+    assert trial_budget_bytes(None, [16 * gib]) == 4 * gib and trial_budget_bytes(2.0, [16 * gib]) == 2 * gib
+    assert largest_batch([1, 2, 4, 8, 16, 32], 42 * 2**20, 5 * 2**20, 4 * gib) == 16
+    assert largest_batch([64], 42 * 2**20, 5 * 2**20, 4 * gib) is None

@@ -32,7 +32,7 @@ from tuner.models.spec import PreparedModel
 from tuner.runner.base import TrialFailed
 from tuner.runner.cluster import RayCluster
 from tuner.runner.cores import Placement
-from tuner.runner.memory_fit import predict, why_not_fits
+from tuner.runner.memory_fit import predict, trial_budget_bytes, why_not_fits
 from tuner.runner.served import ServedTrials
 from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 
@@ -57,6 +57,7 @@ class RayRunner:
     level: str = "engine"  # "served": through the Ray Serve application (tuner.runner.served)
     served: ServedSettings = field(default_factory=ServedSettings)
     gpu: GpuSetup | None = None  # what gpu trials run on here (probed); None: gpu cannot run
+    trial_memory_gib_max: float | None = None  # the space's budget; None: a quarter of the cluster's memory
     _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
     _served: Any = field(default=None, init=False, repr=False)
     _node_memory: list[int] | None = field(default=None, init=False, repr=False)
@@ -77,7 +78,7 @@ class RayRunner:
             raise TrialFailed(f"platform {config.platform!r} has no evaluator on this cluster")
         engine_level = evaluator_for(config.platform, "engine", self.gpu)
         refusal = engine_level.refuses(config) if isinstance(engine_level, ReplicaEvaluator) else None
-        if not refusal and config.platform != "fpga":
+        if not refusal and config.platform == "cpu":
             refusal = self._memory_refusal(config)
         if refusal:
             raise TrialFailed(refusal, infeasible=True)
@@ -95,7 +96,8 @@ class RayRunner:
         prediction = predict(config, self.model.activation_bytes_per_instance, os.path.getsize(variant.path))
         if self._node_memory is None:
             self._node_memory = self.cluster.node_memory_bytes()
-        return why_not_fits(prediction, self._node_memory)
+        return why_not_fits(prediction, self._node_memory,
+                            trial_budget_bytes(self.trial_memory_gib_max, self._node_memory))
 
     def engine(self, config: TrialConfig) -> PerfResult:
         """The engine-level measurement of `config` (whatever this runner's level)."""

@@ -65,9 +65,12 @@ class ConstraintsSpec(Strict):
     accuracy_min_ratio: float = Field(0.99, gt=0, le=1, description="Share of fp32 accuracy.")
     latency_p95_ms_max: float | None = Field(None, gt=0, description="p95 SLO (ms).")
     cost_usd_per_million_max: float | None = Field(None, gt=0, description="Cost ceiling.")
+    trial_memory_gib_max: float | None = Field(
+        None, gt=0, description="Largest predicted memory of one CPU trial, all replicas (GiB); "
+                                "default a quarter of the cluster's memory.")
 
     def to_constraints(self) -> Constraints:
-        return Constraints(**self.model_dump())
+        return Constraints(**self.model_dump(exclude={"trial_memory_gib_max"}))
 
 
 class PriceOverride(Strict):

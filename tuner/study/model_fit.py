@@ -6,6 +6,7 @@ One platform's failure is not the study's: the study goes on with what is left.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from tuner.config import TrialConfig
@@ -78,6 +79,32 @@ def model_batch(space: SearchSpace, model: PreparedModel, log: Callable[[str], N
         updates[platform] = sp.model_copy(update={"batch_size": sp.batch_size.model_copy(
             update={"high": model.max_batch})})
     return space.model_copy(update={"platforms": space.platforms.model_copy(update=updates)}) if updates else space
+
+
+def memory_batches(space: SearchSpace, model: PreparedModel, budget_bytes: int | None,
+                   log: Callable[[str], None]) -> SearchSpace:
+    """The space with CPU batch sizes whose one replica's predicted memory exceeds the trial
+    budget left out (tuner.runner.memory_fit), so they are never tried."""
+    from tuner.runner.memory_fit import largest_batch
+
+    sp = space.platforms.cpu
+    if sp is None or budget_bytes is None or not model.activation_bytes_per_instance:
+        return space
+    variant_bytes = max(os.path.getsize(v.path) for v in model.variants.values())
+    batches = sorted(sp.batch_size.values())
+    best = largest_batch(batches, model.activation_bytes_per_instance, variant_bytes, budget_bytes)
+    gib = budget_bytes / 2**30
+    if best is None:
+        log(f"note: platform 'cpu' left out for {model.name}: even batch {batches[0]} is predicted to exceed the "
+            f"trial memory budget {gib:.1f} GiB (constraints.trial_memory_gib_max)")
+        return space.model_copy(update={"platforms": space.platforms.model_copy(update={"cpu": None})})
+    if best >= sp.batch_size.high:
+        return space
+    log(f"note: cpu batch sizes above {best} left out for {model.name}: predicted memory over the trial budget "
+        f"{gib:.1f} GiB ({model.activation_bytes_per_instance / 2**20:.0f} MiB of activations per instance, from "
+        "the graph; constraints.trial_memory_gib_max)")
+    new = sp.model_copy(update={"batch_size": sp.batch_size.model_copy(update={"high": best})})
+    return space.model_copy(update={"platforms": space.platforms.model_copy(update={"cpu": new})})
 
 
 def fpga_fits(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:

@@ -22,6 +22,7 @@ from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable, load_prices
 from tuner.runner.cluster import RayCluster
+from tuner.runner.memory_fit import trial_budget_bytes
 from tuner.runner.trial import RayRunner
 from tuner.search.context import SamplerContext
 from tuner.search.samplers import SAMPLERS, make_sampler
@@ -34,7 +35,7 @@ from tuner.spec.space import SearchSpace
 from tuner.study.finalists import remeasure_finalists
 from tuner.study.loop import LoopContext, complete_count, run_trials
 from tuner.study.memory import PeakMemory
-from tuner.study.model_fit import fpga_fits, gpu_precisions, model_batch, model_precisions
+from tuner.study.model_fit import fpga_fits, gpu_precisions, memory_batches, model_batch, model_precisions
 from tuner.study.open import open_study, record_run, warm_start
 from tuner.study.storage import check_url, open_storage
 
@@ -152,6 +153,8 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             precisions = {p for pl in platforms for p in getattr(space.platforms, pl).precision.choices}
             model = prepare_model(opts.model, opts.model_options, precisions, log, space.constraints.accuracy_min_ratio)
             space = fpga_fits(model_batch(model_precisions(space, model, log), model, log), model, log)
+            budget = trial_budget_bytes(space.constraints.trial_memory_gib_max, cluster.node_memory_bytes())
+            space = memory_batches(space, model, budget, log)
             platforms = space.available_platforms(info)
             if not platforms:
                 raise TunerError(f"No platform of the search space can run {model.name} (see the notes above).")
@@ -160,7 +163,8 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             study = open_study(opts.study or model_name(opts.model), opts.storage, storage, model, space, prices,
                                load, make_sampler(opts.sampler, opts.seed, context))
             runner = RayRunner(model, space.measurement, load, devices, cluster, exclusive_hosts=opts.exclusive_hosts,
-                               level=level, served=space.serving, gpu=gpu)
+                               level=level, served=space.serving, gpu=gpu,
+                               trial_memory_gib_max=space.constraints.trial_memory_gib_max)
             hardware = cluster.hardware_key() + (f" + {gpu.device_name} ({gpu.backend})" if gpu else "")
             stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
@@ -182,7 +186,8 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
                 # Finalists are always re-measured served: their medians are what promote deploys.
                 served = runner if level == "served" else RayRunner(
                     model, space.measurement, load, devices, cluster, level="served",
-                    served=replace(space.serving, engine_ceiling=False), gpu=gpu)
+                    served=replace(space.serving, engine_ceiling=False), gpu=gpu,
+                    trial_memory_gib_max=space.constraints.trial_memory_gib_max)
                 try:
                     remeasure_finalists(ctx, opts.finalists, opts.finalist_repeats, served, "served")
                 finally:
