@@ -211,3 +211,18 @@ def test_memory_prediction_refuses_what_cannot_fit() -> None:
     assert trial_budget_bytes(None, [16 * gib]) == 4 * gib and trial_budget_bytes(2.0, [16 * gib]) == 2 * gib
     assert largest_batch([1, 2, 4, 8, 16, 32], 42 * 2**20, 5 * 2**20, 4 * gib) == 16
     assert largest_batch([64], 42 * 2**20, 5 * 2**20, 4 * gib) is None
+
+
+def test_a_folder_of_images_calibrates_an_image_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((40, 30, 3), 50 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image, skipped")
+    cal, ev = load_user_data(folder, (InputSpec("x", (3, 16, 24), "float32"),))
+    assert cal["x"].shape == (3, 3, 16, 24) and ev["x"].shape == (2, 3, 16, 24)
+    assert cal["x"][0, 0].std() == pytest.approx(0, abs=1e-6) and cal["x"][0].mean() != cal["x"][1].mean()
+    with pytest.raises(TunerError, match="one image-shaped input"):
+        load_user_data(folder, (InputSpec("audio", (512,), "float32"),))

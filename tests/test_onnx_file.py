@@ -128,3 +128,14 @@ def test_a_model_that_fixes_its_batch_to_1_is_tuned_at_batch_1(tmp_path: Path) -
     space = model_batch(load_space("default"), model, lines.append)
     assert space.platforms.cpu.batch_size.high == 1 and space.platforms.fpga.batch_size.high == 1
     assert any("batch sizes above 1 left out" in line for line in lines)
+
+
+def test_a_model_shipped_in_a_dependency_is_refused_clearly(tmp_path: Path) -> None:
+    """onnxruntime ships logreg_iris.onnx (scikit-learn, input [3, 2]: a batch fixed to 3)."""
+    import onnxruntime
+
+    p = Path(onnxruntime.__file__).parent / "datasets" / "logreg_iris.onnx"
+    with pytest.raises(TunerError) as exc:
+        prepare_model(str(p), ModelOptions(), {"fp32"}, log=lambda s: None)
+    msg = str(exc.value)
+    assert str(p) in msg and "fixes its batch axis 0 to 3" in msg and "--batch-axis float_input:K" in msg

@@ -48,9 +48,10 @@ def onnx_input_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fidelity", default="auto", choices=["auto", "centred-l2", "sequence", "cosine"],
                    help="how a variant's outputs are compared with fp32's when there are no labels "
                         "(default auto: sequence for [T, C] outputs, else centred-l2)")
-    g.add_argument("--calibration-data", default=None, metavar="FILE.npz",
-                   help="your own inputs for int8 calibration and fidelity: one array per input, "
-                        "instances first (default: photographs, audio-like or random inputs by shape)")
+    g.add_argument("--calibration-data", default=None, metavar="FILE.npz|DIR",
+                   help="your own inputs for int8 calibration and fidelity: a folder of images (one image "
+                        "input), or a .npz with one array per input, instances first (default: photographs, "
+                        "audio-like or random inputs by shape)")
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:

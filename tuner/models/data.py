@@ -87,11 +87,16 @@ def photo_crops(n: int, height: int, width: int, seed: int, channels: int = 3) -
             pixels = np.asarray(crop, np.float32) / 255.0
         if rng.random() < 0.5:
             pixels = pixels[:, ::-1]
-        if channels == 1:
-            out[i, 0] = (pixels @ np.array([0.299, 0.587, 0.114], np.float32) - 0.5) / 0.5
-        else:
-            out[i] = ((pixels - _MEAN) / _STD).transpose(2, 0, 1)
+        out[i] = normalise(pixels, channels)
     return out
+
+
+def normalise(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """RGB pixels ``[H, W, 3]`` in [0, 1] -> ``[channels, H, W]``: ImageNet-normalised colour,
+    or grey as (x - 0.5) / 0.5."""
+    if channels == 1:
+        return ((pixels @ np.array([0.299, 0.587, 0.114], np.float32) - 0.5) / 0.5)[None]
+    return ((pixels - _MEAN) / _STD).transpose(2, 0, 1)
 
 
 def audio_like(n: int, samples: int, seed: int, dtype: str = "float32") -> np.ndarray:

@@ -53,9 +53,9 @@ def check_model_arg(model_arg: str, opts: ModelOptions) -> None:
                 f"{[(s.name, s.shape) for s in BUILTINS[model_arg].inputs]} and its own labelled data. Drop them.")
         return
     check_inputs(Path(model_arg), opts)
-    if opts.calibration_data and not Path(opts.calibration_data).is_file():
-        raise TunerError(f"Got {opts.calibration_data!r} for --calibration-data. It is not a file: pass a .npz "
-                         "with one array per model input.")
+    if opts.calibration_data and not Path(opts.calibration_data).exists():
+        raise TunerError(f"Got {opts.calibration_data!r} for --calibration-data. It does not exist: pass a folder "
+                         "of images or a .npz with one array per model input.")
 
 
 @dataclass(frozen=True)
