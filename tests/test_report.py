@@ -219,6 +219,20 @@ def test_fidelity_model_says_so() -> None:
     assert report.chosen is None and "no feasible Pareto-optimal trial" in report.chosen_problem
 
 
+def test_the_report_says_what_the_data_was_and_what_was_left_out() -> None:
+    from dataclasses import replace
+
+    from tuner.report.html import _accuracy as accuracy_section
+
+    model = replace(_model("fidelity"), calibration="x: audio-like signals (random tones plus noise, 16 kHz)",
+                    left_out={"fp16": "building its variant failed (RuntimeError: boom)"},
+                    interface_notes=("input 'sr' fixed to 16000 (int64[]), not sent by clients",))
+    rec = StudyRecord("s", ("maximize", "minimize", "minimize"), OBJECTIVES, ())
+    acc = str(accuracy_section(build_report(rec, {"model": model.to_dict()}, "now")))
+    assert "audio-like signals" in acc and "Precision fp16 left out: building its variant failed" in acc
+    assert "input &#x27;sr&#x27; fixed to 16000" in acc or "input 'sr' fixed to 16000" in acc
+
+
 def test_unknown_study_exits_2_naming_the_studies(storage: str, tmp_path: Path, capsys) -> None:
     assert run(argparse.Namespace(study="nope", storage=storage, out=tmp_path / "r")) == 2
     err = capsys.readouterr().err

@@ -112,6 +112,9 @@ class Accuracy:
     description: str
     floor_ratio: float | None
     rows: tuple[AccuracyRow, ...]
+    calibration: str = ""  # what the calibration and evaluation inputs were
+    left_out: tuple[tuple[str, str], ...] = ()  # (precision, why it has no variant)
+    interface_notes: tuple[str, ...] = ()  # how tuner's copy's interface differs from the user's file
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,9 @@ def _accuracy(model: Mapping[str, Any] | None, floor: float | None) -> Accuracy 
         rows.append(AccuracyRow(precision, acc, ratio, None if ratio is None or floor is None else ratio >= floor))
     metric = str(model.get("accuracy_metric", ""))
     return Accuracy(metric, ACCURACY_LABELS.get(metric, metric), str(model.get("accuracy_description", "")),
-                    floor, tuple(rows))
+                    floor, tuple(rows), str(model.get("calibration", "")),
+                    tuple((str(k), str(v)) for k, v in (model.get("left_out") or {}).items()),
+                    tuple(str(n) for n in model.get("interface_notes") or ()))
 
 
 def _prices(table: Mapping[str, Mapping[str, Any]], points: tuple[TrialPoint, ...]) -> tuple[PriceLine, ...]:

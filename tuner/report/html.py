@@ -191,7 +191,10 @@ def _accuracy(report: Report) -> Safe:
     return Safe(f"<p>The figure is <b>{esc(acc.metric_label)}</b>: {esc(acc.description)}. Measured once per "
                 f"precision variant on ONNX Runtime (CPU); FPGA trials use the int8 variant's figure. "
                 f"Accuracy floor: {esc(floor)}.</p>"
-                + table(["precision", esc(acc.metric_label), "vs fp32", "meets the floor"], rows, {1, 2}))
+                + table(["precision", esc(acc.metric_label), "vs fp32", "meets the floor"], rows, {1, 2})
+                + (f"<p>Calibration and evaluation inputs: {esc(acc.calibration)}.</p>" if acc.calibration else "")
+                + "".join(f"<p>Precision {esc(p)} left out: {esc(why)}.</p>" for p, why in acc.left_out)
+                + "".join(f"<p>Model interface: {esc(n)}.</p>" for n in acc.interface_notes))
 
 
 def _prices(report: Report) -> Safe:
