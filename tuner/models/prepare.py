@@ -24,7 +24,7 @@ from tuner.models.activations import per_instance_bytes
 from tuner.models.builtin import BUILTINS, EvalData, fp32_path
 from tuner.models.inputs import FIDELITY_KINDS, ModelOptions
 from tuner.models.onnx_file import cached_fp32, check_inputs, max_batch
-from tuner.models.spec import PreparedModel, Variant
+from tuner.models.spec import InputSpec, PreparedModel, Variant
 from tuner.models.user_data import load_user_data
 
 # Precisions ONNX Runtime's CPU provider can build and run here; bf16 needs a GPU.
@@ -62,6 +62,7 @@ def check_model_arg(model_arg: str, opts: ModelOptions) -> None:
 class _Source:
     fp32: Path
     source: str
+    inputs: tuple[InputSpec, ...]
     data: EvalData
     calibration: str
     notes: tuple[str, ...]
@@ -71,17 +72,17 @@ def _source(model_arg: str, opts: ModelOptions, log: Callable[[str], None]) -> _
     if model_arg in BUILTINS:
         check_model_arg(model_arg, opts)
         builtin = BUILTINS[model_arg]
-        return _Source(fp32_path(builtin, log), "builtin", builtin.eval_data(),
+        return _Source(fp32_path(builtin, log), "builtin", builtin.inputs, builtin.eval_data(),
                        "the built-in model's own data", ())
     path = Path(model_arg)
     fp32, specs, notes = cached_fp32(path, opts)
     if opts.calibration_data:
         cal, ev = load_user_data(Path(opts.calibration_data), specs)
-        return _Source(fp32, str(path.resolve()), EvalData(cal, ev, None),
+        return _Source(fp32, str(path.resolve()), specs, EvalData(cal, ev, None),
                        f"the user's {opts.calibration_data} ({len(next(iter(cal.values())))} calibration, "
                        f"{len(next(iter(ev.values())))} evaluation instances)", tuple(notes))
     desc = "; ".join(f"{s.name}: {data.describe(s)}" for s in specs)
-    return _Source(fp32, str(path.resolve()), EvalData(data.synthetic_inputs(specs, 32, seed=0),
+    return _Source(fp32, str(path.resolve()), specs, EvalData(data.synthetic_inputs(specs, 32, seed=0),
                    data.synthetic_inputs(specs, 64, seed=1), None), desc, tuple(notes))
 
 
@@ -144,12 +145,16 @@ def prepare_model(
     added = quiet.line_count(log_file) - before
     if added > 0:
         log(f"ONNX Runtime and quantizer messages: {added} line(s) in {log_file}")
+    if "fp32" not in measured:
+        raise TunerError(f"{src.source}: the fp32 model's outputs hold NaN or Inf on the evaluation inputs "
+                         f"({src.calibration}); nothing can be compared with it. Give inputs it is meant for with "
+                         "--calibration-data.")
     kind = measured["fp32"].details.get("fidelity_kind", "top1")
     labelled = src.data.labels is not None
     return PreparedModel(
         name=model_name(model_arg),
         source=src.source,
-        inputs=BUILTINS[model_arg].inputs if model_arg in BUILTINS else cached_fp32(Path(model_arg), opts)[1],
+        inputs=src.inputs,
         accuracy_metric="top1_accuracy" if labelled else "fidelity",
         accuracy_description=accuracy.TOP1_DESCRIPTION if labelled else accuracy.DESCRIPTIONS[kind],
         variants=measured,
@@ -191,6 +196,8 @@ def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fideli
             left_out[precision] = f"its variant does not run ({type(exc).__name__}: {str(exc)[:300]})"
             continue
         if not all(np.isfinite(o).all() for o in outputs):
+            if precision == "fp32":
+                break  # no reference: prepare_model says so
             left_out[precision] = "its outputs hold NaN or Inf on the evaluation inputs"
             continue
         n = len(outputs[0])

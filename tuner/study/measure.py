@@ -81,6 +81,9 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
         check_config(config, info)
         prices.row(prices.key_for(config))
         model = prepare_model(opts.model, opts.model_options, {config.precision}, log)
+        if config.precision not in model.variants and config.platform != "gpu":
+            raise TunerError(f"Got --precision {config.precision}, but {model.name} has no {config.precision} variant: "
+                             f"{model.left_out.get(config.precision, 'it cannot be built here')}. Pick another precision.")
         level = opts.measure or space.measure
         runner = RayRunner(model, space.measurement, load, devices, cluster, level=level, served=space.serving, gpu=gpu)
         try:
