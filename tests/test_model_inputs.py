@@ -226,3 +226,28 @@ def test_a_folder_of_images_calibrates_an_image_model(tmp_path: Path) -> None:
     assert cal["x"][0, 0].std() == pytest.approx(0, abs=1e-6) and cal["x"][0].mean() != cal["x"][1].mean()
     with pytest.raises(TunerError, match="one image-shaped input"):
         load_user_data(folder, (InputSpec("audio", (512,), "float32"),))
+
+
+def test_the_command_line_reports_every_input_problem_before_anything_starts(tmp_path: Path) -> None:
+    from helpers import tuner
+
+    p = stateful_model(tmp_path / "vad.onnx")
+    out = tuner(tmp_path, "tune", "--model", str(p), "--trials", "1", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--input-shape audio:D" in out.stderr and "--fixed-input sr=VALUE" in out.stderr
+    assert "Ray" not in out.stdout  # refused before a cluster starts
+
+
+def test_estimate_runs_a_stateful_model_with_its_flags(tmp_path: Path) -> None:
+    """`tuner estimate` (no Ray): the FPGA model prices tuner's copy of a three-input model."""
+    import json
+
+    from helpers import tuner
+
+    p = stateful_model(tmp_path / "vad.onnx")
+    out = tuner(tmp_path, "estimate", "--model", str(p), "--input-shape", "audio:512", "--fixed-input", "sr=16000",
+                "--fixed-input", "state=0", "--device", "zcu104", "--batch-size", "4", "--json", timeout=300,
+                env={**os.environ, "TUNER_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["metrics"]["estimated"] is True and record["metrics"]["throughput_rps"] > 0
