@@ -217,8 +217,8 @@ def _required(shapes: dict[str, list[int] | None], name: str, node: str) -> list
         raise field_error(
             f"tensor {name!r} of node {node!r}", "unknown shape",
             "Shape inference must give conv, gemm, pool and element-wise tensors a fixed shape.",
-            "Export the model with static shapes besides the batch dim, or give all dynamic "
-            "dims in input_shapes.",
+            "Export the model with static shapes besides the batch dim, or fix every dynamic "
+            "dim of the inputs (tuner: --input-shape NAME:D1,...).",
         )
     return shape
 
