@@ -139,3 +139,16 @@ def test_a_model_shipped_in_a_dependency_is_refused_clearly(tmp_path: Path) -> N
         prepare_model(str(p), ModelOptions(), {"fp32"}, log=lambda s: None)
     msg = str(exc.value)
     assert str(p) in msg and "fixes its batch axis 0 to 3" in msg and "--batch-axis float_input:K" in msg
+
+
+def test_string_inputs_and_map_outputs_are_refused_together(tmp_path: Path) -> None:
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    seq = helper.make_tensor_sequence_value_info("probs", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("SequenceConstruct", ["x"], ["probs"])], "g", [text, x], [seq])
+    p = tmp_path / "pipeline.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    with pytest.raises(TunerError) as exc:
+        cached_fp32(p, ModelOptions())
+    msg = str(exc.value)
+    assert "2 problem(s)" in msg and "'probs' is a sequence_type, not a tensor" in msg and "'text' is not a numeric" in msg

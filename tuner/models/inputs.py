@@ -152,8 +152,18 @@ def resolve_inputs(model: onnx.ModelProto, opts: ModelOptions, path: Path,
             problems.append(f"{flag} names {unknown}, but the inputs of {path.name} are {names}: use those names.")
     symbol = _batch_symbol(decls, opts)
     resolved = []
+    for value in model.graph.output:
+        if not value.type.HasField("tensor_type"):
+            kind = value.type.WhichOneof("value")
+            problems.append(f"output {value.name!r} is a {kind}, not a tensor (a scikit-learn ZipMap gives a sequence of "
+                            "maps): tuner measures and serves tensors. Re-export without it (skl2onnx: "
+                            "options={id(model): {'zipmap': False}}).")
     for inp in graph_inputs:
         dims = decls[inp.name]
+        if not inp.type.HasField("tensor_type") or inp.type.tensor_type.elem_type in (0, onnx.TensorProto.STRING):
+            problems.append(f"input {inp.name!r} is not a numeric tensor (strings, sequences and maps are not "
+                            "supported): tokenize outside the model and pass ids, or re-export it without that input.")
+            continue
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)).name
         fixed = opts.fixed.get(inp.name)
         shown = "[" + ", ".join("?" if not isinstance(d, int) else str(d) for d in dims) + "]"

@@ -121,6 +121,9 @@ def cached_fp32(path: Path, opts: ModelOptions) -> tuple[Path, tuple[InputSpec, 
         else:
             bound, out_notes = batch_outputs_first(bound, synthetic_inputs(specs, 2, seed=0),
                                                    synthetic_inputs(specs, 3, seed=1), path)
+        if bound.ByteSize() > 2**31 - 2**26:
+            raise TunerError(f"{path} is larger than ONNX's 2 GB single-file limit once loaded "
+                             f"({bound.ByteSize() / 2**30:.1f} GB); tuner handles models below it for now.")
         cache.write_atomic(out, bound.SerializeToString())
         known = {"notes": notes + out_notes, "max_batch": 1 if fixed_batch else None}
         cache.write_json(record, known)
