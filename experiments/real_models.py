@@ -37,6 +37,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine  # noqa: E402
 
+from tuner.models.data import integer_input  # noqa: E402
+
 CORPUS_DIR = Path(__file__).resolve().parent / ".corpus"
 
 
@@ -177,8 +179,8 @@ def _v2_request(base: str, model: str) -> tuple[int, str]:
     for i in meta["inputs"]:
         shape = [1, *i["shape"][1:]]
         n = int(np.prod(shape))
-        data = rng.integers(0, 10, n).tolist() if i["datatype"].startswith(("INT", "UINT")) else \
-            rng.standard_normal(n).round(4).tolist()
+        data = integer_input(i["name"], "int64", (n,), rng).tolist() if i["datatype"].startswith(("INT", "UINT")) \
+            else rng.standard_normal(n).round(4).tolist()
         inputs.append({"name": i["name"], "shape": shape, "datatype": i["datatype"], "data": data})
     r = requests.post(f"{base}/v2/models/{model}/infer", json={"inputs": inputs}, timeout=60)
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}

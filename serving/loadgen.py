@@ -35,6 +35,7 @@ import numpy as np
 from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
+from tuner.models.data import integer_input
 
 Mode = Literal["offline", "server"]
 _PAYLOADS = 8  # distinct request bodies, cycled (built once: encoding is not part of the load)
@@ -134,7 +135,8 @@ def _per_instance(spec: InputLike) -> tuple[list[int], np.dtype]:
 
 def make_payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
               seed: int) -> list[tuple[bytes, dict[str, str]]]:
-    """Seeded request bodies: normal floats, small integers (valid ids), random booleans."""
+    """Seeded request bodies: normal floats; integers and booleans as tuner.models.data.integer_input
+    makes them (valid ids, masks on, type ids 0)."""
     rng = np.random.default_rng(seed)
     bodies = []
     for _ in range(_PAYLOADS):
@@ -142,10 +144,8 @@ def make_payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
         for spec in inputs:
             shape, dtype = _per_instance(spec)
             full = (instances, *shape)
-            if dtype == np.bool_:
-                tensors[spec.name] = rng.integers(0, 2, full).astype(bool)
-            elif dtype.kind in "iu":
-                tensors[spec.name] = rng.integers(0, 10, full).astype(dtype)
+            if dtype == np.bool_ or dtype.kind in "iu":
+                tensors[spec.name] = integer_input(spec.name, dtype, full, rng)
             else:
                 tensors[spec.name] = rng.standard_normal(full).astype(dtype)
         encoded = encode_infer_request(tensors, binary=binary, binary_outputs=binary)

@@ -251,3 +251,22 @@ def test_estimate_runs_a_stateful_model_with_its_flags(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["metrics"]["estimated"] is True and record["metrics"]["throughput_rps"] > 0
+
+
+def test_every_input_recipe_gives_an_embedding_valid_ids() -> None:
+    """Calibration, the bench and the served load make integer inputs the same way: a model that
+    indexes a 2-row token-type table with token_type_ids gets 0s everywhere (a stopped study found it)."""
+    import json
+
+    from serving.loadgen import make_payloads
+    from tuner.evaluators.base import timing_inputs
+    from tuner.models.data import synthetic_inputs
+
+    specs = (InputSpec("input_ids", (8,), "int64"), InputSpec("attention_mask", (8,), "int64"),
+             InputSpec("token_type_ids", (8,), "int64"))
+    for feeds in (synthetic_inputs(specs, 4, seed=0), timing_inputs(specs, 4)):
+        assert (feeds["token_type_ids"] == 0).all() and (feeds["attention_mask"] == 1).all()
+        assert feeds["input_ids"].min() >= 0 and feeds["input_ids"].max() < 10
+    body, _ = make_payloads(specs, 2, binary=False, seed=0)[0]
+    sent = {t["name"]: t["data"] for t in json.loads(body)["inputs"]}
+    assert set(np.asarray(sent["token_type_ids"]).ravel()) == {0} and set(np.asarray(sent["attention_mask"]).ravel()) == {1}

@@ -26,6 +26,7 @@ import numpy as np
 
 from tuner.config import TrialConfig
 from tuner.metrics import PerfResult
+from tuner.models.data import integer_input
 from tuner.models.spec import InputSpec
 
 #: Calls a bench method by name on every replica at once and returns their results in replica
@@ -137,7 +138,7 @@ def timing_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndar
         if np.issubdtype(np.dtype(s.dtype), np.floating):
             feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
         else:
-            feeds[s.name] = rng.integers(0, 2 if s.dtype == "bool" else 10, shape).astype(s.dtype)
+            feeds[s.name] = integer_input(s.name, s.dtype, shape, rng)
     return feeds
 
 

@@ -111,6 +111,18 @@ def audio_like(n: int, samples: int, seed: int, dtype: str = "float32") -> np.nd
     return out
 
 
+def integer_input(name: str, dtype: str | np.dtype, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Values an integer (or boolean) input accepts: ones for a mask, zeros for type or segment
+    ids, else small ids in [0, 10). Calibration, the bench and the served load all use it, so a
+    model that indexes an embedding with an input gets valid indices everywhere."""
+    lowered = name.lower()
+    if np.dtype(dtype) == np.bool_ or "mask" in lowered:
+        return np.ones(shape, dtype)
+    if "type" in lowered or "segment" in lowered:
+        return np.zeros(shape, dtype)
+    return rng.integers(0, 10, shape).astype(dtype)
+
+
 def _one(spec: InputSpec, n: int, seed: int, rng: np.random.Generator) -> np.ndarray:
     shape = (n, *spec.shape)
     layout = image_layout(spec)
@@ -122,11 +134,7 @@ def _one(spec: InputSpec, n: int, seed: int, rng: np.random.Generator) -> np.nda
         return audio_like(n, spec.shape[0], seed, spec.dtype)
     if np.issubdtype(np.dtype(spec.dtype), np.floating):
         return rng.standard_normal(shape).astype(spec.dtype)
-    if spec.dtype == "bool" or "mask" in spec.name.lower():
-        return np.ones(shape, spec.dtype)  # an attention mask: every position attended
-    if "type" in spec.name.lower() or "segment" in spec.name.lower():
-        return np.zeros(shape, spec.dtype)  # token type / segment ids: the first segment
-    return rng.integers(0, 10, shape).astype(spec.dtype)
+    return integer_input(spec.name, spec.dtype, shape, rng)
 
 
 def synthetic_inputs(specs: tuple[InputSpec, ...], n: int, seed: int) -> dict[str, np.ndarray]:
