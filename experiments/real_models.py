@@ -276,7 +276,20 @@ def _figures(out: str) -> dict:
     return fig
 
 
+def merged(outcomes: list[Outcome]) -> list[Outcome]:
+    """This run's outcomes with the earlier rows of models not run now (`--only`), in corpus order."""
+    earlier: dict[str, Outcome] = {}
+    path = RESULTS / "real_models.json"
+    if path.exists():
+        for row in json.loads(path.read_text()).get("rows", []):
+            earlier[row["name"]] = Outcome(**row)
+    earlier.update({o.name: o for o in outcomes})
+    order = [e.name for e in CORPUS]
+    return sorted(earlier.values(), key=lambda o: order.index(o.name) if o.name in order else len(order))
+
+
 def write_table(outcomes: list[Outcome], trials: int) -> Path:
+    outcomes = merged(outcomes)
     lines = ["# Real ONNX models, tuned -> promoted -> served -> one V2 request", "",
              f"`python experiments/real_models.py` on {machine()['cpu_model']} ({machine()['cores']} cores), "
              f"{trials} trials per model at the engine level (`--measure engine`), one finalist re-measured "
