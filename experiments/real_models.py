@@ -288,14 +288,26 @@ def merged(outcomes: list[Outcome]) -> list[Outcome]:
     return sorted(earlier.values(), key=lambda o: order.index(o.name) if o.name in order else len(order))
 
 
-def write_table(outcomes: list[Outcome], trials: int) -> Path:
+def _promoted(log: Path) -> str:
+    """'cpu fp32 b8 2x1t: 20 inf/s, p95 1227 ms' from promote's output, or ''."""
+    if not log.exists():
+        return ""
+    text = log.read_text()
+    m = re.search(r"promoted trial #(\d+): (.+?) \(policy", text)
+    f = re.search(r"measured: ([\d.]+) inf/s, p95 ([\d.]+) ms", text)
+    if not m:
+        return ""
+    return f"#{m.group(1)} {m.group(2)}" + (f": {float(f.group(1)):.0f} inf/s, p95 {float(f.group(2)):.0f} ms" if f else "")
+
+
+def write_table(outcomes: list[Outcome], trials: int, work: Path) -> Path:
     outcomes = merged(outcomes)
     lines = ["# Real ONNX models, tuned -> promoted -> served -> one V2 request", "",
              f"`python experiments/real_models.py` on {machine()['cpu_model']} ({machine()['cores']} cores), "
              f"{trials} trials per model at the engine level (`--measure engine`), one finalist re-measured "
              "served, nothing else running. Figures are this machine's; the FPGA ones are ESTIMATES.", "",
-             "| model | kind | tuner flags | result | fidelity / accuracy by precision | peak memory | time | "
-             "reason or response |", "|---|---|---|---|---|---|---|---|"]
+             "| model | kind | tuner flags | result | fidelity by precision | promoted (served figures) | "
+             "peak memory | time | reason or V2 response |", "|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         fid = o.figures.get("fidelity", {})
         fid_s = ", ".join(f"{k} {v:.4f}" for k, v in fid.items()) + (
@@ -306,9 +318,13 @@ def write_table(outcomes: list[Outcome], trials: int) -> Path:
         if o.leftovers:
             why += f" LEFT BEHIND: {len(o.leftovers)} process(es)"
         lines.append(f"| {o.name} | {o.kind} | `{o.args}` | **{o.result}** ({o.stage}) | {fid_s or '-'} | "
-                     f"{f'{mem:.2f} GiB' if mem else '-'} | {secs:.0f} s | {why.replace('|', '/')} |")
-    lines += ["", "Notes printed by tune (precisions or platforms left out, interface changes) are in "
-              "real_models.json, with each run's figures."]
+                     f"{_promoted(work / o.name / 'promote.log') or '-'} | {f'{mem:.2f} GiB' if mem else '-'} | "
+                     f"{secs:.0f} s | {why.replace('|', '/')} |")
+    lines += ["", "## What tune left out, and why (its `note:` lines)", ""]
+    for o in outcomes:
+        for note in o.figures.get("notes", []):
+            if "'gpu' left out: the Ray cluster has no GPUs" not in note:
+                lines.append(f"- **{o.name}**: {note[:260]}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "real_models.md"
     path.write_text("\n".join(lines) + "\n")
@@ -346,7 +362,7 @@ def main() -> int:
                 pid = int(line.split()[0])
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
-    print(write_table(outcomes, args.trials))
+    print(write_table(outcomes, args.trials, args.work))
     return 0
 
 

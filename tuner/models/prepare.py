@@ -175,6 +175,13 @@ def _build(precision: str, src: _Source, var_dir: Path, per_call: int) -> None:
     tmp.replace(var_dir / f"{precision}.onnx")
 
 
+def _floor(acc: float, floor_ratio: float | None, measured: dict[str, Variant]) -> str:
+    if floor_ratio is None or "fp32" not in measured:
+        return ""
+    limit = floor_ratio * measured["fp32"].accuracy
+    return f"; floor {limit:.4f}" + (": BELOW, its trials will be infeasible" if acc < limit else "")
+
+
 def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fidelity: str, log: Callable[[str], None],
                       floor_ratio: float | None, per_call: int, left_out: dict[str, str]) -> dict[str, Variant]:
     known = cache.read_json(record) or {}
@@ -186,6 +193,8 @@ def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fideli
         hit = known.get(precision)
         if hit and hit.get("sha256") == sha and hit.get("fidelity_option") == kind:
             out[precision] = Variant(precision, str(path.resolve()), sha, hit["accuracy"], hit["details"])
+            name = "top-1 accuracy" if ev.labels is not None else f"fidelity ({hit['details'].get('fidelity_kind')})"
+            log(f"{name} of {precision}: {hit['accuracy']:.4f} (cached{_floor(hit['accuracy'], floor_ratio, out)})")
             continue
         t0 = time.perf_counter()
         if reference is None:
@@ -214,11 +223,8 @@ def _measure_accuracy(paths: dict[str, Path], ev: EvalData, record: Path, fideli
                                                                                   accuracy.flat(reference))})
         if precision == "int8":
             details["integer_kernel_share"] = variants.integer_kernel_share(path)
-        floor = ""
-        if floor_ratio is not None and "fp32" in out:
-            limit = floor_ratio * out["fp32"].accuracy
-            floor = f"; floor {limit:.4f}" + (": BELOW, its trials will be infeasible" if acc < limit else "")
-        log(f"{name} of {precision}: {acc:.4f} ({n} inputs, {time.perf_counter() - t0:.1f} s{floor})")
+        log(f"{name} of {precision}: {acc:.4f} ({n} inputs, {time.perf_counter() - t0:.1f} s"
+            f"{_floor(acc, floor_ratio, out)})")
         out[precision] = Variant(precision, str(path.resolve()), sha, acc, details)
         known[precision] = {"sha256": sha, "accuracy": acc, "details": details, "fidelity_option": kind}
         cache.write_json(record, known)
