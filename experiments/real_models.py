@@ -339,7 +339,11 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run these corpus entries only")
     ap.add_argument("--trials", type=int, default=3, help="trials per model (default 3)")
     ap.add_argument("--work", type=Path, default=CORPUS_DIR / "runs", help="where studies and logs go")
+    ap.add_argument("--table", action="store_true", help="rewrite the table from real_models.json and the logs, run nothing")
     args = ap.parse_args()
+    if args.table:
+        print(write_table([], json.loads((RESULTS / "real_models.json").read_text())["trials"], args.work))
+        return 0
     entries = tuple(e for e in CORPUS if args.only is None or e.name in args.only)
     if args.fetch:
         fetch(entries)

@@ -270,3 +270,17 @@ def test_every_input_recipe_gives_an_embedding_valid_ids() -> None:
     body, _ = make_payloads(specs, 2, binary=False, seed=0)[0]
     sent = {t["name"]: t["data"] for t in json.loads(body)["inputs"]}
     assert set(np.asarray(sent["token_type_ids"]).ravel()) == {0} and set(np.asarray(sent["attention_mask"]).ravel()) == {1}
+
+
+def test_a_time_major_input_gets_its_batch_axis_from_the_symbol_name(tmp_path: Path) -> None:
+    """x [seq, batch, 4] (an RNN's time-major layout): the axis named 'batch' is the batch."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["seq", "batch", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    p = tmp_path / "rnn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    copy, specs, notes = cached_fp32(p, ModelOptions({"x": (6, 4)}))
+    assert specs[0].shape == (6, 4) and any("'x': batch axis 1" in n for n in notes)
+    data = np.random.default_rng(0).standard_normal((3, 6, 4)).astype(np.float32)
+    (got,) = _run(copy, {"x": data})
+    np.testing.assert_allclose(got, np.maximum(data, 0))  # batch first in, batch first out

@@ -118,7 +118,12 @@ def _declared(inp: onnx.ValueInfoProto) -> list[int | str | None]:
 
 
 def _batch_symbol(decls: dict[str, list[int | str | None]], opts: ModelOptions) -> str | None:
-    """The symbol of the batch axis: that of the first real input's batch axis, if named."""
+    """The symbol of the batch axis: one named like a batch ("batch", "batch_size") on a real
+    input, else that of the first real input's batch axis, if named."""
+    for name, dims in decls.items():
+        named = [d for d in dims if isinstance(d, str) and "batch" in d.lower()]
+        if name not in opts.fixed and name not in opts.batch_axes and len(set(named)) == 1:
+            return named[0]
     for name, dims in decls.items():
         if name in opts.fixed or not dims:
             continue
@@ -134,7 +139,7 @@ def _batch_axis(name: str, dims: list[int | str | None], symbol: str | None, opt
     if not dims:
         return None
     if symbol is not None and dims[0] != symbol and dims.count(symbol) == 1:
-        return dims.index(symbol)  # the graph names the batch symbol at another axis
+        return dims.index(symbol)  # the graph names the batch symbol at another axis (e.g. time-major)
     return 0
 
 
