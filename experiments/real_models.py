@@ -294,7 +294,7 @@ def _promoted(log: Path) -> str:
         return ""
     text = log.read_text()
     m = re.search(r"promoted trial #(\d+): (.+?) \(policy", text)
-X
+    f = re.search(r"measured: ([\d.]+) inf/s, p95 ([\d.]+) ms", re.sub(r"(\d),(\d)", r"\1\2", text))
     if not m:
         return ""
     return f"#{m.group(1)} {m.group(2)}" + (f": {float(f.group(1)):.0f} inf/s, p95 {float(f.group(2)):.0f} ms" if f else "")
