@@ -23,22 +23,35 @@ def show(workdir: Path, study: str) -> dict:
     return json.loads(out.stdout)
 
 
-def write_hog(path: Path) -> None:
-    """64 MiB per instance: a batch of 1024 asks for 64 GiB."""
+def write_hog(path: Path, hidden: bool = False) -> None:
+    """64 MiB per instance: a batch of 1024 asks for 64 GiB. `hidden`: the size comes from the
+    data at run time (0 x min(x) + 2^22), so shape inference, and tuner's memory prediction,
+    cannot see it: the kernel's out-of-memory path is what stops it."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
-    shape = numpy_helper.from_array(np.array([1, 4, 1 << 22], np.int64), "shape")
     axes = numpy_helper.from_array(np.array([2], np.int64), "axes")
+    if not hidden:
+        inits = [numpy_helper.from_array(np.array([1, 4, 1 << 22], np.int64), "shape"), axes]
+        nodes = []
+    else:
+        inits = [axes, numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                 numpy_helper.from_array(np.array(1 << 22, np.int64), "n"),
+                 numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+                 numpy_helper.from_array(np.array([1, 4], np.int64), "head")]
+        nodes = [helper.make_node("ReduceMin", ["x"], ["m"], keepdims=0),
+                 helper.make_node("Mul", ["m", "zero"], ["z"]),
+                 helper.make_node("Cast", ["z"], ["zi"], to=TensorProto.INT64),
+                 helper.make_node("Add", ["zi", "n"], ["size"]),
+                 helper.make_node("Unsqueeze", ["size", "axis0"], ["size1"]),
+                 helper.make_node("Concat", ["head", "size1"], ["shape"], axis=0)]
     graph = helper.make_graph(
-        [helper.make_node("Expand", ["x", "shape"], ["big"]),
+        [*nodes, helper.make_node("Expand", ["x", "shape"], ["big"]),
          helper.make_node("ReduceSum", ["big", "axes"], ["y"], keepdims=0)],
-        "hog", [x], [y], [shape, axes])
+        "hog", [x], [y], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def test_out_of_memory_is_recorded_infeasible_and_not_retried(tmp_path: Path) -> None:
-    write_hog(tmp_path / "hog.onnx")
-    (tmp_path / "space.yaml").write_text("""
+HOG_SPACE = """
 platforms:
   cpu:
     precision: {type: categorical, choices: [fp32]}
@@ -47,7 +60,12 @@ platforms:
     threads_per_replica: {type: int, low: 1, high: 1}
 measure: engine  # the study loop is under test here, not the serving stack
 measurement: {warmup_s: 0.1, window_s: 0.3, min_windows: 2, max_windows: 2, target_requests: 10}
-""")
+"""
+
+
+def test_out_of_memory_is_recorded_infeasible_and_not_retried(tmp_path: Path) -> None:
+    write_hog(tmp_path / "hog.onnx", hidden=True)
+    (tmp_path / "space.yaml").write_text(HOG_SPACE)
     out = tuner(tmp_path, "tune", "--model", "hog.onnx", "--trials", "3", "--space", "space.yaml", "--finalists", "0")
     assert out.returncode == 0, out.stdout + out.stderr
     trials = show(tmp_path, "hog")["trials"]
@@ -56,6 +74,21 @@ measurement: {warmup_s: 0.1, window_s: 0.3, min_windows: 2, max_windows: 2, targ
     assert "out of memory" in trials[0]["failure"]
     assert [t["reused_from"] for t in trials] == [None, 0, 0]  # tried once, never again
     assert "1 not runnable" in out.stdout
+
+
+def test_memory_the_graph_predicts_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """The same 64 GiB, visible in the graph: recorded infeasible with the prediction, never run."""
+    write_hog(tmp_path / "hog.onnx")
+    (tmp_path / "space.yaml").write_text(HOG_SPACE + "constraints: {trial_memory_gib_max: 100000}\n")
+    out = tuner(tmp_path, "tune", "--model", "hog.onnx", "--trials", "2", "--space", "space.yaml", "--finalists", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = show(tmp_path, "hog")["trials"]
+    assert all(t["metrics"] is None and not t["feasible"] for t in trials)
+    assert "predicted memory" in trials[0]["failure"] and "exceeds the largest node" in trials[0]["failure"]
+    assert [t["reused_from"] for t in trials] == [None, 0]
+    (tmp_path / "space.yaml").write_text(HOG_SPACE)  # the default budget: a quarter of the cluster's memory
+    out = tuner(tmp_path, "tune", "--model", "hog.onnx", "--trials", "1", "--study", "hog2", "--space", "space.yaml")
+    assert out.returncode == 2 and "even batch 1024 is predicted to exceed the trial memory budget" in out.stdout
 
 
 def test_parallel_trials_without_double_work_and_finalists(tmp_path: Path) -> None:

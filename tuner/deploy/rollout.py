@@ -31,6 +31,7 @@ from tuner.models.spec import InputSpec
 from tuner.record import TrialRecord
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 from tuner.spec.space import SearchSpace
+from tuner.study.dashboard_view import save_study_note
 from tuner.study.readback import study_model
 
 HISTORY = "promotions"
@@ -88,6 +89,7 @@ def record(study: optuna.Study, entry: dict[str, Any], make_active: bool) -> Non
              "user": getpass.getuser()}
     entries.append(entry)
     study.set_user_attr(HISTORY, entries)
+    save_study_note(study)  # the dashboard's study note lists the promotions
 
 
 @dataclass(frozen=True)

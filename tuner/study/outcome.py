@@ -18,6 +18,7 @@ from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible, worst_v
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
 from tuner.spec.measurement import LoadSpec
+from tuner.study.dashboard_view import measured_note, save_trial_note, set_constraints
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,7 @@ def measure_key(config: TrialConfig, model: PreparedModel, load: LoadSpec, hardw
 def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence[str]) -> list[float]:
     """Write the outcome on the trial (constraints for the sampler, attributes for people and
     the dashboard) and return the objective values to tell."""
-    for name, value in outcome.constraints.items():
-        trial.set_constraint(name, value)
-        trial.set_user_attr(f"constraint.{name}", value)
+    set_constraints(trial, outcome.constraints)
     for name, value in outcome.metrics.to_dict().items():
         trial.set_user_attr(name, value)
     trial.set_user_attr("feasible", outcome.feasible)
@@ -108,6 +107,17 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
     gpu = outcome.details.get("gpu")
     if isinstance(gpu, dict):  # shown in the dashboard: which backend, and whether it was the TEST one
         trial.set_user_attr("gpu_backend", gpu["backend"] + (" (TEST backend: CPU figures)" if gpu["test_backend"] else ""))
+    m = outcome.metrics
+    where = (f"FPGA {outcome.config.device} (analytical DPU model)" if m.estimated
+             else f"{outcome.details.get('mode', 'offline')} load on this cluster (user attribute `measurement`)")
+    save_trial_note(trial, measured_note(
+        outcome.config.label(), outcome.level, m.estimated, m.throughput_rps, m.latency_p95_ms,
+        outcome.engine.throughput_rps if outcome.engine else None,
+        [name for name, value in outcome.constraints.items() if value > 0], where),
+        [f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million inferences "
+         f"({outcome.price.get('key')}: ${outcome.price.get('usd_per_hour', 0):.4f}/h)",
+         "The plotted values are this measurement; a finalist's median (what tuner show and promote use) "
+         "is in its user attribute `finalist`."])
     return outcome.metrics.objective_values(objectives)
 
 
@@ -115,19 +125,22 @@ def record_not_runnable(trial: optuna.Trial, reason: str, key: str, objectives: 
     """A configuration that cannot run here (out of memory, a layout the cluster cannot hold):
     a constraint violation the sampler learns from, keyed so it is never tried again."""
     trial.set_user_attr("measure_key", key)
-    trial.set_constraint("runnable", 1.0)
-    trial.set_user_attr("constraint.runnable", 1.0)
+    set_constraints(trial, {"runnable": 1.0})
     trial.set_user_attr("feasible", False)
     trial.set_user_attr("failure", reason)
+    config = trial.user_attrs.get("config")
+    label = TrialConfig(**config).label() if isinstance(config, dict) else "this configuration"
+    save_trial_note(trial, f"**NOT RUNNABLE** {label} | INFEASIBLE: {reason} | nothing was measured")
     return worst_values(objectives)
 
 
 def copy_measurement(trial: optuna.Trial, source: optuna.trial.FrozenTrial) -> list[float]:
     """Reuse an identical configuration's measurement (no double work), marked as reused."""
-    for name, value in source.constraints.items():
-        trial.set_constraint(name, value)
+    set_constraints(trial, dict(source.constraints))
     for name, value in source.user_attrs.items():
         if name not in ("config", "reused_from"):
             trial.set_user_attr(name, value)
     trial.set_user_attr("reused_from", source.number)
+    save_trial_note(trial, f"**REUSED** the measurement of trial #{source.number} (the same configuration, "
+                           "variant, load and hardware): nothing was measured again")
     return list(source.values)

@@ -1,0 +1,76 @@
+"""What optuna-dashboard shows of a trial: its feasibility where the dashboard reads it, and a
+note whose first line says what the trial is, whether it was measured or ESTIMATED, and how.
+
+- optuna-dashboard 0.21 renders feasibility from the trial system attribute ``constraints``
+  (a list; feasible when every value <= 0), which Optuna 5's ``set_constraint`` does not write
+  (it writes ``constraints:<name>``), so both are written.
+- The note (optuna-dashboard's ``save_note``, Markdown) is what a person reads first in the
+  trial's pane; an estimate says ESTIMATED in its first word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import optuna
+
+from tuner.record import StudyRecord
+
+DASHBOARD_CONSTRAINTS_KEY = "constraints"  # optuna_dashboard._serializer.CONSTRAINTS_KEY
+
+
+def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> None:
+    """Optuna's constraints (for the sampler), the dashboard's list and a user attribute each."""
+    for name, value in constraints.items():
+        trial.set_constraint(name, value)
+        trial.set_user_attr(f"constraint.{name}", value)
+    trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS_KEY,
+                                        [float(constraints[name]) for name in constraints])
+
+
+def measured_note(config: str, level: str, estimated: bool, throughput_rps: float, p95_ms: float,
+                  engine_rps: float | None, violated: list[str], where: str) -> str:
+    """The first line of a trial's note, e.g. `**MEASURED (served)** cpu fp32 b16 2x1t | 20 inf/s,
+    p95 3832 ms (engine 22 inf/s) | feasible | on <hardware>`."""
+    status = "ESTIMATED (FPGA cost model, not a measurement)" if estimated else f"MEASURED ({level})"
+    engine = f" (engine {engine_rps:,.0f} inf/s)" if engine_rps else ""
+    feasible = "feasible" if not violated else "INFEASIBLE: " + ", ".join(violated)
+    return f"**{status}** {config} | {throughput_rps:,.0f} inf/s, p95 {p95_ms:.3f} ms{engine} | {feasible} | {where}"
+
+
+def save_trial_note(trial: optuna.Trial, first_line: str, details: list[str] | None = None) -> None:
+    """The trial's note in optuna-dashboard: the first line, then details (Markdown)."""
+    from optuna_dashboard import save_note
+
+    save_note(trial, "\n\n".join([first_line, *(details or [])]))
+
+
+def study_note(record: StudyRecord, promotions: list[dict]) -> str:
+    """The study's note: the feasible front as tuner reports it (finalists as medians;
+    ESTIMATED rows marked), and the promotions."""
+    lines = [f"**{record.study}**: feasible Pareto front as tuner reports it ({len(record.front)} trials; "
+             "finalists show the median of their measurements; ESTIMATED rows come from the FPGA cost model, "
+             "not a measurement). The dashboard's own Pareto plot draws each trial's first measurement.", "",
+             "| trial | configuration | inf/s | p95 ms | $ per M | accuracy | measured |",
+             "|---|---|---|---|---|---|---|"]
+    for t in record.front:
+        if t.metrics is None or t.config is None:
+            continue
+        m = t.metrics
+        lines.append(f"| #{t.number} | {t.config.label()} | {m.throughput_rps:,.0f} | {m.latency_p95_ms:.3f} | "
+                     f"{m.cost_usd_per_million:.5f} | {m.accuracy:.4f} | "
+                     f"{'ESTIMATED' if m.estimated else t.level or 'measured'} |")
+    if promotions:
+        lines += ["", "Promotions (newest last):", ""]
+        lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"
+                  f"{' (active)' if p.get('active') else ''}: {p.get('reason', '')}" for p in promotions]
+    return "\n".join(lines)
+
+
+def save_study_note(study: optuna.Study) -> None:
+    """Write the study's note from its current trials and its `promotions` attribute."""
+    from optuna_dashboard import save_note
+
+    from tuner.study.readback import study_record
+
+    save_note(study, study_note(study_record(study), list(study.user_attrs.get("promotions", []))))
