@@ -16,6 +16,7 @@ Each change is listed in the notes recorded with the model and printed by ``tune
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,30 +29,31 @@ from tuner.models.inputs import ResolvedInput
 _SUFFIX = "__tuner_orig"
 
 
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every subgraph inside it (If, Loop and Scan bodies), recursively."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _graphs(sub)
+
+
 def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
     """Point every consumer of `old` (subgraphs included) at `new`."""
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                _rename_uses(sub, old, new)
-
-
-def _used_names(graph: onnx.GraphProto, out: set[str]) -> set[str]:
-    for node in graph.node:
-        out.update(node.input)
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                _used_names(sub, out)
-    out.update(o.name for o in graph.output)
-    return out
+    for g in _graphs(graph):
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = new
 
 
 def drop_unused_initializers(graph: onnx.GraphProto) -> int:
     """Remove initializers no node reads (ONNX Runtime warns once per such tensor otherwise)."""
-    used = _used_names(graph, set())
+    used: set[str] = set()
+    for g in _graphs(graph):  # a subgraph may read (or output) an outer initializer by name
+        used.update(o.name for o in g.output)
+        for node in g.node:
+            used.update(node.input)
     unused = [i for i in graph.initializer if i.name not in used]
     for init in unused:
         graph.initializer.remove(init)

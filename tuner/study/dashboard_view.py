@@ -25,7 +25,7 @@ def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> No
         trial.set_constraint(name, value)
         trial.set_user_attr(f"constraint.{name}", value)
     trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS_KEY,
-                                        [float(constraints[name]) for name in constraints])
+                                        [float(v) for v in constraints.values()])
 
 
 def measured_note(config: str, level: str, estimated: bool, throughput_rps: float, p95_ms: float,

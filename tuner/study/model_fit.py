@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from tuner.config import TrialConfig
 from tuner.evaluators.gpu import GpuSetup, why_not_precision
 from tuner.models.spec import PreparedModel
 from tuner.spec.params import CategoricalParam
 from tuner.spec.space import SearchSpace
+
+
+def _with_platforms(space: SearchSpace, updates: dict[str, object]) -> SearchSpace:
+    """The space with some platforms' spaces replaced (None: the platform is left out)."""
+    return space.model_copy(update={"platforms": space.platforms.model_copy(update=updates)}) if updates else space
+
+
+def _capped(sp: Any, high: int) -> Any:
+    """A platform's space with its batch sizes capped at `high`."""
+    return sp.model_copy(update={"batch_size": sp.batch_size.model_copy(update={"high": high})})
 
 
 def restrict_precisions(space: SearchSpace, platform: str, why_not: Callable[[str], str | None],
@@ -35,7 +46,7 @@ def restrict_precisions(space: SearchSpace, platform: str, why_not: Callable[[st
     new = sp.model_copy(update={"precision": CategoricalParam(choices=kept)}) if kept else None
     if new is None:
         log(f"note: platform {platform!r} left out: {reason_all}")
-    return space.model_copy(update={"platforms": space.platforms.model_copy(update={platform: new})})
+    return _with_platforms(space, {platform: new})
 
 
 def gpu_precisions(space: SearchSpace, gpu: GpuSetup, log: Callable[[str], None]) -> SearchSpace:
@@ -49,7 +60,9 @@ def model_precisions(space: SearchSpace, model: PreparedModel, log: Callable[[st
     def why_not(precision: str) -> str | None:
         if precision in model.variants:
             return None
-        return model.left_out.get(precision, f"{model.name} has no {precision} variant built here")
+        if precision in model.left_out:
+            return f"{model.name} has no {precision} variant (its reason is in the note above)"
+        return f"{model.name} has no {precision} variant built here"
 
     for platform in space.enabled_platforms():
         if platform == "gpu":
@@ -76,9 +89,8 @@ def model_batch(space: SearchSpace, model: PreparedModel, log: Callable[[str], N
             updates[platform] = None
             continue
         log(f"note: {platform} batch sizes above {model.max_batch} left out: {model.name} fixes its batch")
-        updates[platform] = sp.model_copy(update={"batch_size": sp.batch_size.model_copy(
-            update={"high": model.max_batch})})
-    return space.model_copy(update={"platforms": space.platforms.model_copy(update=updates)}) if updates else space
+        updates[platform] = _capped(sp, model.max_batch)
+    return _with_platforms(space, updates)
 
 
 def memory_batches(space: SearchSpace, model: PreparedModel, budget_bytes: int | None,
@@ -97,14 +109,13 @@ def memory_batches(space: SearchSpace, model: PreparedModel, budget_bytes: int |
     if best is None:
         log(f"note: platform 'cpu' left out for {model.name}: even batch {batches[0]} is predicted to exceed the "
             f"trial memory budget {gib:.1f} GiB (constraints.trial_memory_gib_max)")
-        return space.model_copy(update={"platforms": space.platforms.model_copy(update={"cpu": None})})
+        return _with_platforms(space, {"cpu": None})
     if best >= sp.batch_size.high:
         return space
     log(f"note: cpu batch sizes above {best} left out for {model.name}: predicted memory over the trial budget "
         f"{gib:.1f} GiB ({model.activation_bytes_per_instance / 2**20:.0f} MiB of activations per instance, from "
         "the graph; constraints.trial_memory_gib_max)")
-    new = sp.model_copy(update={"batch_size": sp.batch_size.model_copy(update={"high": best})})
-    return space.model_copy(update={"platforms": space.platforms.model_copy(update={"cpu": new})})
+    return _with_platforms(space, {"cpu": _capped(sp, best)})
 
 
 def fpga_fits(space: SearchSpace, model: PreparedModel, log: Callable[[str], None]) -> SearchSpace:
@@ -120,5 +131,5 @@ def fpga_fits(space: SearchSpace, model: PreparedModel, log: Callable[[str], Non
     except Exception as exc:  # any failure of the estimator: the platform goes, the study stays
         log(f"note: platform 'fpga' left out for {model.name}: the FPGA cost model cannot analyse its int8 graph "
             f"({type(exc).__name__}: {str(exc)[:400]})")
-        return space.model_copy(update={"platforms": space.platforms.model_copy(update={"fpga": None})})
+        return _with_platforms(space, {"fpga": None})
     return space
