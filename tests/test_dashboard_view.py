@@ -1,6 +1,7 @@
 """What a person sees in optuna-dashboard, read back through the dashboard's own HTTP API:
 feasibility where it renders it, objective names, a note on every trial saying measured or
-ESTIMATED, and the study's note with tuner's front and its promotions."""
+ESTIMATED, the study's note with tuner's front and its promotions, and the two companion
+studies (tuner's measured figures, the FPGA estimates) listed beside the search study."""
 
 from __future__ import annotations
 
@@ -17,37 +18,44 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
+    """Every study the dashboard lists, by name, as its study-detail API returns it."""
     work = tmp_path_factory.mktemp("dash")
     storage = f"sqlite:///{work / 'study.db'}"
     study = make_study(storage, "digits", promotions=None)
-    from tuner.study.dashboard_view import save_study_note
+    from tuner.study.companions import refresh_dashboard
 
     study.set_user_attr("promotions", [{"trial": 1, "reason": "cheapest feasible", "active": True,
                                         "time": "2026-12-01T20:00:00+00:00", "user": "ci"}])
-    save_study_note(study)
+    assert refresh_dashboard(study) == {"measured": 3, "estimated": 1}
+    assert refresh_dashboard(study) == {"measured": 3, "estimated": 1}  # rebuilt, not appended to
     port = free_port()
     proc = start_tuner(Path(work), "dashboard", "--storage", storage, "--port", str(port))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/api/meta", proc)
         studies = requests.get(f"{base}/api/studies", timeout=10).json()["study_summaries"]
-        detail = requests.get(f"{base}/api/studies/{studies[0]['study_id']}", timeout=30).json()
-        yield detail
+        yield {s["study_name"]: requests.get(f"{base}/api/studies/{s['study_id']}", timeout=30).json()
+               for s in studies}
     finally:
         stop(proc)
 
 
-def test_feasibility_is_where_the_dashboard_reads_it(served: dict) -> None:
-    trials = {t["number"]: t for t in served["trials"]}
+@pytest.fixture(scope="module")
+def search(served: dict) -> dict:
+    return served["digits"]
+
+
+def test_feasibility_is_where_the_dashboard_reads_it(search: dict) -> None:
+    trials = {t["number"]: t for t in search["trials"]}
     # make_study: #0 and #1 meet every constraint, #2 misses the 20 ms SLO, #5 cannot run
     assert trials[1]["constraints"] and all(v <= 0 for v in trials[1]["constraints"])
     assert any(v > 0 for v in trials[2]["constraints"])
     assert trials[5]["constraints"] == [1.0]
-    assert served["objective_names"] == ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
+    assert search["objective_names"] == ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
 
 
-def test_every_trial_note_says_what_it_is_in_its_first_line(served: dict) -> None:
-    first = {t["number"]: t["note"]["body"].splitlines()[0] for t in served["trials"] if t["note"]["body"]}
+def test_every_trial_note_says_what_it_is_in_its_first_line(search: dict) -> None:
+    first = {t["number"]: t["note"]["body"].splitlines()[0] for t in search["trials"] if t["note"]["body"]}
     assert first[1].startswith("**MEASURED (engine)** cpu int8 b16 2x1t") and "| feasible |" in first[1]
     assert first[2].startswith("**MEASURED") and "INFEASIBLE: latency" in first[2]
     assert first[3].startswith("**ESTIMATED (FPGA cost model, not a measurement)** fpga")
@@ -55,8 +63,45 @@ def test_every_trial_note_says_what_it_is_in_its_first_line(served: dict) -> Non
     assert first[6].startswith("**REUSED** the measurement of trial #1")
 
 
-def test_the_study_note_holds_tuners_front_and_the_promotions(served: dict) -> None:
-    body = served["note"]["body"]
+def test_the_study_note_holds_tuners_front_and_the_promotions(search: dict) -> None:
+    body = search["note"]["body"]
     assert "feasible Pareto front as tuner reports it" in body
     assert "| #1 | cpu int8 b16 2x1t | 3,900 |" in body  # the finalist's median, not its first 4,000
     assert "ESTIMATED" in body and "trial #1 at 2026-12-01T20:00:00+00:00 by ci (active)" in body
+    assert "**digits.measured** holds tuner's figures" in body
+
+
+def _attr(trial: dict, key: str):
+    return next(a["value"] for a in trial["user_attrs"] if a["key"] == key)
+
+
+def test_the_measured_companion_draws_tuners_figures_and_front(served: dict) -> None:
+    assert set(served) == {"digits", "digits.measured", "digits.estimated"}
+    measured = served["digits.measured"]
+    by_search = {int(_attr(t, "search_trial")): t for t in measured["trials"]}
+    # feasible measured trials only: #2 misses the SLO, #3 is an estimate, #5 cannot run, #6 is reused
+    assert set(by_search) == {0, 1, 4}
+    assert all(t["constraints"] and all(v <= 0 for v in t["constraints"]) for t in measured["trials"])
+    assert float(by_search[1]["values"][0]) == 3900.0  # the finalist's median, not its first 4,000
+    assert _attr(by_search[1], "figures") == "median of 4 measurements (finalist)"
+    # the dashboard's Pareto set is tuner's measured front of make_study (#4 is dominated by #1)
+    assert {int(_attr(t, "search_trial")) for t in measured["best_trials"]} == {0, 1}
+    assert measured["objective_names"] == ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]
+    assert measured["note"]["body"].startswith("**MEASURED: tuner's figures for digits.**")
+    assert by_search[1]["note"]["body"].startswith("**MEASURED (engine)** cpu int8 b16 2x1t | 3,900 inf/s")
+
+
+def test_the_estimated_companion_holds_the_fpga_estimates(served: dict) -> None:
+    estimated = served["digits.estimated"]
+    assert [int(_attr(t, "search_trial")) for t in estimated["trials"]] == [3]
+    assert estimated["trials"][0]["note"]["body"].startswith("**ESTIMATED (FPGA cost model, not a measurement)**")
+    assert estimated["note"]["body"].startswith("**ESTIMATED")
+
+
+def test_tuners_commands_do_not_take_a_companion_for_a_study(tmp_path: Path) -> None:
+    from tuner.cli.common import pick_study
+    from tuner.study.companions import refresh_dashboard
+
+    storage = f"sqlite:///{tmp_path / 'one.db'}"
+    refresh_dashboard(make_study(storage, "only"))
+    assert pick_study(None, storage).study_name == "only"  # three studies stored, one of them a search

@@ -8,7 +8,7 @@ import optuna
 
 from tuner.errors import TunerError
 from tuner.models.inputs import ModelOptions
-from tuner.study.storage import DEFAULT_STORAGE, load_study, open_storage
+from tuner.study.storage import DEFAULT_STORAGE, load_study, open_storage, study_names
 
 
 def storage_arg(p: argparse.ArgumentParser) -> None:
@@ -65,7 +65,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 def pick_study(name: str | None, storage: str | None) -> optuna.Study:
     """The study named, or the only one in the storage."""
     if name is None:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage, create=False))]
+        names = study_names(open_storage(storage, create=False))
         if len(names) != 1:
             raise TunerError(f"Pass --study NAME: the storage {storage or DEFAULT_STORAGE} holds "
                              f"{len(names)} studies ({', '.join(names) or 'none'}).")

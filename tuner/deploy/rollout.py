@@ -31,7 +31,7 @@ from tuner.models.spec import InputSpec
 from tuner.record import TrialRecord
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 from tuner.spec.space import SearchSpace
-from tuner.study.dashboard_view import save_study_note
+from tuner.study.companions import refresh_dashboard
 from tuner.study.readback import study_model
 
 HISTORY = "promotions"
@@ -89,7 +89,7 @@ def record(study: optuna.Study, entry: dict[str, Any], make_active: bool) -> Non
              "user": getpass.getuser()}
     entries.append(entry)
     study.set_user_attr(HISTORY, entries)
-    save_study_note(study)  # the dashboard's study note lists the promotions
+    refresh_dashboard(study)  # the study note lists the promotions; the companions follow
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,11 @@ def study_note(record: StudyRecord, promotions: list[dict]) -> str:
     ESTIMATED rows marked), and the promotions."""
     lines = [f"**{record.study}**: feasible Pareto front as tuner reports it ({len(record.front)} trials; "
              "finalists show the median of their measurements; ESTIMATED rows come from the FPGA cost model, "
-             "not a measurement). The dashboard's own Pareto plot draws each trial's first measurement.", "",
+             "not a measurement).", "",
+             f"This study is the search's record: its plots draw each trial as first measured, FPGA estimates "
+             f"among them. The study **{record.study}.measured** holds tuner's figures (feasible measured trials; "
+             f"its Pareto set is this front's measured part) and **{record.study}.estimated** the FPGA estimates.",
+             "",
              "| trial | configuration | inf/s | p95 ms | $ per M | accuracy | measured |",
              "|---|---|---|---|---|---|---|"]
     for t in record.front:
@@ -65,12 +69,3 @@ def study_note(record: StudyRecord, promotions: list[dict]) -> str:
         lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"
                   f"{' (active)' if p.get('active') else ''}: {p.get('reason', '')}" for p in promotions]
     return "\n".join(lines)
-
-
-def save_study_note(study: optuna.Study) -> None:
-    """Write the study's note from its current trials and its `promotions` attribute."""
-    from optuna_dashboard import save_note
-
-    from tuner.study.readback import study_record
-
-    save_note(study, study_note(study_record(study), list(study.user_attrs.get("promotions", []))))

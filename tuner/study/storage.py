@@ -101,9 +101,17 @@ def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBSto
     return storage
 
 
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The search studies in `storage` (not the companions the dashboard lists beside them:
+    `tuner.study.companions`)."""
+    from tuner.study.companions import is_companion
+
+    return [s.study_name for s in optuna.get_all_study_summaries(storage) if not is_companion(s.user_attrs)]
+
+
 def load_study(name: str, url: str | None) -> optuna.Study:
     storage = open_storage(url, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    names = study_names(storage)
     if name not in names:
         raise TunerError(
             f"No study named {name!r} in {url or DEFAULT_STORAGE}. Studies there: "

@@ -32,7 +32,7 @@ from tuner.search.suggest import enumerate_configs
 from tuner.spec.load import load_space
 from tuner.spec.measurement import LoadSpec
 from tuner.spec.space import SearchSpace
-from tuner.study.dashboard_view import save_study_note
+from tuner.study.companions import refresh_dashboard
 from tuner.study.finalists import remeasure_finalists
 from tuner.study.loop import LoopContext, complete_count, run_trials
 from tuner.study.memory import PeakMemory
@@ -200,7 +200,7 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             cluster.shutdown()
     record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats)
     study.set_user_attr("measure", level)
-    save_study_note(study)  # the front as tuner reports it, in the dashboard
+    refresh_dashboard(study)  # the front as tuner reports it, and the companion studies
     log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
         f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
         f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})")
