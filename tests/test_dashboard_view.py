@@ -5,11 +5,14 @@ studies (tuner's measured figures, the FPGA estimates) listed beside the search 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 import requests
 from test_report import make_study
+
+from tuner.cli.report import run as report_cli
 
 from helpers import free_port, start_tuner, stop, wait_http
 
@@ -28,14 +31,22 @@ def served(tmp_path_factory: pytest.TempPathFactory):
                                         "time": "2026-12-01T20:00:00+00:00", "user": "ci"}])
     assert refresh_dashboard(study) == {"measured": 3, "estimated": 1}
     assert refresh_dashboard(study) == {"measured": 3, "estimated": 1}  # rebuilt, not appended to
+    for _ in range(2):  # the second upload replaces the first
+        assert report_cli(argparse.Namespace(study="digits", storage=storage, out=work / "report", artifacts=None)) == 0
     port = free_port()
     proc = start_tuner(Path(work), "dashboard", "--storage", storage, "--port", str(port))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/api/meta", proc)
         studies = requests.get(f"{base}/api/studies", timeout=10).json()["study_summaries"]
-        yield {s["study_name"]: requests.get(f"{base}/api/studies/{s['study_id']}", timeout=30).json()
-               for s in studies}
+        details = {s["study_name"]: requests.get(f"{base}/api/studies/{s['study_id']}", timeout=30).json()
+                   for s in studies}
+        search = next(s for s in studies if s["study_name"] == "digits")
+        details["digits"]["_files"] = {
+            a["filename"]: requests.get(f"{base}/artifacts/{search['study_id']}/{a['artifact_id']}", timeout=30)
+            for a in details["digits"]["artifacts"]}
+        details["digits"]["_store"] = sorted(p.name for p in (work / "study.db.artifacts").iterdir())
+        yield details
     finally:
         stop(proc)
 
@@ -69,6 +80,20 @@ def test_the_study_note_holds_tuners_front_and_the_promotions(search: dict) -> N
     assert "| #1 | cpu int8 b16 2x1t | 3,900 |" in body  # the finalist's median, not its first 4,000
     assert "ESTIMATED" in body and "trial #1 at 2026-12-01T20:00:00+00:00 by ci (active)" in body
     assert "**digits.measured** holds tuner's figures" in body
+
+
+def test_the_report_opens_from_the_dashboard(search: dict) -> None:
+    files = search["_files"]
+    assert set(files) == {"report.html", "front_latency.png", "front_cost.png"}
+    page = files["report.html"]
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "Plotly.newPlot" in page.text
+    assert 'src="plotly.min.js"' not in page.text and "data:image/png;base64," in page.text  # one file
+    assert "cpu int8 b16 2x1t" in page.text
+    for name, response in files.items():
+        if name.endswith(".png"):
+            assert response.status_code == 200 and response.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(search["_store"]) == len(files)  # the first upload was removed from the store
 
 
 def _attr(trial: dict, key: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import optuna
 
@@ -15,6 +16,12 @@ def storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, metavar="URL",
                    help=f"Optuna storage URL (default {DEFAULT_STORAGE}, a file in the current directory; "
                         "postgresql://... for many machines)")
+
+
+def artifacts_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
+                   help="the study's artifact store, where its report is uploaded for the dashboard (default: "
+                        "beside a SQLite storage, FILE.db.artifacts/; ./tuner-artifacts for other storages)")
 
 
 def study_arg(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tuner.cli.common import artifacts_arg
 from tuner.errors import TunerError
 from tuner.study.storage import DEFAULT_STORAGE
 
@@ -13,7 +14,9 @@ DESCRIPTION = (
     "Write an HTML report of a study into a folder: the Pareto front as an interactive plot (works "
     "offline: plotly.js is written next to the page), the chosen configuration and why, accuracy per "
     "precision, the prices used with their sources, the feasible Pareto trials (finalists' medians and "
-    "spread; FPGA estimates marked (est.)), promotion history and study facts; PNG plots for offline readers.")
+    "spread; FPGA estimates marked (est.)), promotion history and study facts; PNG plots for offline readers. "
+    "The page (as one file) and the PNGs are also uploaded as the study's Optuna artifacts, which tuner "
+    "dashboard serves.")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,22 +28,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"Optuna storage URL (default {DEFAULT_STORAGE}, a file in the current directory)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="folder to write index.html, plotly.min.js and the PNGs into (created if missing)")
+    artifacts_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; print where it is. A user error prints `error: ...` and returns its exit code (2)."""
     from tuner.deploy.promote import SERVABLE
-    from tuner.report import report_of_study, write_report
+    from tuner.report.publish import publish_report
     from tuner.study.storage import load_study
 
     try:
         study = load_study(args.study, args.storage)
-        files = write_report(report_of_study(study, frozenset(SERVABLE)), args.out)
+        published = publish_report(study, args.storage, frozenset(SERVABLE), args.out, args.artifacts)
     except TunerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    files = published.files
+    assert files is not None
     print(f"wrote {files.html} (open it in a browser; works offline)")
     print(f"  plots as PNG: {', '.join(str(p) for p in files.pngs.values())}")
+    print(f"  uploaded as the study's artifacts to {published.store}/ (tuner dashboard lists them on the study's page)")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 
 import optuna
 
-from tuner.cli.common import load_args, model_args, model_options, storage_arg
+from tuner.cli.common import artifacts_arg, load_args, model_args, model_options, storage_arg
 from tuner.cli.table import fastest_first, format_table
 from tuner.front.selection import measured_front
 from tuner.search.samplers import SAMPLERS
@@ -58,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "the served app runs them); test-cpu: FOR TESTS ONLY, ONNX Runtime on the CPU behind a "
                         "declared GPU (figures are CPU figures, labelled test_backend)")
     load_args(p)
+    artifacts_arg(p)
     return p
 
 
@@ -77,6 +78,21 @@ def print_front(study: optuna.Study) -> None:
         print(format_table(fastest_first(tuple(measured))))
 
 
+def publish(study: optuna.Study, args: argparse.Namespace) -> None:
+    """The report, uploaded for the dashboard; the study is kept whatever happens here."""
+    from tuner.deploy.promote import SERVABLE
+    from tuner.errors import TunerError
+    from tuner.report.publish import publish_report
+
+    try:
+        published = publish_report(study, args.storage, frozenset(SERVABLE), artifacts=args.artifacts)
+    except TunerError as exc:
+        print(f"warning: the report was not uploaded for the dashboard: {exc}")
+        return
+    print(f"\nreport: uploaded to the study's artifacts in {published.store}/ (tuner dashboard opens it; "
+          f"tuner report --study {study.study_name} --out DIR writes it as files)")
+
+
 def run(args: argparse.Namespace) -> int:
     from tuner.study.tune import TuneOptions, tune
 
@@ -90,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                        gpu_backend=args.gpu_backend)
     study = tune(opts)
     print_front(study)
+    publish(study, args)
     where = f" --storage {args.storage}" if args.storage else ""
     print(f"\nnext: tuner show --study {study.study_name}{where}  |  tuner dashboard{where}  |  "
           f"tuner promote --study {study.study_name}{where} --out serve_config.yaml")

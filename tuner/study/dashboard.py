@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from pathlib import Path
 
 from tuner.errors import TunerError, field_error
+from tuner.study.artifacts import open_store
 from tuner.study.storage import DEFAULT_STORAGE, open_storage
 
 
-def run_dashboard(storage_url: str | None, host: str, port: int) -> int:
+def run_dashboard(storage_url: str | None, host: str, port: int, artifacts: Path | None = None) -> int:
+    """Serve the dashboard on the storage, with its artifact store (the uploaded reports)."""
     import optuna_dashboard
 
     storage = open_storage(storage_url, create=False)
+    store = open_store(storage_url, artifacts)
     _check_port(host, port)  # before the success line: a busy port is bad input, not a traceback
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: the dashboard has no authentication and anyone who can reach "
@@ -26,7 +30,7 @@ def run_dashboard(storage_url: str | None, host: str, port: int) -> int:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            optuna_dashboard.run_server(storage, host=host, port=port)
+            optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
         except OSError as exc:  # taken between the check and the bind
             raise _busy(host, port, exc) from None
     return 0
