@@ -105,7 +105,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def written(storage: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("out") / "report"
-    args = argparse.Namespace(study=EVIL_NAME, storage=storage, out=out)
+    args = argparse.Namespace(study=EVIL_NAME, storage=storage, out=out, artifacts=None)
     assert run(args) == 0
     return out, (out / "index.html").read_text(encoding="utf-8")
 
@@ -177,7 +177,7 @@ def test_facts_count_every_kind_of_trial(storage: str) -> None:
 
 
 def test_latest_promotion_is_the_choice_and_history_is_newest_first(storage: str, tmp_path: Path) -> None:
-    assert run(argparse.Namespace(study="promoted", storage=storage, out=tmp_path)) == 0
+    assert run(argparse.Namespace(study="promoted", storage=storage, out=tmp_path, artifacts=None)) == 0
     page = (tmp_path / "index.html").read_text()
     chosen = page.split("<h2>Chosen configuration</h2>")[1].split("<h2>")[0]
     assert "#1 cpu int8 b16 2x1t" in chosen and "alice" in chosen and "cheapest meeting the SLO" in chosen
@@ -234,7 +234,7 @@ def test_the_report_says_what_the_data_was_and_what_was_left_out() -> None:
 
 
 def test_unknown_study_exits_2_naming_the_studies(storage: str, tmp_path: Path, capsys) -> None:
-    assert run(argparse.Namespace(study="nope", storage=storage, out=tmp_path / "r")) == 2
+    assert run(argparse.Namespace(study="nope", storage=storage, out=tmp_path / "r", artifacts=None)) == 2
     err = capsys.readouterr().err
     assert "No study named 'nope'" in err and "promoted" in err
     assert not (tmp_path / "r").exists()
@@ -242,7 +242,7 @@ def test_unknown_study_exits_2_naming_the_studies(storage: str, tmp_path: Path, 
 
 def test_out_that_is_a_file_exits_2(storage: str, tmp_path: Path, capsys) -> None:
     (tmp_path / "f").write_text("x")
-    assert run(argparse.Namespace(study="promoted", storage=storage, out=tmp_path / "f")) == 2
+    assert run(argparse.Namespace(study="promoted", storage=storage, out=tmp_path / "f", artifacts=None)) == 2
     assert "It is a file" in capsys.readouterr().err
 
 
