@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import requests
 
 from serving.loadgen import drive_background
 from tuner.cluster_info import ClusterInfo
@@ -19,7 +20,7 @@ from tuner.models.spec import InputSpec
 from tuner.search.suggest import params_for, suggest
 from tuner.spec.space import SearchSpace
 
-from helpers import free_port, tuner
+from helpers import free_port, start_tuner, stop, tuner, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -163,6 +164,86 @@ def test_rollback_command_restores_the_previous_promotion(work: Path) -> None:
     print(f"promote + tuner rollback under a 40 req/s client: {result.summary()}")
     assert result.requests_failed == 0, (result.summary(), result.failed_by_status, result.errors_sample)
     assert promotions(work)[-1]["trial"] == current
+
+
+@pytest.fixture(scope="module")
+def dashboard(work: Path):
+    """`tuner dashboard` on the study's storage: where a person decides."""
+    port = free_port()
+    proc = start_tuner(work, "dashboard", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/api/meta", proc)
+        yield base
+    finally:
+        stop(proc)
+
+
+def _awaiting(base: str, promote, timeout_s: float = 180) -> tuple[dict, dict]:
+    """The request promote opened (a running trial of digits-cnn.approvals), read through the
+    dashboard's API as its page reads it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if promote.poll() is not None:
+            raise AssertionError(f"promote ended before asking:\n{promote.stdout.read()}")
+        studies = requests.get(f"{base}/api/studies", timeout=10).json()["study_summaries"]
+        found = next((s for s in studies if s["study_name"] == "digits-cnn.approvals"), None)
+        if found:
+            detail = requests.get(f"{base}/api/studies/{found['study_id']}", timeout=30).json()
+            running = [t for t in detail["trials"] if t["state"] == "Running"]
+            if running:
+                return detail, running[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no approval request after {timeout_s} s")
+
+
+def _decide(base: str, work: Path, value: float, who: str, why: str) -> tuple[int, str, dict]:
+    """Start promote --require-approval --deploy, submit the dashboard's form as its page does,
+    and return promote's exit code, its output and the request as the dashboard shows it then."""
+    port = (work / "port").read_text()
+    promote = start_tuner(work, "promote", "--study", "digits-cnn", "--out", "approved.yaml", "--port", port,
+                          "--deploy", "--verify-s", "0", "--require-approval", "--approval-timeout-s", "240")
+    try:
+        detail, request = _awaiting(base, promote)
+        assert detail["form_widgets"]["output_type"] == "user_attr"  # the form the trial's pane draws
+        assert [w["user_attr_key"] for w in detail["form_widgets"]["widgets"]] == ["decision", "approver", "reason"]
+        assert request["note"]["body"].startswith("**AWAITING APPROVAL** promote search trial #")
+        assert not (work / "approved.yaml").exists()  # nothing is written before a decision
+        posted = requests.post(f"{base}/api/trials/{request['trial_id']}/user-attrs", timeout=10,
+                               json={"user_attrs": {"decision": value, "approver": who, "reason": why}})
+        assert posted.status_code == 204, posted.text
+        code = promote.wait(timeout=240)
+    finally:
+        output = stop(promote)
+    time.sleep(2.5)  # the dashboard keeps a study's trials for 2 s before reading them again
+    after = requests.get(f"{base}/api/studies/{request['study_id']}", timeout=30).json()
+    return code, output, next(t for t in after["trials"] if t["trial_id"] == request["trial_id"])
+
+
+def test_a_rejection_in_the_dashboard_stops_promote_with_nothing_deployed(work: Path, dashboard: str) -> None:
+    before = promotions(work)
+    pids = replica_pids()
+    code, output, request = _decide(dashboard, work, 0, "carol", "not before the freeze")
+    assert code == 1, output
+    assert "REJECTED by carol" in output and "nothing written or deployed" in output
+    assert not (work / "approved.yaml").exists()
+    assert promotions(work) == before and replica_pids() == pids  # the same replicas serve on
+    assert request["state"] == "Complete" and request["values"] == [0.0]
+    assert request["note"]["body"].startswith("**REJECTED** by carol")
+    decisions = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db").user_attrs["approvals"]
+    assert decisions[-1]["approved"] is False and decisions[-1]["by"] == "carol" and decisions[-1]["at"]
+
+
+def test_an_approval_in_the_dashboard_releases_promote(work: Path, dashboard: str) -> None:
+    before = len(promotions(work))
+    code, output, request = _decide(dashboard, work, 1, "dave", "load test passed")
+    assert code == 0, output
+    assert "APPROVED by dave" in output and "deployed trial #" in output
+    assert (work / "approved.yaml").exists()
+    history = promotions(work)
+    assert len(history) == before + 1 and history[-1]["active"]
+    assert history[-1]["approval"]["by"] == "dave" and history[-1]["approval"]["approved"] is True
+    assert request["state"] == "Complete" and request["values"] == [1.0]
 
 
 def test_undeploy_stops_the_serving_cluster(work: Path) -> None:

@@ -34,15 +34,40 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--verify-s", type=float, default=15.0, help="seconds of verification load (0: skip; default 15)")
     p.add_argument("--tolerance", type=float, default=0.10,
                    help="verification passes within this share of the trial's throughput and p95 (default 0.10)")
+    p.add_argument("--require-approval", action="store_true",
+                   help="before writing or deploying anything, wait for a person to approve or reject the choice "
+                        "in the dashboard (study NAME.approvals, the form on the request); rejected: exit 1")
+    p.add_argument("--approval-timeout-s", type=float, default=None, metavar="S",
+                   help="with --require-approval: stop (exit 1, nothing deployed) after S seconds without a "
+                        "decision (default: wait until one comes, or Ctrl-C)")
     return p
+
+
+def await_approval(study, result, args: argparse.Namespace):
+    """Ask for a decision in the dashboard and wait; the Decision, or None when none came in time."""
+    from tuner.deploy.approval import record_decision, request_approval, wait_for_decision
+    from tuner.study.companions import refresh_dashboard
+
+    approvals, request = request_approval(study, result.choice.trial, result.choice.reason)
+    where = f" --storage {args.storage}" if args.storage else ""
+    limit = f" up to {args.approval_timeout_s:.0f} s" if args.approval_timeout_s is not None else ""
+    print(f"awaiting approval: open the dashboard (tuner dashboard{where}), study {approvals.study_name!r}, "
+          f"trial #{request.number}: choose Approve or Reject, type your name, submit. Waiting{limit} "
+          "(Ctrl-C stops; nothing is written or deployed before a decision)", flush=True)
+    decision = wait_for_decision(approvals, request, result.choice.trial, args.approval_timeout_s)
+    if decision is not None:
+        record_decision(study, decision)
+        refresh_dashboard(study)
+    return decision
 
 
 def run(args: argparse.Namespace) -> int:
     from tuner.deploy.promote import promote
 
     study = pick_study(args.study, args.storage)
+    gated = args.require_approval and not args.dry_run
     result = promote(study, args.out, args.trial, args.policy, args.host, args.port, slo_ms=args.slo_ms,
-                     max_cost=args.max_cost, dry_run=args.dry_run)
+                     max_cost=args.max_cost, dry_run=args.dry_run or gated)
     t, c = result.choice.trial, result.config
     m = t.metrics
     assert m is not None  # the policy only chooses measured trials
@@ -62,6 +87,20 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing written or deployed")
         return 0
+    approval = None
+    if gated:
+        decision = await_approval(study, result, args)
+        if decision is None:
+            print(f"no decision within {args.approval_timeout_s:.0f} s: nothing written or deployed")
+            return 1
+        if not decision.approved:
+            print(f"REJECTED by {decision.by} at {decision.at}{f' ({decision.reason})' if decision.reason else ''}: "
+                  "nothing written or deployed")
+            return 1
+        print(f"APPROVED by {decision.by} at {decision.at}{f' ({decision.reason})' if decision.reason else ''}")
+        approval = decision.to_dict()
+        result = promote(study, args.out, t.number, args.policy, args.host, args.port, slo_ms=args.slo_ms,
+                         max_cost=args.max_cost)
     print(f"wrote {args.out}")
     if not args.deploy:
         print(f"next: tuner serve {args.out}   (or: serve run {args.out}; or tuner promote ... --deploy)")
@@ -69,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.deploy.rollout import deploy_promotion
 
     entry = deploy_promotion(study, result, address=args.ray_address, verify_s=args.verify_s, tolerance=args.tolerance,
-                             num_gpus=args.num_gpus)
+                             num_gpus=args.num_gpus, approval=approval)
     if entry.get("rolled_back_to") is not None:
         print(f"promotion of trial #{t.number} FAILED verification; trial #{entry['rolled_back_to']} is serving again")
         return 1

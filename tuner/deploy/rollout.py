@@ -177,9 +177,11 @@ def describe(v: Verification) -> str:
 
 
 def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str | None, verify_s: float, tolerance: float,
-                     log: Callable[[str], None] = print, num_gpus: int | None = None) -> dict[str, Any]:
+                     log: Callable[[str], None] = print, num_gpus: int | None = None,
+                     approval: dict[str, Any] | None = None) -> dict[str, Any]:
     """Deploy `promotion` (from tuner.deploy.promote.promote), verify it, roll back on failure;
-    `num_gpus`: GPUs a new local serving cluster declares (None: what Ray detects)."""
+    `num_gpus`: GPUs a new local serving cluster declares (None: what Ray detects); `approval`:
+    the person's decision that released it (`tuner.deploy.approval`), kept in the entry."""
     from serving import deploy as serve_deploy
 
     cluster = _cluster(address, num_gpus)
@@ -193,6 +195,8 @@ def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str 
     entry: dict[str, Any] = {"trial": promotion.choice.trial.number, "reason": promotion.choice.reason,
                              "config_path": str(promotion.path.resolve()), "serve_config": promotion.serve_config,
                              "cluster": cluster.dashboard_url, "verdict": "not verified"}
+    if approval is not None:
+        entry["approval"] = approval
     if verify_s > 0:
         model = study_model(study)
         load = LoadSpec(**study.user_attrs.get("load", {}))

@@ -153,5 +153,5 @@ def refresh_dashboard(study: optuna.Study) -> dict[str, int]:
 
     record = study_record(study)
     promotions = list(study.user_attrs.get("promotions", []))
-    _save_note(study, study_note(record, promotions))
+    _save_note(study, study_note(record, promotions, list(study.user_attrs.get("approvals", []))))
     return sync_companions(study, record, promotions)

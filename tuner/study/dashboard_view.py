@@ -45,7 +45,7 @@ def save_trial_note(trial: optuna.Trial, first_line: str, details: list[str] | N
     save_note(trial, "\n\n".join([first_line, *(details or [])]))
 
 
-def study_note(record: StudyRecord, promotions: list[dict]) -> str:
+def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict] | None = None) -> str:
     """The study's note: the feasible front as tuner reports it (finalists as medians;
     ESTIMATED rows marked), and the promotions."""
     lines = [f"**{record.study}**: feasible Pareto front as tuner reports it ({len(record.front)} trials; "
@@ -67,5 +67,15 @@ def study_note(record: StudyRecord, promotions: list[dict]) -> str:
     if promotions:
         lines += ["", "Promotions (newest last):", ""]
         lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"
-                  f"{' (active)' if p.get('active') else ''}: {p.get('reason', '')}" for p in promotions]
+                  f"{' (active)' if p.get('active') else ''}: {p.get('reason', '')}"
+                  f"{_approved(p['approval']) if isinstance(p.get('approval'), dict) else ''}" for p in promotions]
+    if approvals:
+        lines += ["", f"Decisions in the dashboard (newest last; the requests are in **{record.study}.approvals**):", ""]
+        lines += [f"- search trial #{a.get('search_trial')}: {'APPROVED' if a.get('approved') else 'REJECTED'} by "
+                  f"{a.get('by', '?')} at {a.get('at', '?')}" + (f" ({a['reason']})" if a.get("reason") else "")
+                  for a in approvals]
     return "\n".join(lines)
+
+
+def _approved(approval: dict) -> str:
+    return f"; approved by {approval.get('by', '?')} at {approval.get('at', '?')}"
