@@ -79,7 +79,7 @@ def main() -> int:
         from tuner.cli.report import run
 
         folder = args.report_dir or Path(tempfile.mkdtemp(prefix="tuner-report-"))
-        rc = run(argparse.Namespace(study=args.study, storage=args.storage, out=folder))
+        rc = run(argparse.Namespace(study=args.study, storage=args.storage, out=folder, artifacts=None))
         if rc:
             return rc
         page = folder / "index.html"

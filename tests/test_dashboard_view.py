@@ -76,8 +76,10 @@ def test_every_trial_note_says_what_it_is_in_its_first_line(search: dict) -> Non
 
 def test_the_study_note_holds_tuners_front_and_the_promotions(search: dict) -> None:
     body = search["note"]["body"]
-    assert "feasible Pareto front as tuner reports it" in body
-    assert "| #1 | cpu int8 b16 2x1t | 3,900 |" in body  # the finalist's median, not its first 4,000
+    assert "**Serving:** trial #1 (cpu int8 b16 2x1t)" in body
+    measured = body[body.index("Measured front (2 trials"):body.index("Feasible front with the FPGA estimates")]
+    assert "| #1 | cpu int8 b16 2x1t | 3,900 |" in measured  # the finalist's median, not its first 4,000
+    assert "median of 4" in measured and "| #0 | cpu fp32 b1 1x1t |" in measured and "fpga" not in measured
     assert "ESTIMATED" in body and "trial #1 at 2026-12-01T20:00:00+00:00 by ci (active)" in body
     assert "**digits.measured** holds tuner's figures" in body
 

@@ -34,13 +34,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; print where it is. A user error prints `error: ...` and returns its exit code (2)."""
-    from tuner.deploy.promote import SERVABLE
+    from tuner.front.selection import SERVABLE
     from tuner.report.publish import publish_report
     from tuner.study.storage import load_study
 
     try:
         study = load_study(args.study, args.storage)
-        published = publish_report(study, args.storage, frozenset(SERVABLE), args.out, args.artifacts)
+        published = publish_report(study, args.storage, SERVABLE, args.out, args.artifacts)
     except TunerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

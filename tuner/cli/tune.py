@@ -80,12 +80,12 @@ def print_front(study: optuna.Study) -> None:
 
 def publish(study: optuna.Study, args: argparse.Namespace) -> None:
     """The report, uploaded for the dashboard; the study is kept whatever happens here."""
-    from tuner.deploy.promote import SERVABLE
     from tuner.errors import TunerError
+    from tuner.front.selection import SERVABLE
     from tuner.report.publish import publish_report
 
     try:
-        published = publish_report(study, args.storage, frozenset(SERVABLE), artifacts=args.artifacts)
+        published = publish_report(study, args.storage, SERVABLE, artifacts=args.artifacts)
     except TunerError as exc:
         print(f"warning: the report was not uploaded for the dashboard: {exc}")
         return

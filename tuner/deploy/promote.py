@@ -13,13 +13,11 @@ from optuna.trial import FixedTrial
 from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from tuner.front.selection import DEFAULT_POLICY, Choice, choose, explicit
+from tuner.front.selection import DEFAULT_POLICY, SERVABLE, Choice, choose, explicit
 from tuner.record import TrialRecord
 from tuner.search.suggest import suggest
 from tuner.spec.space import SearchSpace
 from tuner.study.readback import study_model, study_record
-
-SERVABLE = {"cpu", "gpu"}  # FPGA trials are estimates only
 
 
 @dataclass(frozen=True)

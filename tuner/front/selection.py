@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from tuner.errors import TunerError
@@ -36,6 +37,7 @@ POLICIES: dict[str, tuple[str, RankKey | None]] = {
              None),  # needs the whole front: see `_knee_distances`
 }
 DEFAULT_POLICY = "cheapest"
+SERVABLE = frozenset({"cpu", "gpu"})  # what a deployment can run; FPGA trials are estimates only
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _rank(records: Sequence[TrialRecord], policy: str, objectives: Sequence[str]
 
 
 def measured_front(records: Sequence[TrialRecord], objectives: Sequence[str],
-                   platforms: set[str] | None = None, estimates: bool = False) -> list[TrialRecord]:
+                   platforms: AbstractSet[str] | None = None, estimates: bool = False) -> list[TrialRecord]:
     """The Pareto front of the feasible, not reused trials on `platforms` (all if None), measured
     ones only unless `estimates`: what can be deployed, with no board estimate in front of it. One
     measurement level: served trials when there are any (`tuner.front.levels`)."""
@@ -101,7 +103,7 @@ def measured_front(records: Sequence[TrialRecord], objectives: Sequence[str],
     return [pool[i] for i in sorted(pareto_indices(points, directions_for(objectives)))]
 
 
-def choose(records: Sequence[TrialRecord], policy: str, servable: set[str], *, slo_ms: float | None = None,
+def choose(records: Sequence[TrialRecord], policy: str, servable: AbstractSet[str], *, slo_ms: float | None = None,
            max_cost: float | None = None, objectives: Sequence[str] | None = None) -> Choice:
     """Pick by `policy` from the feasible Pareto trials among the platforms in `servable` (their
     own front: a servable trial dominated only by an estimate of a board nobody attached is still
@@ -138,7 +140,7 @@ def choose(records: Sequence[TrialRecord], policy: str, servable: set[str], *, s
     return Choice(best, f"policy {policy!r}: {rule}{limits}", ok[1:4], better)
 
 
-def explicit(records: Sequence[TrialRecord], number: int, servable: set[str]) -> Choice:
+def explicit(records: Sequence[TrialRecord], number: int, servable: AbstractSet[str]) -> Choice:
     """The trial the user named, checked to be complete and servable."""
     match = [r for r in records if r.number == number]
     if not match or match[0].metrics is None:

@@ -1,8 +1,9 @@
-"""optuna-dashboard on the study storage, bound to 127.0.0.1 by default.
+"""optuna-dashboard on the study storage, bound to 127.0.0.1 by default, with the artifact store
+beside it (`tuner.study.artifacts`), where the studies' reports are uploaded.
 
-Optuna 5's `set_constraint` values are not read by optuna-dashboard 0.21, so every trial also
-carries user attributes the dashboard does show: its config, metrics, ``feasible`` and each
-``constraint.<name>`` (feasible when <= 0).
+What the dashboard shows of tuner's studies is written elsewhere: feasibility and notes per
+trial (`tuner.study.dashboard_view`), the companion studies (`tuner.study.companions`), the
+approval form (`tuner.deploy.approval`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import socket
 from pathlib import Path
 
 from tuner.errors import TunerError, field_error
-from tuner.study.artifacts import open_store
+from tuner.study.artifacts import artifact_dir, open_store
 from tuner.study.storage import DEFAULT_STORAGE, open_storage
 
 
@@ -26,8 +27,8 @@ def run_dashboard(storage_url: str | None, host: str, port: int, artifacts: Path
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: the dashboard has no authentication and anyone who can reach "
               "this port can read and edit the study.")
-    print(f"optuna-dashboard for {storage_url or DEFAULT_STORAGE} at http://{host}:{port}/ (Ctrl-C stops it)",
-          flush=True)
+    print(f"optuna-dashboard for {storage_url or DEFAULT_STORAGE} at http://{host}:{port}/ (Ctrl-C stops it); "
+          f"artifacts (the uploaded reports) from {artifact_dir(storage_url, artifacts)}/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         try:
             optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)

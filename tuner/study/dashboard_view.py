@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import optuna
 
+from tuner.errors import TunerError
+from tuner.front.selection import DEFAULT_POLICY, SERVABLE, choose, measured_front
 from tuner.record import StudyRecord
 
 DASHBOARD_CONSTRAINTS_KEY = "constraints"  # optuna_dashboard._serializer.CONSTRAINTS_KEY
@@ -46,24 +48,19 @@ def save_trial_note(trial: optuna.Trial, first_line: str, details: list[str] | N
 
 
 def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict] | None = None) -> str:
-    """The study's note: the feasible front as tuner reports it (finalists as medians;
-    ESTIMATED rows marked), and the promotions."""
-    lines = [f"**{record.study}**: feasible Pareto front as tuner reports it ({len(record.front)} trials; "
-             "finalists show the median of their measurements; ESTIMATED rows come from the FPGA cost model, "
-             "not a measurement).", "",
-             f"This study is the search's record: its plots draw each trial as first measured, FPGA estimates "
-             f"among them. The study **{record.study}.measured** holds tuner's figures (feasible measured trials; "
-             f"its Pareto set is this front's measured part) and **{record.study}.estimated** the FPGA estimates.",
-             "",
-             "| trial | configuration | inf/s | p95 ms | $ per M | accuracy | measured |",
-             "|---|---|---|---|---|---|---|"]
-    for t in record.front:
-        if t.metrics is None or t.config is None:
-            continue
-        m = t.metrics
-        lines.append(f"| #{t.number} | {t.config.label()} | {m.throughput_rps:,.0f} | {m.latency_p95_ms:.3f} | "
-                     f"{m.cost_usd_per_million:.5f} | {m.accuracy:.4f} | "
-                     f"{'ESTIMATED' if m.estimated else t.level or 'measured'} |")
+    """The study's note: what this study and its companions hold, the chosen configuration, the
+    measured front (what promote chooses from) and the whole feasible front (ESTIMATED rows
+    marked), finalists as medians; then the promotions and the decisions taken in the dashboard."""
+    measured = measured_front(record.trials, record.objectives)
+    lines = [f"**{record.study}** is the search's record: its plots draw each trial as first measured, FPGA "
+             f"estimates among them. **{record.study}.measured** holds tuner's figures (feasible measured trials, "
+             f"finalists as the median of their measurements; its Pareto set is the measured front below) and "
+             f"**{record.study}.estimated** the FPGA trials, ESTIMATED by the cost model.", "", _chosen(record, promotions),
+             "", f"Measured front ({len(measured)} trials: what promote chooses from on a machine with CPUs and GPUs):",
+             "", *_table(measured)]
+    if any(t.metrics and t.metrics.estimated for t in record.front):
+        lines += ["", f"Feasible front with the FPGA estimates ({len(record.front)} trials; ESTIMATED rows come from "
+                      "the FPGA cost model, not a measurement):", "", *_table(record.front)]
     if promotions:
         lines += ["", "Promotions (newest last):", ""]
         lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"
@@ -75,6 +72,34 @@ def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict
                   f"{a.get('by', '?')} at {a.get('at', '?')}" + (f" ({a['reason']})" if a.get("reason") else "")
                   for a in approvals]
     return "\n".join(lines)
+
+
+def _chosen(record: StudyRecord, promotions: list[dict]) -> str:
+    live = [p for p in promotions if p.get("active")]
+    if live:
+        t = record.trial(int(live[-1]["trial"]))
+        label = t.config.label() if t and t.config else "?"
+        return f"**Serving:** trial #{live[-1]['trial']} ({label}), promoted {live[-1].get('time', '?')}."
+    try:
+        choice = choose(record.trials, DEFAULT_POLICY, SERVABLE, objectives=record.objectives)
+    except TunerError as exc:
+        return f"**Chosen:** nothing yet ({exc})"
+    label = choice.trial.config.label() if choice.trial.config else "?"
+    return (f"**Chosen** (not promoted yet): trial #{choice.trial.number} ({label}), by promote's default policy: "
+            f"{choice.reason}.")
+
+
+def _table(rows) -> list[str]:
+    out = ["| trial | configuration | inf/s | p95 ms | $ per M | accuracy | figures |", "|---|---|---|---|---|---|---|"]
+    for t in rows:
+        if t.metrics is None or t.config is None:
+            continue
+        m = t.metrics
+        kind = "ESTIMATED" if m.estimated else f"{t.level or 'measured'}" + (
+            f", median of {t.remeasured.samples}" if t.remeasured else "")
+        out.append(f"| #{t.number} | {t.config.label()} | {m.throughput_rps:,.0f} | {m.latency_p95_ms:.3f} | "
+                   f"{m.cost_usd_per_million:.5f} | {m.accuracy:.4f} | {kind} |")
+    return out
 
 
 def _approved(approval: dict) -> str:
