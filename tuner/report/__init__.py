@@ -2,6 +2,7 @@
 
 build (study data -> typed `Report`, pure) -> plots (plotly figure, matplotlib PNGs) -> html (page).
 The output folder is self-contained: index.html, plotly.min.js (no CDN), front_*.png.
+`publish` uploads it as the study's Optuna artifacts (`standalone`: the page as one file).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@
   failure cap and heartbeats; it sees the runner only through `tuner.runner.base.Runner`.
 - `outcome`: what a trial's measurement becomes (metrics, constraints, attributes);
   `readback`: a study read back as `tuner.record` records; `finalists`: repeated measurements.
-- `storage`: SQLite / PostgreSQL with retries; `dashboard`: optuna-dashboard on it.
+- `storage`: SQLite / PostgreSQL with retries; `dashboard`: optuna-dashboard on it;
+  `dashboard_view`: a trial's feasibility and note, the study's note; `companions`: the
+  studies NAME.measured and NAME.estimated beside each search; `artifacts`: the store the
+  report is uploaded to.
 - `measure` and `estimate`: one configuration without a study (`tuner measure`, `tuner estimate`).
 - `memory`: peak memory of a run; `interrupts`: Ctrl-C / SIGTERM that cannot be lost.
 
