@@ -132,3 +132,16 @@ def test_tuners_commands_do_not_take_a_companion_for_a_study(tmp_path: Path) -> 
     storage = f"sqlite:///{tmp_path / 'one.db'}"
     refresh_dashboard(make_study(storage, "only"))
     assert pick_study(None, storage).study_name == "only"  # three studies stored, one of them a search
+
+
+def test_the_study_note_names_the_choice_before_any_promotion(tmp_path: Path) -> None:
+    from tuner.study.dashboard_view import study_note
+    from tuner.study.readback import study_record
+
+    record = study_record(make_study(f"sqlite:///{tmp_path / 'n.db'}", "fresh"))
+    assert "**Chosen** (not promoted yet): trial #1 (cpu int8 b16 2x1t), by promote's default policy" in study_note(
+        record, [])
+    # with an SLO #1 (p95 9 ms) misses, promote's default choice is #0 (p95 1.5 ms), and the note says so
+    assert "**Chosen** (not promoted yet): trial #0 (cpu fp32 b1 1x1t)" in study_note(record, [], slo_ms=5.0)
+    assert study_note(record, [], slo_ms=0.1).startswith("**fresh**") and "**Chosen:** nothing yet (" in study_note(
+        record, [], slo_ms=0.1)

@@ -153,5 +153,6 @@ def refresh_dashboard(study: optuna.Study) -> dict[str, int]:
 
     record = study_record(study)
     promotions = list(study.user_attrs.get("promotions", []))
-    _save_note(study, study_note(record, promotions, list(study.user_attrs.get("approvals", []))))
+    slo_ms = study.user_attrs.get("search_space", {}).get("constraints", {}).get("latency_p95_ms_max")
+    _save_note(study, study_note(record, promotions, list(study.user_attrs.get("approvals", [])), slo_ms))
     return sync_companions(study, record, promotions)

@@ -47,16 +47,19 @@ def save_trial_note(trial: optuna.Trial, first_line: str, details: list[str] | N
     save_note(trial, "\n\n".join([first_line, *(details or [])]))
 
 
-def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict] | None = None) -> str:
+def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict] | None = None,
+               slo_ms: float | None = None) -> str:
     """The study's note: what this study and its companions hold, the chosen configuration, the
     measured front (what promote chooses from) and the whole feasible front (ESTIMATED rows
-    marked), finalists as medians; then the promotions and the decisions taken in the dashboard."""
+    marked), finalists as medians; then the promotions and the decisions taken in the dashboard.
+    `slo_ms`: the study's p95 SLO, which promote's default choice honours."""
     measured = measured_front(record.trials, record.objectives)
     lines = [f"**{record.study}** is the search's record: its plots draw each trial as first measured, FPGA "
              f"estimates among them. **{record.study}.measured** holds tuner's figures (feasible measured trials, "
              f"finalists as the median of their measurements; its Pareto set is the measured front below) and "
-             f"**{record.study}.estimated** the FPGA trials, ESTIMATED by the cost model.", "", _chosen(record, promotions),
-             "", f"Measured front ({len(measured)} trials: what promote chooses from on a machine with CPUs and GPUs):",
+             f"**{record.study}.estimated** the FPGA trials, ESTIMATED by the cost model.", "",
+             _chosen(record, promotions, slo_ms), "",
+             f"Measured front ({len(measured)} trials: what promote chooses from on a machine with CPUs and GPUs):",
              "", *_table(measured)]
     if any(t.metrics and t.metrics.estimated for t in record.front):
         lines += ["", f"Feasible front with the FPGA estimates ({len(record.front)} trials; ESTIMATED rows come from "
@@ -74,14 +77,14 @@ def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict
     return "\n".join(lines)
 
 
-def _chosen(record: StudyRecord, promotions: list[dict]) -> str:
+def _chosen(record: StudyRecord, promotions: list[dict], slo_ms: float | None) -> str:
     live = [p for p in promotions if p.get("active")]
     if live:
         t = record.trial(int(live[-1]["trial"]))
         label = t.config.label() if t and t.config else "?"
         return f"**Serving:** trial #{live[-1]['trial']} ({label}), promoted {live[-1].get('time', '?')}."
     try:
-        choice = choose(record.trials, DEFAULT_POLICY, SERVABLE, objectives=record.objectives)
+        choice = choose(record.trials, DEFAULT_POLICY, SERVABLE, slo_ms=slo_ms, objectives=record.objectives)
     except TunerError as exc:
         return f"**Chosen:** nothing yet ({exc})"
     label = choice.trial.config.label() if choice.trial.config else "?"

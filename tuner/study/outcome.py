@@ -116,9 +116,17 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
         [name for name, value in outcome.constraints.items() if value > 0], where),
         [f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million inferences "
          f"({outcome.price.get('key')}: ${outcome.price.get('usd_per_hour', 0):.4f}/h)",
-         "The plotted values are this measurement; a finalist's median (what tuner show and promote use) "
-         "is in its user attribute `finalist`."])
+         _companion_line(trial.study.study_name, m.estimated, outcome.feasible)])
     return outcome.metrics.objective_values(objectives)
+
+
+def _companion_line(study: str, estimated: bool, feasible: bool) -> str:
+    if estimated:
+        return f"The plotted values are this estimate; the FPGA estimates are also in the study {study}.estimated."
+    if not feasible:
+        return f"The plotted values are this measurement; the study {study}.measured leaves infeasible trials out."
+    return (f"The plotted values are this first measurement. tuner's figures (a finalist's median, what tuner show "
+            f"and promote use) are plotted in the study {study}.measured.")
 
 
 def record_not_runnable(trial: optuna.Trial, reason: str, key: str, objectives: Sequence[str]) -> list[float]:
