@@ -70,6 +70,9 @@ def api_facts(base: str, name: str, storage: str) -> tuple[dict[str, int], dict]
             "objective_names": d.get("objective_names"),
             "artifacts": [a["filename"] for a in d.get("artifacts", [])],
         }
+        report = [a["artifact_id"] for a in d.get("artifacts", []) if a["filename"] == "report.html"]
+        if key == name and report:
+            facts[key]["report_url"] = f"/artifacts/{studies[key]}/{report[0]}"
         if key == f"{name}.measured":
             drawn = sorted(int(_attr(t, "search_trial")) for t in d["best_trials"])
             record = study_record(load_study(name, storage))
@@ -189,6 +192,8 @@ def main() -> int:
                  "2c_search_trials": f"{search}/trials",
                  "3_measured_companion": f"/dashboard/studies/{ids[args.study + '.measured']}",
                  "4_estimated_companion": f"/dashboard/studies/{ids[args.study + '.estimated']}"}
+        if "report_url" in facts[args.study]:  # what the study page's report.html artifact opens
+            pages["7_report_from_dashboard"] = facts[args.study]["report_url"]
         facts["screenshots"] = shoot(base, pages, args.out)
         if args.approve_as:
             facts["approval"] = approve_in_browser(base, args.storage, args.study, args.approve_as, args.out)

@@ -119,6 +119,9 @@ def test_page_shows_the_front_with_estimates_marked(written: tuple[Path, str]) -
     assert 'id="pareto-plot"' in page and "Plotly.newPlot" in page
     assert "feasible Pareto front (est.)" in page  # the legend entry of the FPGA estimate
     assert "<td>infeasible: latency_p95_ms over by 15</td>" in page  # #2, in the table of all trials
+    chosen = page.split("<h2>Chosen configuration</h2>")[1].split("<h2>")[0]
+    assert "p95 &lt;= 20.0 ms" in chosen or "p95 <= 20.0 ms" in chosen  # the study's SLO, as promote honours it
+    assert "no p95 SLO set" not in chosen
 
 
 def test_page_is_offline_plotly_js_is_written_next_to_it(written: tuple[Path, str]) -> None:

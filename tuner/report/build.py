@@ -196,7 +196,7 @@ def _promotion(entry: Mapping[str, Any]) -> Promotion:
 
 
 def _chosen(records: tuple[TrialRecord, ...], points: dict[int, TrialPoint], promotions: tuple[Promotion, ...],
-            servable: frozenset[str], objectives: list[str]) -> tuple[Chosen | None, str]:
+            servable: frozenset[str], objectives: list[str], slo_ms: float | None = None) -> tuple[Chosen | None, str]:
     if promotions:
         last = promotions[-1]
         reason = last.reason or (f"policy {last.policy!r}: {POLICIES[last.policy][0]}" if last.policy in POLICIES
@@ -205,7 +205,7 @@ def _chosen(records: tuple[TrialRecord, ...], points: dict[int, TrialPoint], pro
                       reason, promotion=last), ""
     try:  # as promote chooses: a TEST-backend gpu trial is never the policy's choice
         real = tuple(r for r in records if not (r.gpu and r.gpu.test_backend))
-        choice = choose(real, DEFAULT_POLICY, set(servable), objectives=objectives)
+        choice = choose(real, DEFAULT_POLICY, servable, slo_ms=slo_ms, objectives=objectives)
     except TunerError as exc:
         return None, str(exc)
     note = ""
@@ -280,8 +280,9 @@ def build_report(record: StudyRecord, attrs: Mapping[str, Any], generated_at: st
     points = tuple(_point(r) for r in records if r.measured)
     by_number = {p.number: p for p in points}
     promotions = tuple(_promotion(p) for p in attrs.get("promotions") or [] if isinstance(p, Mapping))
-    chosen, problem = _chosen(records, by_number, promotions, servable, list(record.objectives))
     space = attrs.get("search_space") or {}
+    slo_ms = (space.get("constraints") or {}).get("latency_p95_ms_max")  # promote's default choice honours it
+    chosen, problem = _chosen(records, by_number, promotions, servable, list(record.objectives), slo_ms)
     constraints = {k: v for k, v in (space.get("constraints") or {}).items() if v is not None}
     model = attrs.get("model") or {}
     facts = StudyFacts(
