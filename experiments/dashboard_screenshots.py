@@ -8,8 +8,8 @@ Pareto set drawn for NAME.measured is tuner's measured front with the finalists'
 
     python experiments/dashboard_screenshots.py --study digits-cnn [--storage URL] [--out DIR]
 
-Needs Debian's chromium (apt-get install -y chromium) and Playwright (pip install playwright; it
-drives /usr/bin/chromium, so `playwright install` is not needed). Writes DIR/*.png and
+Needs Debian's chromium (apt-get install -y chromium) and Playwright (pip install ".[screenshots]";
+it drives /usr/bin/chromium, so `playwright install` is not needed). Writes DIR/*.png and
 DIR/facts.json, and prints the facts.
 """
 

@@ -74,6 +74,9 @@ def request_approval(study: optuna.Study, trial: TrialRecord, reason: str) -> tu
 
     approvals = approvals_study(study)
     for stale in approvals.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        save_note(optuna.trial.Trial(approvals, stale._trial_id),
+                  "**ABANDONED** the promote that asked stopped waiting (it was killed); closed when a new request "
+                  "opened. Nothing was deployed from it.")
         approvals.tell(stale.number, state=TrialState.FAIL)
     assert trial.config is not None and trial.metrics is not None
     m = trial.metrics
