@@ -55,3 +55,19 @@ def test_a_request_left_open_by_a_killed_promote_is_closed_by_the_next(tmp_path:
     assert states == [TrialState.FAIL, TrialState.RUNNING]  # one open request at a time
     assert again.user_attrs["companion_of"] == "digits" and second.number == first.number + 1
     assert _note(again, first.number).startswith("**ABANDONED**")
+
+
+def test_a_users_own_study_named_like_the_requests_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from tuner.errors import TunerError
+
+    storage = f"sqlite:///{tmp_path / 'u.db'}"
+    study = make_study(storage, "digits")
+    mine = optuna.create_study(study_name="digits.approvals", storage=storage)
+    mine.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    trial = study_record(study).trial(1)
+    assert trial is not None
+    with pytest.raises(TunerError, match="is not tuner's approval requests"):
+        request_approval(study, trial, "policy 'cheapest'")
+    assert len(optuna.load_study(study_name="digits.approvals", storage=storage).trials) == 1

@@ -145,3 +145,34 @@ def test_the_study_note_names_the_choice_before_any_promotion(tmp_path: Path) ->
     assert "**Chosen** (not promoted yet): trial #0 (cpu fp32 b1 1x1t)" in study_note(record, [], slo_ms=5.0)
     assert study_note(record, [], slo_ms=0.1).startswith("**fresh**") and "**Chosen:** nothing yet (" in study_note(
         record, [], slo_ms=0.1)
+
+
+def test_a_users_own_study_with_a_companions_name_is_never_touched(tmp_path: Path) -> None:
+    import optuna
+
+    from tuner.study.companions import refresh_dashboard
+
+    storage = f"sqlite:///{tmp_path / 'mine.db'}"
+    mine = optuna.create_study(study_name="digits.measured", storage=storage)
+    mine.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert refresh_dashboard(make_study(storage, "digits")) == {"measured": -1, "estimated": 1}
+    assert len(optuna.load_study(study_name="digits.measured", storage=storage).trials) == 2
+
+
+def test_tune_refuses_to_continue_a_companion(tmp_path: Path) -> None:
+    import optuna
+    from test_report import _model
+
+    from tuner.errors import TunerError
+    from tuner.prices import load_prices
+    from tuner.spec.load import load_space
+    from tuner.spec.measurement import LoadSpec
+    from tuner.study.companions import refresh_dashboard
+    from tuner.study.open import open_study
+    from tuner.study.storage import open_storage
+
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    refresh_dashboard(make_study(storage, "digits"))
+    with pytest.raises(TunerError, match=r"Pass --study digits to continue the search"):
+        open_study("digits.measured", storage, open_storage(storage), _model(), load_space("default"),
+                   load_prices(None), LoadSpec(), optuna.samplers.RandomSampler(0))

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 import optuna
 from optuna.trial import TrialState
 
+from tuner.errors import TunerError
 from tuner.record import TrialRecord
 from tuner.study.companions import COMPANION_ATTR, companion_name
 
@@ -54,7 +55,12 @@ def approvals_study(study: optuna.Study) -> optuna.Study:
 
     approvals = optuna.create_study(study_name=companion_name(study.study_name, APPROVALS), storage=study._storage,
                                     direction="maximize", load_if_exists=True, sampler=optuna.samplers.RandomSampler(0))
-    if COMPANION_ATTR not in approvals.user_attrs:
+    owner = approvals.user_attrs.get(COMPANION_ATTR)
+    if owner is None and approvals.get_trials(deepcopy=False):
+        raise TunerError(
+            f"The storage holds a study {approvals.study_name!r} that is not tuner's approval requests for "
+            f"{study.study_name!r}. Rename that study (or promote without --require-approval).")
+    if owner is None:
         approvals.set_metric_names(["approved (1 yes, 0 no)"])
         approvals.set_user_attr(COMPANION_ATTR, study.study_name)
         approvals.set_user_attr("holds", "promotions awaiting a person's decision, and the decisions taken")

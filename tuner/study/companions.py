@@ -15,7 +15,6 @@ finds them by name. tuner's own commands never list them as studies to tune or p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,12 +51,14 @@ def estimated_rows(record: StudyRecord) -> list[TrialRecord]:
 
 def sync_companions(study: optuna.Study, record: StudyRecord, promotions: Sequence[dict]) -> dict[str, int]:
     """Rebuild both companions of `study` from `record` (tuner's figures); returns each one's
-    number of trials."""
+    number of trials (-1: the name belongs to a study that is not a companion, left alone)."""
     front = {r.number for r in measured_front(record.trials, record.objectives)}
     counts = {}
     for kind, rows in ((MEASURED, measured_rows(record)), (ESTIMATED, estimated_rows(record))):
         name = companion_name(study.study_name, kind)
-        _delete(name, study._storage)
+        if not _clear(name, study):
+            counts[kind] = -1  # the name is a study of the user's: left alone
+            continue
         if not rows:
             counts[kind] = 0
             continue
@@ -85,9 +86,17 @@ def _holds(kind: str) -> str:
     return "ESTIMATED by the FPGA cost model, not measurements"
 
 
-def _delete(name: str, storage: optuna.storages.BaseStorage) -> None:
-    with contextlib.suppress(KeyError):  # not made yet
-        optuna.delete_study(study_name=name, storage=storage)
+def _clear(name: str, study: optuna.Study) -> bool:
+    """Delete the earlier companion `name` of `study`; False (nothing deleted) when a study of
+    that name is not this study's companion: a user's own study is never touched."""
+    try:
+        existing = optuna.load_study(study_name=name, storage=study._storage)
+    except KeyError:  # not made yet
+        return True
+    if existing.user_attrs.get(COMPANION_ATTR) != study.study_name:
+        return False
+    optuna.delete_study(study_name=name, storage=study._storage)
+    return True
 
 
 def _params(row: TrialRecord) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from tuner.prices import PriceTable
 from tuner.search.suggest import enumerate_configs, params_for
 from tuner.spec.measurement import LoadSpec
 from tuner.spec.space import SearchSpace
+from tuner.study.companions import COMPANION_ATTR, is_companion
 from tuner.study.loop import LoopStats
 from tuner.study.readback import study_record
 from tuner.study.storage import DEFAULT_STORAGE
@@ -25,6 +26,11 @@ def open_study(name: str, storage_url: str | None, storage: optuna.storages.Base
     objectives = list(space.objectives)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions_for(objectives),
                                 sampler=sampler, load_if_exists=True)
+    if is_companion(study.user_attrs):
+        raise TunerError(
+            f"Got {name!r} for --study. That study is one tuner keeps for the dashboard beside the search study "
+            f"{study.user_attrs[COMPANION_ATTR]!r}, and is rebuilt from it. Pass --study "
+            f"{study.user_attrs[COMPANION_ATTR]} to continue the search, or a new name.")
     if study.metric_names and study.metric_names != objectives:
         raise TunerError(
             f"Study {name!r} optimises {study.metric_names}, but the search space asks for {objectives}. "
