@@ -63,7 +63,9 @@ def make_study(storage: str, name: str, promotions: list[dict] | None = None) ->
     for key, value in {"model": model.to_dict(), "fp32_accuracy": 0.97, "accuracy_metric": model.accuracy_metric,
                        "search_space": space, "prices": prices.to_dict(), "load": {"mode": "offline"},
                        "runs": [{"started": "2026-01-02T03:04:05+00:00", "wall_s": 61.5, "peak_memory_gib": 1.234,
-                                 "parallel": 1, "measured": 5, "reused": 1, "not_runnable": 1, "failed": 1}]}.items():
+                                 "parallel": 1, "measured": 5, "reused": 1, "not_runnable": 1, "failed": 1,
+                                 "host_before": {"cpus": 2, "busy_share": 0.5, "sample_s": 1.0, "busy_cores": 1.0,
+                                                 "busy": True, "mem_available_gib": 20.5, "mem_total_gib": 23.4}}]}.items():
         study.set_user_attr(key, value)
     for config, tput, p95, estimated in TRIALS:
         trial = study.ask()
@@ -169,6 +171,7 @@ def test_finalist_shows_its_median_and_range(written: tuple[Path, str]) -> None:
     _, page = written
     row = next(r for r in re.findall(r"<tr[ >].*?</tr>", page) if "#1 cpu int8 b16 2x1t" in r)
     assert "3,900 (3,810–4,000)" in row and "median of 4 runs, cv 2.1%" in row
+    assert "BUSY: 1.0 of 2 cores used by other work, 20.5 GiB memory available" in page  # the run's machine
 
 
 def test_facts_count_every_kind_of_trial(storage: str) -> None:

@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="how gpu trials run: ort (default: ONNX Runtime's CUDA provider, TensorRT for int8, as "
                         "the served app runs them); test-cpu: FOR TESTS ONLY, ONNX Runtime on the CPU behind a "
                         "declared GPU (figures are CPU figures, labelled test_backend)")
+    p.add_argument("--wait-quiet", type=float, default=None, metavar="S",
+                   help="before starting, wait up to S seconds for the machine to settle (other work using at most "
+                        "25%% of its cores); a busy start is reported either way")
     load_args(p)
     artifacts_arg(p)
     return p
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                        load_mode=args.load_mode, target_rps=args.target_rps, sampler=args.sampler,
                        timeout_s=args.timeout_s, patience=args.patience, warm_start=args.warm_start,
                        exclusive_hosts=args.exclusive_hosts, measure=args.measure, num_gpus=args.num_gpus,
-                       gpu_backend=args.gpu_backend)
+                       gpu_backend=args.gpu_backend, wait_quiet_s=args.wait_quiet)
     study = tune(opts)
     print_front(study)
     publish(study, args)

@@ -230,8 +230,10 @@ def _facts(report: Report) -> Safe:
              ("generated", report.generated_at)]
     dl = join(Safe(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>") for k, v in items)
     keys = ["started", "wall_s", "peak_memory_gib", "parallel", "measured", "reused", "not_runnable", "failed"]
-    runs = table(["started", "wall s", "peak memory GiB", "parallel", "measured", "reused", "not runnable", "failed"],
-                 [[_num(r.get(k, "")) for k in keys] for r in f.runs], {1, 2, 3, 4, 5, 6, 7}) if f.runs else \
+    runs = table(["started", "wall s", "peak memory GiB", "parallel", "measured", "reused", "not runnable", "failed",
+                  "machine before the run"],
+                 [[*(_num(r.get(k, "")) for k in keys), _host(r.get("host_before"))] for r in f.runs],
+                 {1, 2, 3, 4, 5, 6, 7}) if f.runs else \
         Safe("<p>No run recorded.</p>")
     return Safe(f"<dl>{dl}</dl><h3>Runs of <code>tuner tune</code></h3>{runs}")
 
@@ -264,3 +266,11 @@ def render(report: Report, plot_div: str, files: PlotFiles) -> str:
         "<h2>Study facts</h2>", _facts(report),
     ]
     return PAGE.substitute(title=esc(report.facts.study), style=STYLE, plotly_js=PLOTLY_JS, body="\n".join(body))
+
+
+def _host(host: object) -> str:
+    """How busy the machine was before a run (`tuner.runner.host_load`), or '-' for runs before it was recorded."""
+    if not isinstance(host, dict) or "busy_cores" not in host:
+        return "-"
+    return (f"{'BUSY: ' if host.get('busy') else 'quiet: '}{host['busy_cores']:.1f} of {host.get('cpus', '?')} cores "
+            f"used by other work, {host.get('mem_available_gib', 0):.1f} GiB memory available")

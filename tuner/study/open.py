@@ -79,10 +79,11 @@ def warm_start(study: optuna.Study, source: str, storage: str | None, space: Sea
 
 
 def record_run(study: optuna.Study, started: str, wall_s: float, peak_gib: float, parallel: int,
-               stats: LoopStats) -> None:
-    """Append this run's facts to the study attribute ``runs``."""
+               stats: LoopStats, host_before: dict | None = None) -> None:
+    """Append this run's facts to the study attribute ``runs`` (`host_before`: how busy the
+    machine was before the run, `tuner.runner.host_load.HostLoad.to_dict`)."""
     runs = list(study.user_attrs.get("runs", []))
     runs.append({"started": started, "wall_s": round(wall_s, 1), "peak_memory_gib": round(peak_gib, 3),
                  "parallel": parallel, "measured": stats.measured, "reused": stats.reused,
-                 "not_runnable": stats.not_runnable, "failed": stats.failed})
+                 "not_runnable": stats.not_runnable, "failed": stats.failed, "host_before": host_before})
     study.set_user_attr("runs", runs)

@@ -22,6 +22,7 @@ from tuner.models.prepare import check_model_arg, model_name, prepare_model
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable, load_prices
 from tuner.runner.cluster import RayCluster
+from tuner.runner.host_load import sample_host, wait_quiet
 from tuner.runner.memory_fit import trial_budget_bytes
 from tuner.runner.trial import RayRunner
 from tuner.search.context import SamplerContext
@@ -65,6 +66,7 @@ class TuneOptions:
     measure: str | None = None  # "served" or "engine"; None: the search space's `measure`
     num_gpus: int | None = None  # GPUs the local cluster declares; None: what Ray detects
     gpu_backend: str = "ort"  # "ort", or "test-cpu" (tests only: ONNX Runtime on the CPU)
+    wait_quiet_s: float | None = None  # wait up to this long for a quiet machine before starting
 
 
 def search_view(info: ClusterInfo, level: str, stack_cpus: int, log: Callable[[str], None]) -> ClusterInfo:
@@ -120,6 +122,8 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     """Run (or continue) a study; returns it once it has `opts.trials` COMPLETE trials."""
     if opts.trials < 1 or opts.parallel < 1:
         raise TunerError(f"Got --trials {opts.trials} --parallel {opts.parallel}. Both must be >= 1.")
+    if opts.wait_quiet_s is not None and opts.wait_quiet_s < 0:
+        raise TunerError(f"Got --wait-quiet {opts.wait_quiet_s}. It is the most seconds to wait; pass 0 or more.")
     if opts.sampler not in SAMPLERS:
         raise TunerError(f"Got {opts.sampler!r} for --sampler. Choose one of: {', '.join(SAMPLERS)}.")
     space = load_space(opts.space)
@@ -131,6 +135,10 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     devices = load_devices()
     check_model_arg(opts.model, opts.model_options)  # bad input fails before anything slow starts
     check_url(opts.storage)
+    host = wait_quiet(opts.wait_quiet_s, log) if opts.wait_quiet_s else sample_host()
+    if host is not None and host.busy:
+        log(f"note: this machine is busy before the study starts: {host.describe()}. Figures measured now are "
+            "lower and noisier than on a quiet machine (tuner tune --wait-quiet S waits up to S s for it to settle).")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     with PeakMemory() as memory:
@@ -198,12 +206,14 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             if runner is not None:
                 runner.shutdown()
             cluster.shutdown()
-    record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats)
+    record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats,
+               host.to_dict() if host else None)
     study.set_user_attr("measure", level)
     refresh_dashboard(study)  # the front as tuner reports it, and the companion studies
     log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
         f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
-        f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})")
+        f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})"
+        + (f"; this machine before the study: {host.describe()}" if host else ""))
     return study
 
 
