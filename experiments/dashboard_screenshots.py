@@ -165,9 +165,9 @@ def _wait_request(base: str, name: str, promote: subprocess.Popen, timeout_s: fl
         found = next((s for s in studies if s["study_name"] == name), None)
         if found:
             trials = requests.get(f"{base}/api/studies/{found['study_id']}", timeout=30).json()["trials"]
-            running = [t for t in trials if t["state"] == "Running"]
-            if running:
-                return running[-1]
+            ready = [t for t in trials if t["state"] == "Running" and t["note"]["body"].startswith("**AWAITING")]
+            if ready:
+                return ready[-1]
         time.sleep(0.5)
     raise SystemExit(f"no approval request in {name} after {timeout_s} s")
 

@@ -190,9 +190,11 @@ def _awaiting(base: str, promote, timeout_s: float = 180) -> tuple[dict, dict]:
         found = next((s for s in studies if s["study_name"] == "digits-cnn.approvals"), None)
         if found:
             detail = requests.get(f"{base}/api/studies/{found['study_id']}", timeout=30).json()
-            running = [t for t in detail["trials"] if t["state"] == "Running"]
-            if running:
-                return detail, running[-1]
+            # ready once its note is written (the trial shows as Running a moment before that)
+            ready = [t for t in detail["trials"] if t["state"] == "Running"
+                     and t["note"]["body"].startswith("**AWAITING APPROVAL**")]
+            if ready:
+                return detail, ready[-1]
         time.sleep(0.5)
     raise AssertionError(f"no approval request after {timeout_s} s")
 
@@ -207,7 +209,7 @@ def _decide(base: str, work: Path, value: float, who: str, why: str) -> tuple[in
         detail, request = _awaiting(base, promote)
         assert detail["form_widgets"]["output_type"] == "user_attr"  # the form the trial's pane draws
         assert [w["user_attr_key"] for w in detail["form_widgets"]["widgets"]] == ["decision", "approver", "reason"]
-        assert request["note"]["body"].startswith("**AWAITING APPROVAL** promote search trial #")
+        assert request["note"]["body"].startswith("**AWAITING APPROVAL** promote search trial #")  # and its figures
         assert not (work / "approved.yaml").exists()  # nothing is written before a decision
         posted = requests.post(f"{base}/api/trials/{request['trial_id']}/user-attrs", timeout=10,
                                json={"user_attrs": {"decision": value, "approver": who, "reason": why}})
