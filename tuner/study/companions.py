@@ -51,32 +51,41 @@ def estimated_rows(record: StudyRecord) -> list[TrialRecord]:
 
 def sync_companions(study: optuna.Study, record: StudyRecord, promotions: Sequence[dict]) -> dict[str, int]:
     """Rebuild both companions of `study` from `record` (tuner's figures); returns each one's
-    number of trials (-1: the name belongs to a study that is not a companion, left alone)."""
+    number of trials (-1: the name belongs to a study that is not a companion, left alone; -2:
+    another driver of the same study was rebuilding it at the same moment, and its copy stands)."""
     front = {r.number for r in measured_front(record.trials, record.objectives)}
     counts = {}
     for kind, rows in ((MEASURED, measured_rows(record)), (ESTIMATED, estimated_rows(record))):
         name = companion_name(study.study_name, kind)
-        if not _clear(name, study):
-            counts[kind] = -1  # the name is a study of the user's: left alone
-            continue
-        if not rows:
-            counts[kind] = 0
-            continue
-        companion = optuna.create_study(study_name=name, storage=study._storage,
-                                        directions=[StudyDirection[d.upper()] for d in record.directions],
-                                        sampler=optuna.samplers.RandomSampler(0))
-        companion.set_metric_names(list(record.objectives))
-        companion.set_user_attr(COMPANION_ATTR, study.study_name)
-        companion.set_user_attr("holds", _holds(kind))
-        params = [_params(row) for row in rows]
-        dists: dict[str, BaseDistribution] = {
-            k: CategoricalDistribution(sorted({p[k] for p in params if k in p})) for k in dict.fromkeys(
-                k for p in params for k in p)}
-        for row, row_params in zip(rows, params, strict=True):
-            _add(companion, row, row_params, {k: dists[k] for k in row_params}, record.objectives)
-        _save_note(companion, _note(study.study_name, kind, rows, front, promotions))
-        counts[kind] = len(rows)
+        try:
+            if not _clear(name, study):
+                counts[kind] = -1  # the name is a study of the user's: left alone
+                continue
+            if not rows:
+                counts[kind] = 0
+                continue
+            counts[kind] = _build(study, name, kind, rows, record, front, promotions)
+        except (optuna.exceptions.DuplicatedStudyError, KeyError):
+            counts[kind] = -2  # another driver of this study rebuilt it at the same moment: its copy stands
     return counts
+
+
+def _build(study: optuna.Study, name: str, kind: str, rows: list[TrialRecord], record: StudyRecord, front: set[int],
+           promotions: Sequence[dict]) -> int:
+    companion = optuna.create_study(study_name=name, storage=study._storage,
+                                    directions=[StudyDirection[d.upper()] for d in record.directions],
+                                    sampler=optuna.samplers.RandomSampler(0))
+    companion.set_metric_names(list(record.objectives))
+    companion.set_user_attr(COMPANION_ATTR, study.study_name)
+    companion.set_user_attr("holds", _holds(kind))
+    params = [_params(row) for row in rows]
+    dists: dict[str, BaseDistribution] = {
+        k: CategoricalDistribution(sorted({p[k] for p in params if k in p})) for k in dict.fromkeys(
+            k for p in params for k in p)}
+    for row, row_params in zip(rows, params, strict=True):
+        _add(companion, row, row_params, {k: dists[k] for k in row_params}, record.objectives)
+    _save_note(companion, _note(study.study_name, kind, rows, front, promotions))
+    return len(rows)
 
 
 def _holds(kind: str) -> str:

@@ -209,7 +209,11 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     record_run(study, started, time.perf_counter() - t0, memory.peak_gib, opts.parallel, stats,
                host.to_dict() if host else None)
     study.set_user_attr("measure", level)
-    refresh_dashboard(study)  # the front as tuner reports it, and the companion studies
+    try:  # the front as tuner reports it, and the companion studies; the study stands whatever happens here
+        refresh_dashboard(study)
+    except Exception as exc:  # noqa: BLE001 - a storage error here must not lose a finished run
+        log(f"warning: the dashboard's view of the study was not refreshed ({type(exc).__name__}: {exc}); "
+            "the next tune or promote refreshes it")
     log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
         f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
         f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})"
