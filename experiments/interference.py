@@ -18,6 +18,7 @@ import time
 from common import write_results
 
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
@@ -40,7 +41,7 @@ def main() -> None:
     rows = []
     try:
         for name, target, other in PAIRS:
-            model = prepare_model(name, {}, {"fp32", "int8"}, log=lambda s: None)
+            model = prepare_model(name, ModelOptions(), {"fp32", "int8"}, log=lambda s: None)
             runner = RayRunner(model, settings, LoadSpec(), {}, cluster)
             for r in range(args.rounds):
                 idle = cluster.allocator.try_reserve(1, 1)  # hold the first core idle

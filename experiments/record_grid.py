@@ -5,9 +5,15 @@ the metric keys), plus `device`, `feasible`, the measurement's `stable`, `reques
 `throughput_cv`, and `trial_wall_s`. FPGA rows come from the cost model (`estimated` true).
 The same runner and protocol as a study are used; configurations are measured in a shuffled
 order so slow drift of the machine does not line up with one parameter.
+
+With `--repeats K` (K >= 3 for a replay whose truth is not luck) the whole grid is measured K
+times, interleaved (pass after pass, each in its own shuffled order): the metric columns are then
+each configuration's median (the truth a replay scores by), `<metric>_runs` keeps every
+measurement in order ("a;b;c"), and `throughput_cv` is the spread across passes. `disturbed_runs`
+counts measurements that other work disturbed (`tuner.evaluators.interference`).
 Writes experiments/results/grid_<model>.csv and grid_<model>.json (machine, space, cluster).
 
-    python experiments/record_grid.py --model digits-cnn [--space default] [--limit N]
+    python experiments/record_grid.py --model digits-cnn [--space default] [--limit N] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import time
 
 from common import RESULTS, machine
 
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.metrics import METRIC_KEYS
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.prices import load_prices
 from tuner.record import CONFIG_KEYS
@@ -33,16 +41,37 @@ from tuner.study.outcome import make_outcome
 
 KEYS = [*CONFIG_KEYS, "device", *METRIC_KEYS, "feasible", "runnable", "stable", "requests",
         "throughput_cv", "trial_wall_s"]
+RUN_KEYS = ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]  # kept per measurement with --repeats
 
 
-def write_rows(path, rows: list[dict]) -> None:
+def write_rows(path, rows: list[dict], keys: list[str] = KEYS) -> None:
     """The table, sorted by configuration, columns as in `tuner show --json`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        f.write(",".join(KEYS) + "\n")
+        f.write(",".join(keys) + "\n")
         order = ("platform", "precision", "batch_size", "replicas", "threads_per_replica")
         for r in sorted(rows, key=lambda r: tuple(r[k] for k in order)):
-            f.write(",".join("" if r.get(k) is None else str(r[k]) for k in KEYS) + "\n")
+            f.write(",".join("" if r.get(k) is None else str(r[k]) for k in keys) + "\n")
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """One configuration's measurements (one per pass) as one row: medians, every run, the spread."""
+    ok = [r for r in runs if r.get("runnable")]
+    if not ok:
+        return runs[0] | {"runs": len(runs)}
+    row = dict(ok[0])
+    for k in METRIC_KEYS:
+        if k != "estimated" and all(r.get(k) is not None for r in ok):
+            row[k] = statistics.median(r[k] for r in ok)
+    for k in RUN_KEYS:
+        row[f"{k}_runs"] = ";".join(str(r.get(k)) for r in ok)
+    tputs = [r["throughput_rps"] for r in ok]
+    row["throughput_cv"] = statistics.pstdev(tputs) / statistics.mean(tputs) if len(tputs) > 1 else 0.0
+    row["feasible"] = all(r["feasible"] for r in ok)
+    row["stable"] = all(r.get("stable") for r in ok)
+    row["disturbed_runs"] = sum(bool(r.get("disturbed")) for r in ok)
+    row["runs"] = len(ok)
+    return row
 
 
 def main() -> None:
@@ -51,6 +80,7 @@ def main() -> None:
     parser.add_argument("--space", default="default")
     parser.add_argument("--limit", type=int, default=None, help="measure only the first N (for a trial run)")
     parser.add_argument("--seed", type=int, default=0, help="order of measurement")
+    parser.add_argument("--repeats", type=int, default=1, help="measure the whole grid this many times, interleaved")
     args = parser.parse_args()
     space = load_space(args.space)
     prices = load_prices(space.prices)
@@ -63,34 +93,50 @@ def main() -> None:
         grid = enumerate_configs(space, info)
         random.Random(args.seed).shuffle(grid)
         grid = grid[: args.limit] if args.limit else grid
+        passes = []
+        for p in range(args.repeats):
+            order = list(grid)
+            random.Random(args.seed + p).shuffle(order)
+            passes.append(order)
         precisions = {c.precision for c in grid}
-        model = prepare_model(args.model, {}, precisions, log=print)
+        model = prepare_model(args.model, ModelOptions(), precisions, log=print)
         runner = RayRunner(model, space.measurement, space.load, devices, cluster)
         constraints = space.constraints.to_constraints()
-        for i, config in enumerate(grid):
-            row = {k: getattr(config, k) for k in CONFIG_KEYS} | {"device": config.device}
+        measured = [(p, c) for p, order in enumerate(passes) for c in order]
+        for i, (p, config) in enumerate(measured):
+            if p > 0 and config.platform == "fpga":  # an estimate is the same every time: no need to repeat it
+                rows.append(next(r for r in rows if r["_config"] == config) | {"_pass": p})
+                continue
+            row = {k: getattr(config, k) for k in CONFIG_KEYS} | {"device": config.device, "_config": config, "_pass": p}
             try:
                 outcome = make_outcome(config, runner.run(config), model, prices, constraints)
                 d = outcome.details
                 row |= outcome.metrics.to_dict() | {
                     "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
                     "requests": d.get("requests"), "throughput_cv": d.get("throughput_cv"),
-                    "trial_wall_s": d.get("trial_wall_s")}
+                    "trial_wall_s": d.get("trial_wall_s"),
+                    "disturbed": (d.get("interference") or {}).get("disturbed")}
             except TrialFailed as exc:
                 row |= {k: None for k in METRIC_KEYS} | {"feasible": False, "runnable": False, "failure": exc.reason}
             rows.append(row)
             write_rows(RESULTS / f"grid_{args.model}.partial.csv", rows)  # a crash keeps what was measured
-            print(f"[{i + 1}/{len(grid)}] {config.label()}: {row.get('throughput_rps')} inf/s, "
+            print(f"[{i + 1}/{len(measured)}] pass {p + 1}: {config.label()}: {row.get('throughput_rps')} inf/s, "
                   f"p95 {row.get('latency_p95_ms')} ms", flush=True)
         runner.shutdown()
         cluster_desc = {"total_cpus": info.total_cpus, "max_node_cpus": info.max_node_cpus,
                         "fpga_devices": info.fpga_devices, "description": cluster.describe()}
     finally:
         cluster.shutdown()
-    write_rows(RESULTS / f"grid_{args.model}.csv", rows)
+    if args.repeats > 1:
+        merged = [merge_runs([r for r in rows if r["_config"] == c]) for c in grid]
+        keys = [*KEYS, "disturbed_runs", "runs", *(f"{k}_runs" for k in RUN_KEYS)]
+        write_rows(RESULTS / f"grid_{args.model}.csv", merged, keys)
+    else:
+        write_rows(RESULTS / f"grid_{args.model}.csv", rows)
     meta = {"machine": machine(), "model": args.model, "space": space.model_dump(mode="json", exclude_none=True),
             "cluster": cluster_desc, "fp32_accuracy": model.fp32_accuracy, "accuracy_metric": model.accuracy_metric,
-            "accuracy": {p: v.accuracy for p, v in model.variants.items()}, "configurations": len(rows),
+            "accuracy": {p: v.accuracy for p, v in model.variants.items()}, "configurations": len(grid),
+            "repeats": args.repeats, "truth": "median of the repeats" if args.repeats > 1 else "one measurement",
             "wall_s": round(time.perf_counter() - t0, 1)}
     (RESULTS / f"grid_{args.model}.json").write_text(json.dumps(meta, indent=2) + "\n")
     (RESULTS / f"grid_{args.model}.partial.csv").unlink(missing_ok=True)

@@ -14,6 +14,12 @@ Two scenarios per sampler and seed:
   (measurement noise makes a closer test meaningless). Reported: the trial that found it, and
   whether that was within 5% and within 10% of the grid.
 
+A grid recorded with repeats (record_grid.py --repeats K) holds each configuration's median
+(the truth) and every measurement: the sampler is told one measurement, as a study would be (the
+first time a configuration is chosen its first measurement, the next time its second, ...),
+while every score (hypervolume, the optimum found) uses the medians of the configurations found.
+A grid of single measurements is scored by those measurements (truth and observation coincide).
+
     python experiments/replay.py --grid experiments/results/grid_digits-cnn.csv \\
         --sampler default,random --seeds 1000,1001,1002 --json
 """
@@ -59,6 +65,9 @@ def load_grid(path: Path) -> tuple[dict[TrialConfig, dict], dict]:
             row = {k: (float(r[k]) if r[k] not in ("", None) else None) for k in OBJ + ["accuracy"]}
             row["estimated"] = r["estimated"] == "True"
             row["runnable"] = r["runnable"] == "True"
+            runs = [r.get(f"{k}_runs") or "" for k in OBJ]
+            row["observations"] = [dict(zip(OBJ, map(float, vals))) for vals in
+                                   zip(*(x.split(";") for x in runs))] if all(runs) and row["runnable"] else []
             table[cfg] = row
     return table, meta
 
@@ -83,6 +92,13 @@ class Landscape:
     def set_slo(self, slo_ms: float) -> None:
         self.slo_ms = slo_ms
         self.optimum_cost = min(v["cost_usd_per_million"] for v in self._ok if v["latency_p95_ms"] <= slo_ms)
+
+    def observed(self, cfg: TrialConfig, times_seen: int) -> dict:
+        """What the sampler is told the `times_seen`-th time it chooses `cfg` (0: the first
+        measurement); the truth when the grid holds one measurement per configuration."""
+        row = self.table[cfg]
+        obs = row["observations"]
+        return row | obs[times_seen % len(obs)] if obs else row
 
     def feasible(self, row: dict, slo: bool) -> bool:
         return row["runnable"] and row["accuracy"] >= self.floor and (not slo or row["latency_p95_ms"] <= self.slo_ms)
@@ -121,16 +137,18 @@ def run(land: Landscape, sampler_name: str, seed: int, trials: int, slo: bool, t
     sampler = make_sampler(sampler_name, seed, ctx)
     study = optuna.create_study(directions=directions_for(OBJ), sampler=sampler)
     chosen, found_rows, curve, optimum_at = [], [], [], None
+    seen: dict[TrialConfig, int] = {}
     for i in range(trials):
         trial = study.ask()
         cfg = suggest(land.space, trial, land.cluster)
-        row = land.table[cfg]
+        row, told = land.table[cfg], land.observed(cfg, seen.get(cfg, 0))  # truth, and what the sampler is told
+        seen[cfg] = seen.get(cfg, 0) + 1
         chosen.append(cfg.to_dict())
         trial.set_constraint("accuracy", land.floor - (row["accuracy"] or 0.0))
         trial.set_constraint("runnable", 0.0 if row["runnable"] else 1.0)
         if slo:
-            trial.set_constraint("latency_p95_ms", (row["latency_p95_ms"] or math.inf) - land.slo_ms)
-        values = [row[k] for k in OBJ] if row["runnable"] else [0.0, math.inf, math.inf]
+            trial.set_constraint("latency_p95_ms", (told["latency_p95_ms"] or math.inf) - land.slo_ms)
+        values = [told[k] for k in OBJ] if row["runnable"] else [0.0, math.inf, math.inf]
         study.tell(trial, values)
         if land.feasible(row, slo):
             found_rows.append(row)

@@ -86,6 +86,7 @@ def child(path: str, seconds: float) -> dict:
     from serving.serve_config import ServedModel, ServingOptions, make_serve_config
     from serving.trial_serve import TrialServe, replica_pids, stack_processes
     from tuner.config import TrialConfig
+    from tuner.models.inputs import ModelOptions
     from tuner.models.prepare import prepare_model
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
@@ -111,7 +112,7 @@ def child(path: str, seconds: float) -> dict:
     out["noop_wrk_rps"] = _wrk(url, seconds, BODY)
     out["noop_client_rps"] = _noop_client(base, seconds)
     serve.delete("noop")
-    digits = prepare_model("digits-cnn", {}, {"fp32"}, log=lambda s: None)
+    digits = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     shapes = {"x": [1, 8, 8]}
     for batch in (1, 16, 64):
         config = TrialConfig("cpu", batch, "fp32", 1, 1)
@@ -125,7 +126,7 @@ def child(path: str, seconds: float) -> dict:
     if path == "haproxy+throughput":
         import psutil
 
-        resnet = prepare_model("resnet18", {}, {"fp32"}, log=lambda s: None)
+        resnet = prepare_model("resnet18", ModelOptions(), {"fp32"}, log=lambda s: None)
         config = TrialConfig("cpu", 8, "fp32", 1, 1)
         ts.apply(make_serve_config(config, ServedModel("resnet18", resnet.variants["fp32"].path,
                                                        {s.name: list(s.shape) for s in resnet.inputs}),

@@ -26,11 +26,54 @@ class Remeasured:
     spread: dict[str, tuple[float, float]]
     throughput_cv: float
     first_measurement: Metrics | None
+    disturbed_samples: int = 0  # measurements whose interference record says disturbed
 
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "spread": {k: list(v) for k, v in self.spread.items()},
-                "throughput_cv": self.throughput_cv,
+                "throughput_cv": self.throughput_cv, "disturbed_samples": self.disturbed_samples,
                 "first_measurement": self.first_measurement.to_dict() if self.first_measurement else None}
+
+
+@dataclass(frozen=True)
+class Interference:
+    """Other work during a trial's measurement (`tuner.evaluators.interference`; `tuner show --json`
+    key ``interference``).
+
+    Attributes:
+        disturbed: in a window its figures come from, other processes took more than `share_max`
+            of the trial's cores (the disturbed windows it could re-measure were left out first).
+        others_share_max: the most they took in one of those windows, 0..1.
+        share_max: the threshold it was held to.
+        windows_left_out: disturbed windows left out and measured again.
+        top_others: the other processes that used most CPU, "name (pid N): X cores".
+    """
+
+    disturbed: bool
+    others_share_max: float
+    share_max: float
+    windows_left_out: int
+    top_others: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Interference | None:
+        """From a trial's ``measurement.interference``; None when it was not probed."""
+        if not isinstance(d, dict) or not d.get("probed"):
+            return None
+        return cls(bool(d["disturbed"]), float(d["others_share_max"]), float(d["share_max"]),
+                   int(d.get("windows_left_out", 0)), tuple(d.get("top_others") or ()))
+
+    def describe(self) -> str:
+        if not self.disturbed:
+            return (f"quiet: other processes took at most {self.others_share_max:.0%} of its cores"
+                    + (f" ({self.windows_left_out} disturbed window(s) left out and measured again)"
+                       if self.windows_left_out else ""))
+        return (f"DISTURBED: other processes took up to {self.others_share_max:.0%} of its cores (over the "
+                f"{self.share_max:.0%} allowed) after {self.windows_left_out} disturbed window(s) were measured "
+                f"again" + (f"; most: {', '.join(self.top_others)}" if self.top_others else ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"disturbed": self.disturbed, "others_share_max": self.others_share_max, "share_max": self.share_max,
+                "windows_left_out": self.windows_left_out, "top_others": list(self.top_others)}
 
 
 @dataclass(frozen=True)
@@ -105,6 +148,7 @@ class TrialRecord:
             "engine" (ONNX Runtime in a bench process) or "estimate" (a cost model).
         engine: a served trial's engine-level figures (the ceiling), if measured.
         gpu: a gpu trial's backend, GPU share and memory; None for other platforms.
+        interference: other work during its (first) measurement; None when not probed.
     """
 
     number: int
@@ -121,6 +165,14 @@ class TrialRecord:
     level: str | None = None
     engine: Metrics | None = None
     gpu: GpuRecord | None = None
+    interference: Interference | None = None
+
+    @property
+    def disturbed(self) -> bool:
+        """Its figures come from a disturbed measurement (a finalist: most of its measurements)."""
+        if self.remeasured is not None:
+            return 2 * self.remeasured.disturbed_samples > self.remeasured.samples
+        return self.interference is not None and self.interference.disturbed
 
     @property
     def serving_efficiency(self) -> float | None:
@@ -154,6 +206,8 @@ class TrialRecord:
             "level": self.level, "engine": self.engine.to_dict() if self.engine else None,
             "serving_efficiency": self.serving_efficiency,
             "gpu": self.gpu.to_json() if self.gpu else None,
+            "interference": self.interference.to_json() if self.interference else None,
+            "disturbed": self.disturbed,
         }
 
 

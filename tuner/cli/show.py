@@ -6,7 +6,7 @@ import argparse
 import json
 
 from tuner.cli.common import pick_study, study_arg
-from tuner.cli.table import format_table
+from tuner.cli.table import DISTURBED_LEGEND, format_table, machine_flag
 from tuner.study.readback import study_record
 
 
@@ -34,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
           "Serve app over HTTP (what promote deploys), engine = ONNX Runtime in a bench process; eff = served / "
           "engine throughput.\n")
     print(format_table(trials))
+    if any(machine_flag(t) for t in trials):
+        print(DISTURBED_LEGEND)
     print(f"\nfeasible Pareto front: {[t.number for t in record.front]}")
     return 0

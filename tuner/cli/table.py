@@ -27,6 +27,12 @@ def _source(r: TrialRecord) -> str:
     return "measured"
 
 
+def machine_flag(r: TrialRecord) -> str:
+    if r.remeasured is not None and r.remeasured.disturbed_samples:
+        return f"DISTURBED {r.remeasured.disturbed_samples}/{r.remeasured.samples}"
+    return "DISTURBED" if r.interference is not None and r.interference.disturbed else ""
+
+
 def _state(r: TrialRecord) -> str:
     if r.state != "COMPLETE":
         return r.state
@@ -53,8 +59,13 @@ COLUMNS: tuple[tuple[str, Callable[[TrialRecord], str]], ...] = (
     ("level", lambda r: {"estimate": "model"}.get(r.level or "", r.level or "")),
     ("eff", lambda r: f"{r.serving_efficiency:.3f}" if r.serving_efficiency is not None else "-"),
     ("source", _source),
+    ("machine", machine_flag),
     ("state", _state),
 )
+
+
+DISTURBED_LEGEND = ("DISTURBED: while it was measured, other processes on this machine took more of the trial's "
+                    "cores than its measurement allows; its figures may be low (tuner show --json: interference)")
 
 
 def format_table(records: list[TrialRecord] | tuple[TrialRecord, ...]) -> str:

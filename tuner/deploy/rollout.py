@@ -139,7 +139,8 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
         bench.reset_failures()
         try:
             result = run_protocol(lambda method, args: [getattr(bench, method)(*(args[0] if isinstance(args, list)
-                                                                                 else args))], protocol, load)
+                                                                                 else args))], protocol, load,
+                                  probe=False)  # the deployment's own replicas are not this process's
         except (ValueError, ZeroDivisionError, IndexError):  # no request came back: nothing to time
             result = None
         _sent, failed, _kinds, errors = bench.failures()

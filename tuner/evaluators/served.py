@@ -66,6 +66,7 @@ class ServedBench:
         self._failed: dict[str, int] = {}
         self._errors: list[str] = []
         self._sent = 0
+        self.stack_pids: tuple[int, ...] = ()  # the served stack's processes (replicas, proxy): tuner's own
 
     def prepare(self, key: str, model: Any, inputs: tuple[InputSpec, ...], batch_size: int) -> bool:
         from serving.client import WindowClient
@@ -85,7 +86,7 @@ class ServedBench:
                 "client": "tuner V2 client (aiohttp, one connection pool across windows)",
                 "cpu_ids": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                 "concurrency": self.concurrency, "instances_per_request": self._instances,
-                "binary": self.binary}
+                "binary": self.binary, "stack_pids": list(self.stack_pids)}
 
     def _sample(self, window: Any) -> WindowSample:
         self._sent += len(window.latencies_s) + window.requests_failed

@@ -7,7 +7,11 @@
    +/-1 percentile point at 99% confidence, n = z^2 p (1-p) / m^2 with z = 2.576; it also
    gives p99 within +/-0.5 points), never shorter than `window_s` and never longer than
    `max_measuring_s / min_windows`.
-3. Stop when the last `min_windows` windows agree within `stable_pct` on throughput and on
+3. A window in which other processes took more than `interference_share_max` of the trial's
+   cores (`tuner.evaluators.interference`) is disturbed: it is left out and another is measured,
+   at most `disturbed_windows_max` times; after that disturbed windows are kept and the trial's
+   `interference` record says `disturbed: true`.
+4. Stop when the last `min_windows` windows agree within `stable_pct` on throughput and on
    p95 (Triton perf_analyzer's rule), or after `max_windows` windows or `max_measuring_s` under
    load; the trial then records `stable: false` rather than hiding it.
 Figures come from the last `min_windows` windows. Each percentile is reported with its
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner.evaluators import interference
 from tuner.metrics import PerfResult, latency_percentiles_ms
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
 
@@ -101,7 +106,8 @@ def window_length_s(settings: MeasurementSettings, requests_per_s: float) -> flo
     return min(max(settings.window_s, want), settings.max_measuring_s / settings.min_windows)
 
 
-def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSettings, load: LoadSpec) -> PerfResult:
+def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSettings, load: LoadSpec,
+                 probe: bool = True) -> PerfResult:
     """Drive all replicas window by window and summarise.
 
     Args:
@@ -109,10 +115,14 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
             results in replica order; args are one tuple for all, or a list with one per replica.
         settings: warm-up, window sizing and stability rule.
         load: offline (closed loop) or server (Poisson arrivals at `target_rps`).
+        probe: watch each window for other work on the trial's cores (False: no probe, as for a
+            load test of a deployment that is not tuner's to judge).
     """
     wall0 = time.perf_counter()
     infos: list[dict[str, Any]] = broadcast("info", ())
     n = len(infos)
+    watch = interference.probe_for(infos) if probe else None
+    left_out: list[interference.WindowInterference] = []
     warm = broadcast("run_for", (settings.warmup_s, 2))  # discarded: first runs, allocator growth
     if load.mode == "server":
         assert load.target_rps is not None  # LoadSpec refuses server mode without a rate
@@ -122,17 +132,23 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
         rate = sum(len(w.latencies_s) / w.elapsed_s for w in warm)
         window = window_length_s(settings, rate)
     measure0 = time.perf_counter()
-    windows: list[tuple[float, float, list[WindowSample]]] = []
+    windows: list[tuple[float, float, list[WindowSample], interference.WindowInterference | None]] = []
     stable = False
     while len(windows) < settings.max_windows:
+        before = watch.begin() if watch else None
         if load.mode == "server":
             args = [(window, rate / n, load.batch_wait_timeout_s, 1000 * len(windows) + r) for r in range(n)]
             samples = broadcast("serve_for", args)
         else:
             samples = broadcast("run_for", (window, settings.min_requests_per_window))
+        seen = watch.end(before) if watch else None
+        if seen is not None and seen.others_share > settings.interference_share_max \
+                and len(left_out) < settings.disturbed_windows_max:
+            left_out.append(seen)
+            continue
         lat = np.concatenate([s.latencies_s for s in samples])
         tput = sum(s.throughput_rps for s in samples)
-        windows.append((tput, float(np.percentile(lat, 95)) if lat.size else math.inf, samples))
+        windows.append((tput, float(np.percentile(lat, 95)) if lat.size else math.inf, samples, seen))
         recent = windows[-settings.min_windows :]
         if len(windows) >= settings.min_windows and _spread_ok([w[0] for w in recent], settings.stable_pct) \
                 and _spread_ok([w[1] for w in recent], settings.stable_pct):
@@ -163,5 +179,8 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
         "measuring_s": round(measuring_s, 3),
         "protocol_wall_s": round(time.perf_counter() - wall0, 3),
         "replicas": infos,
+        "interference": interference.summary([w[3] for w in used], left_out, settings.interference_share_max)
+        if watch else {"probed": False, "why": "not asked" if not probe else
+                       "no /proc/stat here, or a replica runs on another machine than tuner's driver"},
     }
     return PerfResult(float(tputs.mean()), p50, p95, p99, estimated=False, details=details)

@@ -51,6 +51,7 @@ class TrialPoint:
     engine_throughput_rps: float | None = None  # the engine-level ceiling of a served trial
     serving_efficiency: float | None = None  # served / engine throughput
     test_backend: bool = False  # a gpu trial of the TEST backend (CPU figures behind a declared GPU)
+    disturbed: bool = False  # measured while other work took its cores (tuner.record.TrialRecord.disturbed)
 
     @property
     def estimated(self) -> bool:
@@ -167,7 +168,7 @@ def _point(rec: TrialRecord) -> TrialPoint:
     violations = {k: float(v) for k, v in rec.constraints.items() if v is not None and v > 0}
     return TrialPoint(rec.number, rec.config, rec.metrics, rec.feasible, rec.pareto, price_key(rec.config),
                       remeasure, violations, rec.level, rec.engine.throughput_rps if rec.engine else None,
-                      rec.serving_efficiency, bool(rec.gpu and rec.gpu.test_backend))
+                      rec.serving_efficiency, bool(rec.gpu and rec.gpu.test_backend), rec.disturbed)
 
 
 def _pick(entry: Mapping[str, Any], field: str) -> Any:

@@ -89,9 +89,11 @@ def _spread(p: TrialPoint, key: str, fmt: str) -> str:
 def _source(p: TrialPoint) -> Safe:
     if p.estimated:
         return Safe('<span class="est">ESTIMATED (est.)</span> FPGA cost model')
+    noise = Safe(' <span class="est">DISTURBED by other work on this machine</span>') if p.disturbed else Safe("")
     if p.remeasured:
-        return esc(f"median of {p.remeasured.samples} runs, cv {p.remeasured.throughput_cv:.1%}; ranges in ( )")
-    return esc("measured")
+        return Safe(esc(f"median of {p.remeasured.samples} runs, cv {p.remeasured.throughput_cv:.1%}; ranges in ( )")
+                    + noise)
+    return Safe(esc("measured") + noise)
 
 
 def _label(p: TrialPoint) -> Safe:
@@ -231,8 +233,8 @@ def _facts(report: Report) -> Safe:
     dl = join(Safe(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>") for k, v in items)
     keys = ["started", "wall_s", "peak_memory_gib", "parallel", "measured", "reused", "not_runnable", "failed"]
     runs = table(["started", "wall s", "peak memory GiB", "parallel", "measured", "reused", "not runnable", "failed",
-                  "machine before the run"],
-                 [[*(_num(r.get(k, "")) for k in keys), _host(r.get("host_before"))] for r in f.runs],
+                  "machine before the run", "trials disturbed by other work"],
+                 [[*(_num(r.get(k, "")) for k in keys), _host(r.get("host_before")), _disturbed(r)] for r in f.runs],
                  {1, 2, 3, 4, 5, 6, 7}) if f.runs else \
         Safe("<p>No run recorded.</p>")
     return Safe(f"<dl>{dl}</dl><h3>Runs of <code>tuner tune</code></h3>{runs}")
@@ -266,6 +268,14 @@ def render(report: Report, plot_div: str, files: PlotFiles) -> str:
         "<h2>Study facts</h2>", _facts(report),
     ]
     return PAGE.substitute(title=esc(report.facts.study), style=STYLE, plotly_js=PLOTLY_JS, body="\n".join(body))
+
+
+def _disturbed(run: Mapping[str, Any]) -> str:
+    """The run's trials measured while other work took their cores, or '-' for runs before it was recorded."""
+    if "disturbed_trials" not in run:
+        return "-"
+    trials = run["disturbed_trials"]
+    return f"{len(trials)}: " + ", ".join(f"#{n}" for n in trials) if trials else "none"
 
 
 def _host(host: object) -> str:

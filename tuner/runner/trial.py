@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tuner.config import TrialConfig
 from tuner.evaluators.base import EstimateEvaluator, ReplicaEvaluator
 from tuner.evaluators.gpu import GpuSetup
+from tuner.evaluators.interference import memory_held
 from tuner.evaluators.registry import evaluator_for
 from tuner.evaluators.served import ServedEvaluator
 from tuner.evaluators.windows import run_protocol
@@ -170,14 +171,14 @@ class RayRunner:
         except GetTimeoutError:
             raise TrialFailed(f"timed out after {self.settings.trial_timeout_s} s; its Ray actors were killed") from None
         except OutOfMemoryError as exc:
-            raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
+            raise out_of_memory(_short(exc)) from None
         except RayActorError as exc:
             self.cluster.refresh()  # its node may be gone
             raise TrialFailed(f"a replica's worker died: {_short(exc)}") from None
         except RayError as exc:
             text = str(exc)
             if any(m in text for m in _OOM_MARKERS):
-                raise TrialFailed(f"out of memory: {_short(exc)}", infeasible=True) from None
+                raise out_of_memory(_short(exc)) from None
             raise TrialFailed(f"replica failed: {_short(exc)}") from None
         finally:
             self.pool.release(evaluator, config, placement, actors, healthy)
@@ -203,6 +204,18 @@ class RayRunner:
     def abort(self) -> None:
         """Interrupted: kill every replica actor, those measuring too, so running trials end now."""
         self.pool.abort()
+
+
+def out_of_memory(message: str) -> TrialFailed:
+    """An out-of-memory failure: the configuration's own (infeasible: the sampler learns not to try
+    it again), unless other processes hold more of the node's memory than tuner does; then the
+    machine is to blame, the failure says so and the configuration is not marked infeasible."""
+    held = memory_held()
+    if held is not None and held.others_to_blame:
+        return TrialFailed(f"out of memory because of other work: {held.describe()}; free memory on this machine "
+                           f"and run the study again (this configuration is not marked infeasible for it). Ray said: "
+                           f"{message}")
+    return TrialFailed(f"out of memory: {message}" + (f" ({held.describe()})" if held else ""), infeasible=True)
 
 
 def _short(exc: BaseException, limit: int = 400) -> str:

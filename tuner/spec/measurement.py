@@ -38,9 +38,18 @@ class MeasurementSettings:
     max_measuring_s: float = field(default=30.0, metadata=_doc("Most time under load per trial."))
     min_requests_per_window: int = field(default=3, metadata=_doc("A window lasts until this many."))
     trial_timeout_s: float = field(default=600.0, metadata=_doc("A trial taking longer fails."))
+    interference_share_max: float = field(
+        default=0.10, metadata=_doc("A window in which other processes took more than this share of the trial's "
+                                    "cores is disturbed: left out and measured again."))
+    disturbed_windows_max: int = field(
+        default=4, metadata=_doc("Disturbed windows re-measured per trial at most; past it the trial keeps "
+                                 "disturbed windows and is flagged disturbed."))
 
     def __post_init__(self) -> None:
         _at_least("warmup_s", self.warmup_s, 0, strict=False)
+        _at_least("disturbed_windows_max", self.disturbed_windows_max, 0, strict=False)
+        if not 0 < self.interference_share_max <= 1:
+            raise ValueError(f"interference_share_max must be in (0, 1], got {self.interference_share_max!r}")
         for name in ("window_s", "stable_pct", "max_measuring_s", "trial_timeout_s"):
             _at_least(name, getattr(self, name), 0, strict=True)
         for name in ("min_windows", "max_windows", "target_requests", "min_requests_per_window"):

@@ -126,7 +126,8 @@ def _add(companion: optuna.Study, row: TrialRecord, params: dict[str, Any], dist
     figures = (f"median of {row.remeasured.samples} measurements (finalist)" if row.remeasured
                else "ESTIMATED" if m.estimated else "its one measurement")
     for key, value in (("search_trial", row.number), ("figures", figures), ("level", row.level or ""),
-                       ("configuration", row.config.label()), *m.to_dict().items(), ("feasible", row.feasible)):
+                       ("configuration", row.config.label()), *m.to_dict().items(), ("feasible", row.feasible),
+                       ("disturbed", row.disturbed)):
         trial.set_user_attr(key, value)
     constraints = [float(v) for v in row.constraints.values()] or [0.0 if row.feasible else 1.0]
     trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS_KEY, constraints)
@@ -136,7 +137,8 @@ def _add(companion: optuna.Study, row: TrialRecord, params: dict[str, Any], dist
 
     save_note(trial, measured_note(row.config.label(), row.level or "engine", m.estimated, m.throughput_rps,
                                    m.latency_p95_ms, row.engine.throughput_rps if row.engine else None, violated,
-                                   where) + f"\n\nSearch trial #{row.number} of {companion.user_attrs[COMPANION_ATTR]}.")
+                                   where, row.disturbed)
+              + f"\n\nSearch trial #{row.number} of {companion.user_attrs[COMPANION_ATTR]}.")
     companion.tell(trial, m.objective_values(objectives))
 
 

@@ -31,13 +31,15 @@ def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> No
 
 
 def measured_note(config: str, level: str, estimated: bool, throughput_rps: float, p95_ms: float,
-                  engine_rps: float | None, violated: list[str], where: str) -> str:
+                  engine_rps: float | None, violated: list[str], where: str, disturbed: bool = False) -> str:
     """The first line of a trial's note, e.g. `**MEASURED (served)** cpu fp32 b16 2x1t | 20 inf/s,
     p95 3832 ms (engine 22 inf/s) | feasible | on <hardware>`."""
     status = "ESTIMATED (FPGA cost model, not a measurement)" if estimated else f"MEASURED ({level})"
     engine = f" (engine {engine_rps:,.0f} inf/s)" if engine_rps else ""
     feasible = "feasible" if not violated else "INFEASIBLE: " + ", ".join(violated)
-    return f"**{status}** {config} | {throughput_rps:,.0f} inf/s, p95 {p95_ms:.3f} ms{engine} | {feasible} | {where}"
+    noise = " | DISTURBED by other work on this machine (below)" if disturbed else ""
+    return (f"**{status}** {config} | {throughput_rps:,.0f} inf/s, p95 {p95_ms:.3f} ms{engine} | {feasible}{noise} "
+            f"| {where}")
 
 
 def save_trial_note(trial: optuna.Trial, first_line: str, details: list[str] | None = None) -> None:
@@ -99,7 +101,7 @@ def _table(rows) -> list[str]:
             continue
         m = t.metrics
         kind = "ESTIMATED" if m.estimated else f"{t.level or 'measured'}" + (
-            f", median of {t.remeasured.samples}" if t.remeasured else "")
+            f", median of {t.remeasured.samples}" if t.remeasured else "") + (", DISTURBED" if t.disturbed else "")
         out.append(f"| #{t.number} | {t.config.label()} | {m.throughput_rps:,.0f} | {m.latency_p95_ms:.3f} | "
                    f"{m.cost_usd_per_million:.5f} | {m.accuracy:.4f} | {kind} |")
     return out

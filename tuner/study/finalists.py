@@ -15,7 +15,7 @@ from typing import Any
 
 from tuner.front.selection import DEFAULT_POLICY, measured_front, rank_key
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
-from tuner.record import TrialRecord
+from tuner.record import Interference, TrialRecord
 from tuner.runner.base import Runner, TrialFailed
 from tuner.study.loop import LoopContext
 from tuner.study.outcome import make_outcome
@@ -72,6 +72,8 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
             f"{', '.join('#' + str(f.number) for f in finalists)}")
     samples = {f.number: [f.metrics.to_dict()] if f.metrics and (f.level or "engine") == level else []
                for f in finalists}
+    disturbed = {f.number: int(bool(samples[f.number]) and f.interference is not None and f.interference.disturbed)
+                 for f in finalists}
     configs = {f.number: f.config for f in finalists if f.config}
     for r in range(repeats):
         for number, config in configs.items():
@@ -82,8 +84,11 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
                 continue
             outcome = make_outcome(config, perf, ctx.model, ctx.prices, ctx.constraints)
             samples[number].append(outcome.metrics.to_dict())
+            noise = Interference.from_dict(perf.details.get("interference"))
+            disturbed[number] += int(noise is not None and noise.disturbed)
             ctx.log(f"  finalist #{number} round {r + 1}: {outcome.metrics.throughput_rps:,.0f} inf/s, "
-                    f"p95 {outcome.metrics.latency_p95_ms:.3f} ms")
+                    f"p95 {outcome.metrics.latency_p95_ms:.3f} ms" + (f" ({noise.describe()})" if noise and noise.disturbed
+                                                                      else ""))
     stored = dict(ctx.study.user_attrs.get("finalists", {}))
     for number, rows in samples.items():
         if not rows:
@@ -97,12 +102,15 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
             "metrics": metrics.to_dict(),
             "spread": spread,
             "throughput_cv": cv,
+            "disturbed_samples": disturbed[number],
             "constraints": constraints,
             "feasible": is_feasible(constraints),
             "level": level,
         }
         ctx.log(f"  #{number}: median of {len(rows)}: {median['throughput_rps']:,.0f} inf/s "
                 f"(range {spread['throughput_rps'][0]:,.0f}-{spread['throughput_rps'][1]:,.0f}, cv {cv:.1%}), "
-                f"p95 {median['latency_p95_ms']:.3f} ms")
+                f"p95 {median['latency_p95_ms']:.3f} ms"
+                + (f"; {disturbed[number]} of {len(rows)} measurements DISTURBED by other work" if disturbed[number]
+                   else ""))
     ctx.study.set_user_attr("finalists", stored)
     return stored

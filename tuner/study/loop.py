@@ -26,6 +26,7 @@ from tuner.errors import TunerError
 from tuner.metrics import Constraints
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
+from tuner.record import Interference
 from tuner.runner.base import Runner, TrialFailed
 from tuner.search.stopping import Stopper
 from tuner.search.suggest import suggest
@@ -60,6 +61,7 @@ class LoopStats:
     failed: int = 0
     measured_keys: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
+    disturbed: list[int] = field(default_factory=list)  # trials measured while other work took their cores
 
 
 class Heartbeat:
@@ -228,11 +230,16 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
         ctx.stopper.observe(outcome.metrics.to_dict(), outcome.feasible)
     stats.measured += 1
     stats.measured_keys[key] = trial.number
+    noise = Interference.from_dict(perf.details.get("interference"))
+    if noise is not None and noise.disturbed:
+        stats.disturbed.append(trial.number)
     m = outcome.metrics
     ctx.log(_line(done + 1, target, trial.number, config,
                   f"{m.throughput_rps:>11,.0f} inf/s  p95 {m.latency_p95_ms:9.3f} ms  acc {m.accuracy:.4f}  "
                   f"${m.cost_usd_per_million:.5f}/M  {'feasible' if outcome.feasible else 'INFEASIBLE'}  "
-                  f"{'ESTIMATED' if m.estimated else 'measured'}{_backend_note(perf.details)}  ({secs:.1f} s)"))
+                  f"{'ESTIMATED' if m.estimated else 'measured'}{_backend_note(perf.details)}  ({secs:.1f} s)"
+                  + (f"  DISTURBED: other work took up to {noise.others_share_max:.0%} of its cores"
+                     if noise is not None and noise.disturbed else "")))
     return 1
 
 

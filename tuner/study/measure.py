@@ -98,7 +98,8 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
     d = outcome.details
     measurement: dict[str, Any] = {k: d.get(k) for k in ("mode", "target_rps", "windows", "windows_used", "window_s", "stable",
                                          "requests", "target_requests", "warmup_s", "throughput_cv", "measuring_s",
-                                         "trial_wall_s", "latency_p95_ci_ms", "latency_p99_ci_ms") if k in d}
+                                         "trial_wall_s", "latency_p95_ci_ms", "latency_p99_ci_ms", "window_throughput_rps",
+                                         "interference") if k in d}
     measurement["wall_s"] = round(time.perf_counter() - t0, 3)
     measurement["level"] = outcome.level
     for key in ("deploy_s", "concurrency", "instances_per_request", "binary", "stack_cores_used", "requests_failed"):

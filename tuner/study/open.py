@@ -85,5 +85,6 @@ def record_run(study: optuna.Study, started: str, wall_s: float, peak_gib: float
     runs = list(study.user_attrs.get("runs", []))
     runs.append({"started": started, "wall_s": round(wall_s, 1), "peak_memory_gib": round(peak_gib, 3),
                  "parallel": parallel, "measured": stats.measured, "reused": stats.reused,
-                 "not_runnable": stats.not_runnable, "failed": stats.failed, "host_before": host_before})
+                 "not_runnable": stats.not_runnable, "failed": stats.failed, "host_before": host_before,
+                 "disturbed_trials": list(stats.disturbed)})
     study.set_user_attr("runs", runs)

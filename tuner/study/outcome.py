@@ -17,6 +17,7 @@ from tuner.config import TrialConfig
 from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible, worst_values
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
+from tuner.record import Interference
 from tuner.spec.measurement import LoadSpec
 from tuner.study.dashboard_view import measured_note, save_trial_note, set_constraints
 
@@ -107,15 +108,20 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
     gpu = outcome.details.get("gpu")
     if isinstance(gpu, dict):  # shown in the dashboard: which backend, and whether it was the TEST one
         trial.set_user_attr("gpu_backend", gpu["backend"] + (" (TEST backend: CPU figures)" if gpu["test_backend"] else ""))
+    interference = Interference.from_dict(outcome.details.get("interference"))
+    if interference is not None:  # a user attribute of its own, so the dashboard shows it in the trial's list
+        trial.set_user_attr("interference", interference.describe())
     m = outcome.metrics
     where = (f"FPGA {outcome.config.device} (analytical DPU model)" if m.estimated
              else f"{outcome.details.get('mode', 'offline')} load on this cluster (user attribute `measurement`)")
     save_trial_note(trial, measured_note(
         outcome.config.label(), outcome.level, m.estimated, m.throughput_rps, m.latency_p95_ms,
         outcome.engine.throughput_rps if outcome.engine else None,
-        [name for name, value in outcome.constraints.items() if value > 0], where),
+        [name for name, value in outcome.constraints.items() if value > 0], where,
+        interference is not None and interference.disturbed),
         [f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million inferences "
          f"({outcome.price.get('key')}: ${outcome.price.get('usd_per_hour', 0):.4f}/h)",
+         *([f"This machine while it was measured: {interference.describe()}"] if interference else []),
          _companion_line(trial.study.study_name, m.estimated, outcome.feasible)])
     return outcome.metrics.objective_values(objectives)
 

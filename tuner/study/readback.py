@@ -25,7 +25,7 @@ from tuner.front.levels import comparable
 from tuner.front.pareto import pareto_indices
 from tuner.metrics import METRIC_KEYS, OBJECTIVES, Metrics, directions_for
 from tuner.models.spec import PreparedModel
-from tuner.record import GpuRecord, Remeasured, StudyRecord, TrialRecord
+from tuner.record import GpuRecord, Interference, Remeasured, StudyRecord, TrialRecord
 
 
 def _metrics(values: dict[str, Any]) -> Metrics:
@@ -44,7 +44,7 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
     final = finalists.get(str(trial.number))
     if final and measured:
         remeasured = Remeasured(int(final["samples"]), {k: (v[0], v[1]) for k, v in final["spread"].items()},
-                                float(final["throughput_cv"]), metrics)
+                                float(final["throughput_cv"]), metrics, int(final.get("disturbed_samples", 0)))
         metrics, feasible = _metrics(final["metrics"]), bool(final["feasible"])
         constraints = dict(final["constraints"])
     engine = _metrics(attrs["engine"]) if isinstance(attrs.get("engine"), dict) else None
@@ -57,7 +57,7 @@ def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:
     gpu = GpuRecord.from_dict(measurement["gpu"]) if isinstance(measurement.get("gpu"), dict) else None
     return TrialRecord(trial.number, trial.state.name, config, metrics, feasible, False, constraints,
                        attrs.get("artifact"), attrs.get("failure"), attrs.get("reused_from"), remeasured,
-                       level, engine, gpu)
+                       level, engine, gpu, Interference.from_dict(measurement.get("interference")))
 
 
 def mark_pareto(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:

@@ -217,7 +217,10 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
     log(f"run: {stats.measured} measured, {stats.reused} reused, {stats.not_runnable} not runnable, "
         f"{stats.failed} failed in {time.perf_counter() - t0:.0f} s; peak memory "
         f"{memory.peak_gib:.2f} GiB (PSS of tuner{' and its local Ray cluster' if opts.ray_address is None else ''})"
-        + (f"; this machine before the study: {host.describe()}" if host else ""))
+        + (f"; this machine before the study: {host.describe()}" if host else "")
+        + (f"; {len(stats.disturbed)} of {stats.measured} measured trials DISTURBED by other work on their cores "
+           f"(#{', #'.join(map(str, stats.disturbed))}; flagged in tuner show, the report and the dashboard)"
+           if stats.disturbed else ""))
     return study
 
 

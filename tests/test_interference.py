@@ -1,0 +1,91 @@
+"""Interference during measuring windows (`tuner.evaluators.interference`, `windows.run_protocol`),
+read from the real /proc around a real ONNX Runtime bench, with a real busy process that is not
+tuner's (started detached, so it is no descendant of this process) pinned beside it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tiny_cnn
+from tuner.evaluators.base import thread_broadcast
+from tuner.evaluators.cpu import ReplicaBench
+from tuner.evaluators.interference import Probe, core_busy_ticks, others_share, pressure_total_us, summary
+from tuner.evaluators.windows import run_protocol
+from tuner.models.spec import InputSpec
+from tuner.spec.measurement import LoadSpec, MeasurementSettings
+from tuner.testing.busy import busy_process
+
+CORES = sorted(os.sched_getaffinity(0))
+needs_two_cores = pytest.mark.skipif(len(CORES) < 2, reason="pins the bench and a busy process to distinct cores")
+SETTINGS = MeasurementSettings(warmup_s=0.05, window_s=0.3, min_windows=2, max_windows=4, target_requests=20,
+                               max_measuring_s=4.0, disturbed_windows_max=2)
+
+
+def test_counters_parse_as_this_kernel_writes_them() -> None:
+    ticks = core_busy_ticks(Path("/proc/stat").read_text())
+    assert sorted(ticks) == sorted(range(len(ticks))) and all(v > 0 for v in ticks.values())
+    assert pressure_total_us("some avg10=0.31 avg60=2.53 avg300=1.11 total=4385363\nfull avg10=0.00 total=0") == 4385363
+    assert others_share(busy_ticks=150, ours_cpu_s=0.5, wall_s=1.0, cores=2, ticks_per_s=100) == 0.5
+    assert others_share(busy_ticks=10, ours_cpu_s=0.5, wall_s=1.0, cores=1, ticks_per_s=100) == 0.0  # ours is more
+    assert summary([None], [], 0.1)["probed"] is False
+
+
+@needs_two_cores
+def test_a_foreign_process_on_the_trials_core_is_seen_and_ours_is_not() -> None:
+    probe = Probe((CORES[0],))
+    with busy_process(CORES[0]):
+        before = probe.begin()
+        time.sleep(1.0)
+        seen = probe.end(before)
+    assert seen is not None and seen.others_share > 0.6, seen  # the hog took the core
+    mine = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{CORES[0]}}})\nwhile True: pass"])
+    try:
+        time.sleep(0.3)
+        before = probe.begin()
+        time.sleep(1.0)
+        seen = probe.end(before)
+    finally:
+        mine.kill()
+        mine.wait()
+    assert seen is not None and seen.others_share < 0.3, seen  # a process this one started is tuner's own
+
+
+def _measure_on(core: int) -> dict:
+    bench = ReplicaBench(1, [core])
+    bench.prepare("m", tiny_cnn(8, 16), (InputSpec("x", (3, 16, 16), "float32"),), 4)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = run_protocol(thread_broadcast([bench], pool), SETTINGS, LoadSpec())
+    return result.details["interference"]
+
+
+@needs_two_cores
+def test_disturbed_windows_are_left_out_re_measured_and_the_trial_flagged() -> None:
+    with busy_process(CORES[0]):
+        seen = _measure_on(CORES[0])
+    assert seen["probed"] and seen["cores"] == [CORES[0]]
+    assert seen["windows_left_out"] == SETTINGS.disturbed_windows_max  # bounded: then they are kept
+    assert all(s > SETTINGS.interference_share_max for s in seen["left_out_others_share"])
+    assert seen["disturbed"] is True and seen["others_share_max"] > SETTINGS.interference_share_max
+
+
+@needs_two_cores
+def test_a_busy_process_on_another_core_does_not_disturb_a_pinned_trial() -> None:
+    with busy_process(CORES[1]):
+        seen = _measure_on(CORES[0])
+    assert seen["probed"] and seen["cores"] == [CORES[0]]
+    assert seen["others_share_max"] < 0.5, seen  # the hog's core is not the trial's
+
+
+def test_a_probe_can_be_declined() -> None:
+    bench = ReplicaBench(1, None)
+    bench.prepare("m", tiny_cnn(8, 16), (InputSpec("x", (3, 16, 16), "float32"),), 4)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = run_protocol(thread_broadcast([bench], pool), SETTINGS, LoadSpec(), probe=False)
+    assert result.details["interference"] == {"probed": False, "why": "not asked"}
