@@ -89,3 +89,43 @@ def test_a_probe_can_be_declined() -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         result = run_protocol(thread_broadcast([bench], pool), SETTINGS, LoadSpec(), probe=False)
     assert result.details["interference"] == {"probed": False, "why": "not asked"}
+
+
+def test_a_trials_record_says_when_it_was_disturbed_and_by_whom() -> None:
+    from tuner.cli.table import machine_flag
+    from tuner.config import TrialConfig
+    from tuner.record import Interference, Remeasured, TrialRecord
+
+    seen = {"probed": True, "disturbed": True, "share_max": 0.1, "others_share_max": 0.46, "windows_left_out": 4,
+            "top_others": ["python (pid 9207): 0.91 cores"]}
+    noise = Interference.from_dict(seen)
+    assert noise is not None and noise.disturbed
+    assert "DISTURBED" in noise.describe() and "46%" in noise.describe() and "python (pid 9207)" in noise.describe()
+    assert Interference.from_dict({"probed": False, "why": "not asked"}) is None
+    quiet = Interference.from_dict(seen | {"disturbed": False, "others_share_max": 0.02, "windows_left_out": 1})
+    assert quiet is not None and quiet.describe().startswith("quiet: other processes took at most 2%")
+    trial = TrialRecord(3, "COMPLETE", TrialConfig("cpu", 1, "fp32", 1, 1), None, interference=noise)
+    assert trial.disturbed and machine_flag(trial) == "DISTURBED" and trial.to_json()["interference"]["disturbed"]
+    finalist = TrialRecord(4, "COMPLETE", None, None, remeasured=Remeasured(4, {}, 0.05, None, disturbed_samples=1),
+                           interference=noise)
+    assert not finalist.disturbed  # one of four measurements: its median is not the disturbed one's
+    assert machine_flag(finalist) == "DISTURBED 1/4"
+
+
+def test_an_out_of_memory_kill_is_blamed_on_other_work_only_when_it_holds_more() -> None:
+    from tuner.evaluators.interference import MemoryHeld, memory_held
+    from tuner.runner.trial import out_of_memory
+
+    assert MemoryHeld(ours_gib=1.0, others_gib=20.0, total_gib=23.5).others_to_blame
+    assert not MemoryHeld(ours_gib=20.0, others_gib=1.0, total_gib=23.5).others_to_blame
+    hog = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(1_500_000_000); time.sleep(60)"])
+    try:
+        time.sleep(2.0)
+        held = memory_held()
+        assert held is not None and held.ours_gib >= 1.3  # a process this one started is tuner's own
+    finally:
+        hog.kill()
+        hog.wait()
+    failure = out_of_memory("OutOfMemoryError: Task was killed due to the node running low on memory.")
+    assert failure.reason.startswith(("out of memory: ", "out of memory because of other work: "))
+    assert failure.infeasible == (not failure.reason.startswith("out of memory because of other work"))

@@ -226,3 +226,27 @@ def test_patience_stops_asking_when_the_front_stops_improving(tmp_path, model):
     assert stats.stopped is not None and "--patience 2" in stats.stopped
     assert states(ctx.study) == {"COMPLETE": 3} and (stats.measured, stats.reused) == (1, 2)
     assert time.monotonic() - start < 30
+
+
+def test_a_trial_measured_beside_other_work_is_flagged_disturbed_in_record_note_and_stats(tmp_path, model):
+    from optuna_dashboard._note import get_note_from_system_attrs  # the note as the dashboard reads it
+
+    from tuner.record import Interference
+    from tuner.study.readback import study_record
+    from tuner.testing.busy import busy_process
+
+    settings = MeasurementSettings(warmup_s=0.01, window_s=0.2, min_windows=1, max_windows=2, target_requests=1,
+                                   max_measuring_s=2.0, min_requests_per_window=1, disturbed_windows_max=1)
+    ctx = context(tmp_path, model, LocalRunner(model, settings, LoadSpec()), space_text=ONE_CONFIG)
+    with busy_process(), busy_process():  # both cores: whatever the trial's cores, others hold them
+        stats = run_trials(ctx, 1, 1)
+    trial = study_record(ctx.study).trials[0]
+    assert trial.interference is not None and trial.disturbed, trial.interference
+    assert trial.interference.windows_left_out == 1 and trial.interference.others_share_max > 0.1
+    assert stats.disturbed == [0]
+    frozen = ctx.study.get_trials(deepcopy=False)[0]
+    assert frozen.user_attrs["interference"].startswith("DISTURBED")
+    note = get_note_from_system_attrs(ctx.study._storage.get_study_system_attrs(ctx.study._study_id),
+                                      frozen._trial_id)["body"]  # kept on the study
+    assert "DISTURBED by other work" in note.splitlines()[0]
+    assert Interference.from_dict(frozen.user_attrs["measurement"]["interference"]) == trial.interference

@@ -8,8 +8,9 @@ a cluster joined by address). What the counters show beyond tuner's own processe
 
 - `others_share`: of the trial's cores' time over the window (the cores its replicas are pinned
   to; every core of the node when they are not pinned, as in a served trial), the share that
-  went to other processes. tuner's own processes that are not pinned to those cores (the
-  driver, Ray's daemons) are counted as tuner's wherever they ran, so this is a lower bound.
+  went to other processes. tuner's processes pinned away from those cores are left out; those
+  that may run anywhere (the driver, Ray's daemons) are counted as if they ran there, so this is
+  a lower bound.
 - `pressure_share`: the share of the window in which some runnable task waited for a CPU.
 - `others_memory_gib`: memory in use on the node that tuner's processes do not hold.
 
@@ -37,10 +38,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 @dataclass(frozen=True)
 class Ours:
-    """tuner's own processes at one instant: CPU seconds by pid, and resident memory."""
+    """tuner's own processes at one instant: CPU seconds by pid (of those that may run on the
+    trial's cores), every pid, and resident memory."""
 
     cpu_s: dict[int, float]
     rss_bytes: int
+    pids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -116,15 +119,18 @@ class Probe:
                 except psutil.Error:
                     continue
         cpu, rss = {}, 0
+        watched = set(self.cores)
         for pid, proc in procs.items():
             try:
                 with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    if watched and not watched & set(proc.cpu_affinity() or watched):
+                        continue  # pinned to other cores: its CPU time is not on the trial's cores
                     t = proc.cpu_times()
                     cpu[pid] = t.user + t.system
-                    rss += proc.memory_info().rss
             except psutil.Error:
                 continue
-        return Ours(cpu, rss)
+        return Ours(cpu, rss, frozenset(procs))
 
     def begin(self) -> Snapshot | None:
         if not self.available:
@@ -153,7 +159,7 @@ class Probe:
             pressure = max(0.0, min(1.0, (after.pressure_us - before.pressure_us) / 1e6 / wall))
         mem = used_memory_gib(PROC_MEMINFO.read_text()) - after.ours.rss_bytes / 2**30 if PROC_MEMINFO.is_file() else 0.0
         used = sorted(((after.everyone[p][1] - cpu, p) for p, (_, cpu) in before.everyone.items()
-                       if p in after.everyone and p not in after.ours.cpu_s), reverse=True)
+                       if p in after.everyone and p not in after.ours.pids), reverse=True)
         top = tuple(f"{after.everyone[p][0]} (pid {p}): {d / wall:.2f} cores" for d, p in used[:3] if d / wall >= 0.05)
         return WindowInterference(others_share(busy, ours, wall, len(self.cores)), pressure, max(0.0, mem), self.cores,
                                   top)

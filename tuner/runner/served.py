@@ -23,7 +23,6 @@ from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
-from tuner.runner import stack_pinning
 from tuner.runner.base import TrialFailed
 
 if TYPE_CHECKING:
@@ -85,12 +84,11 @@ class ServedTrials:
             placement = alloc.reserve(1, whole, exclusive=True)  # the whole node
             assert placement is not None
             try:
-                return self._measure(evaluator, config, engine, tuple(placement[0].cores))
+                return self._measure(evaluator, config, engine)
             finally:
                 alloc.release(placement, exclusive=True)
 
-    def _measure(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None,
-                 node_cores: tuple[int, ...]) -> PerfResult:
+    def _measure(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None) -> PerfResult:
         r = self.runner
         t0 = time.perf_counter()
         try:
@@ -137,10 +135,7 @@ class ServedTrials:
         def broadcast(method: str, args: tuple | list) -> list:
             return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
 
-        pinning = stack_pinning.plan(node_cores, sorted(replicas), config.threads_per_replica, r.served.stack_cpus,
-                                     config.replicas)
-        with stack_pinning.pinned(pinning, proxies, node_cores):
-            result = run_protocol(broadcast, r.settings, r.load)
+        result = run_protocol(broadcast, r.settings, r.load)
         wall = time.perf_counter() - wall0
         cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
         sent, failed, by_kind, errors = bench.failures()
@@ -156,7 +151,7 @@ class ServedTrials:
             stack={"proxy_pids": proxies, "replica_pids": sorted(replicas), "endpoint": serve.base_url,
                    "client": result.details["replicas"][0]},
             serve_deployment={k: v for k, v in deployment.items() if k != "user_config"},
-            ray_cpus_declared=0, pinning=pinning.to_dict(),
+            ray_cpus_declared=0,
             trial_wall_s=round(time.perf_counter() - t0, 3),
         )
         if r.gpu is not None and config.platform == "gpu":

@@ -6,12 +6,14 @@
 2. FPGA configurations are priced by the cost model, which costs nothing to ask: their
    objectives are known exactly before any trial.
 3. CPU speed follows a structural model (tuner/search/surrogate.py), fitted on what was measured;
-   GPU speed the same model, fitted on the GPU trials alone.
+   GPU speed the same model, fitted on the GPU trials alone. Its posterior (tuner/search/posterior.py:
+   a Gaussian process on the model's leave-one-out errors) says how far to trust each prediction.
 4. Start from one balanced configuration: the middle batch size on every core; and, when the
    cluster runs gpu trials, one on the GPU (the middle batch size, one replica).
 5. Then propose the configuration with the largest hypervolume improvement over the
-   feasible front found so far, predicted optimistically (by the model's uncertainty), so
-   unexplored regions are tried when they might matter and not otherwise. With a p95 SLO,
+   feasible front found so far, predicted optimistically: at the posterior's upper bound
+   (`OPTIMISM_SD` standard deviations of log throughput), so unexplored regions are tried when
+   they might matter and not otherwise. With a p95 SLO,
    first the configuration predicted (optimistically) to meet it most cheaply, while one may
    still beat the cheapest found: that is the configuration promote will choose.
 """
@@ -30,11 +32,14 @@ from tuner.front.hypervolume import hypervolume, normalised_minimised
 from tuner.metrics import OBJECTIVES
 from tuner.search.context import SamplerContext
 from tuner.search.suggest import enumerate_configs, params_for, suggest
-from tuner.search.surrogate import Observation, SpeedModel
+from tuner.search.posterior import Posterior
+from tuner.search.surrogate import Observation
 
 OBJ = list(OBJECTIVES)
 #: Platforms whose speed is measured (and modelled); the others' figures are estimates.
 MEASURED = ("cpu", "gpu")
+#: How optimistic the acquisition is: the posterior's mean plus this many standard deviations.
+OPTIMISM_SD = 1.0
 
 
 class StructuredSampler(optuna.samplers.BaseSampler):
@@ -96,14 +101,16 @@ class StructuredSampler(optuna.samplers.BaseSampler):
             done.append((c, metrics, feasible))
         return taken, done
 
-    def _predict(self, models: dict[str, SpeedModel], c: TrialConfig) -> tuple[dict[str, float], float] | None:
+    def _predict(self, models: dict[str, Posterior], c: TrialConfig) -> tuple[dict[str, float], float] | None:
+        """Predicted objectives at the posterior mean, and the optimistic factor (1 + u)."""
         model = models.get(c.platform)
         if model is None:
             est = self.ctx.estimates.get(c)
             return (dict(est), 0.0) if est else None
-        if not model.obs:
+        if not model.model.obs:
             return None  # no measurement of this platform yet to predict from (its seed comes first)
-        tput, p95, u = model.predict(c)
+        tput, p95, sd = model.predict(c)
+        u = float(np.expm1(OPTIMISM_SD * sd))
         cost = self.ctx.usd_per_hour(c) / (tput * 3600) * 1e6 if self.ctx.usd_per_hour else 1.0 / tput
         return {"throughput_rps": tput, "latency_p95_ms": p95, "cost_usd_per_million": cost}, u
 
@@ -116,7 +123,7 @@ class StructuredSampler(optuna.samplers.BaseSampler):
         if seeds:
             return seeds[0]
         observed = [Observation(c, m["throughput_rps"], m["latency_p95_ms"]) for c, m, ok in done if ok is not None]
-        models = {p: SpeedModel(observed, platform=p) for p in MEASURED}
+        models = {p: Posterior(observed, platform=p) for p in MEASURED}
         found = [m for c, m, ok in done if ok]
         # A measured candidate competes with what was measured, an estimated one with the
         # estimates: estimates (an FPGA board nobody attached) must not starve the search of the
