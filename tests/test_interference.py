@@ -58,11 +58,20 @@ def test_a_foreign_process_on_the_trials_core_is_seen_and_ours_is_not() -> None:
 
 
 def _measure_on(core: int) -> dict:
-    bench = ReplicaBench(1, [core])
-    bench.prepare("m", tiny_cnn(8, 16), (InputSpec("x", (3, 16, 16), "float32"),), 4)
+    """A bench pinned to `core`, measured in a thread of this process (its pinning is undone after:
+    a bench pins the thread that makes it, and later tests must see every core)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        result = run_protocol(thread_broadcast([bench], pool), SETTINGS, LoadSpec())
-    return result.details["interference"]
+        def measure() -> dict:
+            mask = os.sched_getaffinity(0)
+            try:
+                bench = ReplicaBench(1, [core])
+                bench.prepare("m", tiny_cnn(8, 16), (InputSpec("x", (3, 16, 16), "float32"),), 4)
+                return run_protocol(lambda method, args: [getattr(bench, method)(*args)], SETTINGS,
+                                    LoadSpec()).details["interference"]
+            finally:
+                os.sched_setaffinity(0, mask)
+
+        return pool.submit(measure).result()
 
 
 @needs_two_cores
@@ -118,11 +127,14 @@ def test_an_out_of_memory_kill_is_blamed_on_other_work_only_when_it_holds_more()
 
     assert MemoryHeld(ours_gib=1.0, others_gib=20.0, total_gib=23.5).others_to_blame
     assert not MemoryHeld(ours_gib=20.0, others_gib=1.0, total_gib=23.5).others_to_blame
-    hog = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(1_500_000_000); time.sleep(60)"])
+    before = memory_held()
+    hog = subprocess.Popen([sys.executable, "-c", "import time; b = b'\\x01' * 1_500_000_000; time.sleep(60)"])
     try:
-        time.sleep(2.0)
+        time.sleep(3.0)
         held = memory_held()
-        assert held is not None and held.ours_gib >= 1.3  # a process this one started is tuner's own
+        assert before is not None and held is not None
+        # a process this one started is tuner's own (this VM reclaims idle pages: not all 1.4 GiB stay resident)
+        assert held.ours_gib - before.ours_gib >= 0.4, (before, held)
     finally:
         hog.kill()
         hog.wait()

@@ -19,7 +19,8 @@ MODEL = PreparedModel("m", "builtin", (InputSpec("x", (4,), "float32"),), "fidel
                        "fp16": Variant("fp16", "/m/fp16.onnx", "b" * 64, 0.5),
                        "int8": Variant("int8", "/m/int8.onnx", "c" * 64, 1.0)})
 JSON_TRIAL_KEYS = {"number", "state", "pareto", "feasible", "config", "device", "metrics", "constraints",
-                   "artifact", "failure", "reused_from", "remeasured", "level", "engine", "serving_efficiency", "gpu"}
+                   "artifact", "failure", "reused_from", "remeasured", "level", "engine", "serving_efficiency", "gpu",
+                   "interference", "disturbed"}
 JSON_METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
                     "cost_usd_per_million", "estimated"}
 
