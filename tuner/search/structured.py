@@ -31,8 +31,8 @@ from tuner.config import TrialConfig
 from tuner.front.hypervolume import hypervolume, normalised_minimised
 from tuner.metrics import OBJECTIVES
 from tuner.search.context import SamplerContext
-from tuner.search.suggest import enumerate_configs, params_for, suggest
 from tuner.search.posterior import Posterior
+from tuner.search.suggest import enumerate_configs, params_for, suggest
 from tuner.search.surrogate import Observation
 
 OBJ = list(OBJECTIVES)
