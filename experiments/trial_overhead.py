@@ -24,6 +24,7 @@ import time
 from common import write_results
 
 from tuner.config import TrialConfig
+from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model
 from tuner.runner.cluster import RayCluster
 from tuner.runner.trial import RayRunner
@@ -45,7 +46,7 @@ def main() -> None:
     rows = []
     try:
         for name, configs in CONFIGS.items():
-            model = prepare_model(name, {}, {"fp32", "int8"}, log=lambda s: None)
+            model = prepare_model(name, ModelOptions(), {"fp32", "int8"}, log=lambda s: None)
             runner = RayRunner(model, settings, LoadSpec(), {}, cluster, level=args.level)
             for config in configs:
                 t0 = time.perf_counter()
