@@ -85,8 +85,13 @@ def pressure_total_us(text: str) -> int | None:
     return None
 
 
+def meminfo_kib(meminfo_text: str) -> dict[str, int]:
+    """/proc/meminfo's fields, in KiB."""
+    return {line.split(":")[0]: int(line.split()[1]) for line in meminfo_text.splitlines() if ":" in line}
+
+
 def used_memory_gib(meminfo_text: str) -> float:
-    kib = {line.split(":")[0]: int(line.split()[1]) for line in meminfo_text.splitlines() if ":" in line}
+    kib = meminfo_kib(meminfo_text)
     return (kib.get("MemTotal", 0) - kib.get("MemAvailable", 0)) / 2**20
 
 
@@ -143,15 +148,16 @@ class Probe:
                 everyone[proc.pid] = (proc.info["name"] or "?", t.user + t.system)
         return Snapshot(time.perf_counter(), core_busy_ticks(PROC_STAT.read_text()), pressure, self._ours(), everyone)
 
-    def end(self, before: Snapshot | None) -> WindowInterference | None:
+    def end(self, before: Snapshot | None) -> tuple[WindowInterference | None, Snapshot | None]:
+        """What the window since `before` saw, and the snapshot taken now: the next window's
+        `before` (windows follow each other, so one snapshot ends one and begins the next)."""
         if before is None:
-            return None
+            return None, None
         after = self.begin()
         assert after is not None
         wall = after.wall_s - before.wall_s
         busy = sum(after.core_busy_ticks.get(c, 0) - before.core_busy_ticks.get(c, 0) for c in self.cores)
-        # Ours, counted on the trial's cores: every process alive at both ends (a process pinned
-        # elsewhere is counted too: the bound stays a lower one).
+        # Ours, counted on the trial's cores: every process alive at both ends that may run there.
         ours = sum(max(0.0, after.ours.cpu_s[p] - before.ours.cpu_s[p]) for p in before.ours.cpu_s
                    if p in after.ours.cpu_s)
         pressure = None
@@ -162,7 +168,7 @@ class Probe:
                        if p in after.everyone and p not in after.ours.pids), reverse=True)
         top = tuple(f"{after.everyone[p][0]} (pid {p}): {d / wall:.2f} cores" for d, p in used[:3] if d / wall >= 0.05)
         return WindowInterference(others_share(busy, ours, wall, len(self.cores)), pressure, max(0.0, mem), self.cores,
-                                  top)
+                                  top), after
 
 
 def probe_for(replicas: list[dict]) -> Probe | None:
@@ -223,6 +229,6 @@ def memory_held(pids: tuple[int, ...] = ()) -> MemoryHeld | None:
     if not PROC_MEMINFO.is_file():
         return None
     text = PROC_MEMINFO.read_text()
-    kib = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines() if ":" in line}
+    kib = meminfo_kib(text)
     ours = Probe(None, pids)._ours().rss_bytes / 2**30 if PROC_STAT.is_file() else 0.0
     return MemoryHeld(ours, max(0.0, used_memory_gib(text) - ours), kib.get("MemTotal", 0) / 2**20)

@@ -134,14 +134,14 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
     measure0 = time.perf_counter()
     windows: list[tuple[float, float, list[WindowSample], interference.WindowInterference | None]] = []
     stable = False
+    before = watch.begin() if watch else None
     while len(windows) < settings.max_windows:
-        before = watch.begin() if watch else None
         if load.mode == "server":
             args = [(window, rate / n, load.batch_wait_timeout_s, 1000 * len(windows) + r) for r in range(n)]
             samples = broadcast("serve_for", args)
         else:
             samples = broadcast("run_for", (window, settings.min_requests_per_window))
-        seen = watch.end(before) if watch else None
+        seen, before = watch.end(before) if watch else (None, None)
         if seen is not None and seen.others_share > settings.interference_share_max \
                 and len(left_out) < settings.disturbed_windows_max:
             left_out.append(seen)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tuner.evaluators.interference import meminfo_kib
+
 PROC_STAT = Path("/proc/stat")
 PROC_MEMINFO = Path("/proc/meminfo")
 BUSY_SHARE_MAX = 0.25  # of all cores: above it the machine is "busy" (one busy process on 2 cores is 0.5)
@@ -60,7 +62,7 @@ def busy_share(before: tuple[int, int, int], after: tuple[int, int, int]) -> flo
 
 def memory_gib(meminfo_text: str) -> tuple[float, float]:
     """(available, total) GiB from /proc/meminfo."""
-    kib = {line.split(":")[0]: int(line.split()[1]) for line in meminfo_text.splitlines() if ":" in line}
+    kib = meminfo_kib(meminfo_text)
     return kib.get("MemAvailable", 0) / 2**20, kib.get("MemTotal", 0) / 2**20
 
 
