@@ -17,6 +17,14 @@ backstop for when it does not), 413 for a body over the limit (checked from cont
 while reading), 415 for a content-type that is neither V2 JSON nor V2 binary, 500 if inference
 fails. Overload is Ray Serve's (configured in `serving.serve_config`): it answers 503 when
 ``max_queued_requests`` are waiting, with a text/plain body (Ray offers no JSON form).
+
+Authentication (optional, `serving.auth`): when user_config has ``auth_token_sha256`` (``tuner
+promote --auth-token-file FILE``), every route but ``/v2/health/live`` and ``/v2/health/ready``
+requires ``Authorization: Bearer <token>``; a request without it or with another token gets 401
+with ``{"error": message}`` and ``WWW-Authenticate: Bearer``, before anything else is checked
+(so an unauthenticated caller learns nothing about the model, not even a 404). The health routes
+stay open because Kubernetes probes and load balancers call them without credentials. The
+replica knows only the token's SHA-256 digest, and compares digests in constant time.
 Application metrics: see `serving.metrics`.
 """
 
@@ -37,6 +45,7 @@ from starlette.responses import JSONResponse, Response
 
 import tuner
 from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
+from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
 from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, describe_model, load_session
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
@@ -109,8 +118,8 @@ def _count_instances(requests: list[Tensors]) -> int:
     return sum(_instances(r) for r in requests)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
 class _NotFound(Exception):
@@ -228,6 +237,12 @@ class ModelServer:
         """Every HTTP request: V2 routes matched by hand (a web framework's router and
         dependency injection cost more per request than this model's inference), errors as
         {"error": message} (see the module docstring)."""
+        settings = self._settings
+        if settings is not None and settings.auth_token_sha256 is not None and \
+                tuple(request.scope["path"].strip("/").split("/")) not in OPEN_PATHS:
+            reason = unauthorized_reason(request.headers.get("authorization"), settings.auth_token_sha256)
+            if reason is not None:
+                return _error(401, reason, {"WWW-Authenticate": CHALLENGE})
         try:
             return await self._route(request)
         except ProtocolError as exc:

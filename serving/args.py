@@ -7,6 +7,7 @@ importing the server application (Ray Serve, ONNX Runtime).
 `ServeArgs`, the type hint of `serving.app.build_app`.)
 """
 
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +16,7 @@ from tuner.config import PRECISIONS
 
 IMPORT_PATH = "serving.app:build_app"
 DEPLOYMENT_NAME = "ModelServer"
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 #: Queued requests per request a replica runs: 4 x max_ongoing_requests is about eight batches
@@ -84,6 +86,14 @@ class ServeSettings(BaseModel):
         "trials of the test backend), CUDAExecutionProvider or TensorrtExecutionProvider first (gpu). A replica "
         "refuses to start when its session does not get the first one (no silent fall-back to the CPU).",
     )
+    auth_token_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 hex digest (64 hex characters) of the bearer token every V2 route but "
+        "/v2/health/live and /v2/health/ready requires (HTTP 401 without it); null: no token. Only the "
+        "digest is stored, never the token: this config is shared, shown in Ray's dashboard and kept in the "
+        "study. A replica hashes the token a request sends and compares digests in constant time. Written "
+        "by tuner promote --auth-token-file (serving.auth).",
+    )
 
     @field_validator("model_path")
     @classmethod
@@ -103,6 +113,19 @@ class ServeSettings(BaseModel):
         if bad:
             raise ValueError(f"Got {bad} in providers. Use ONNX Runtime providers from {list(known)}.")
         return value
+
+    @field_validator("auth_token_sha256", mode="before")
+    @classmethod
+    def _sha256_hex(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
+            size = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
+            raise ValueError(  # the value is not echoed: it may be a token pasted by mistake
+                f"Got {size} for auth_token_sha256 (not shown). It must be the SHA-256 hex digest (64 hex "
+                "characters) of the token, never the token itself. Regenerate the config with tuner promote "
+                "--auth-token-file FILE.")
+        return value.lower()
 
     @field_validator("precision")
     @classmethod

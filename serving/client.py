@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from serving.auth import BearerToken
 from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
 
 _RETRY_PAUSE_S = 0.01
@@ -38,12 +39,15 @@ class Window:
 
 
 class WindowClient:
-    """Drives `url_base`/v2/models/`model_name`/infer; call `close()` when done."""
+    """Drives `url_base`/v2/models/`model_name`/infer (with `auth_token`, as ``Authorization: Bearer``);
+    call `close()` when done."""
 
     def __init__(self, url_base: str, model_name: str, inputs: Sequence[InputLike], *, instances: int = 1,
-                 concurrency: int = 1, binary: bool = True, timeout_s: float = 30.0, seed: int = 0) -> None:
+                 concurrency: int = 1, binary: bool = True, timeout_s: float = 30.0, seed: int = 0,
+                 auth_token: BearerToken | None = None) -> None:
         self.spec: RequestSpec = request_spec(url_base, model_name, inputs, "offline", instances, concurrency,
-                                              None, binary, seed, timeout_s, max(256, concurrency), instances)
+                                              None, binary, seed, timeout_s, max(256, concurrency), instances,
+                                              auth_token=auth_token)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="v2-client")
         self._thread.start()

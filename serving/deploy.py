@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from serving.ingress import haproxy_env, sweep_orphans, terminate, users_own
+from serving.metrics import LATENCY_BOUNDARIES_MS
 from tuner.errors import TunerError
 
 STATE_FILE = "serve-cluster.json"
@@ -37,6 +38,7 @@ class ServeCluster:
     dashboard_url: str
     temp_dir: str | None = None  # set when tuner started it (its processes live there)
     num_gpus: int | None = None  # GPUs it was started to declare (None: what Ray detected)
+    metrics_url: str | None = None  # Ray's Prometheus endpoint on its head node, when tuner knows it
 
 
 def _env() -> dict[str, str]:
@@ -70,6 +72,12 @@ def serving_env(base: dict[str, str] | None = None, haproxy_dir: str | None = No
 #: instead of 31 s here.
 SERVE_FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
                    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+
+
+#: How often Ray's processes on the serving cluster export their metrics (Ray's default: 10 s),
+#: so that `tuner watch` sees a change within seconds; Serve's request latency histogram gets the
+#: application's finer buckets (`serving.metrics`). A user's own values win.
+METRICS_REPORT_INTERVAL_MS = 2000
 
 
 def _ray_bin(name: str) -> str:
@@ -116,18 +124,22 @@ def local_cluster(start: bool = True, num_gpus: int | None = None) -> ServeClust
     if not start:
         return None
     sweep_orphans()
-    port, dash = _free_port(), _free_port()
+    port, dash, metrics = _free_port(), _free_port(), _free_port()
     temp_dir = f"/tmp/tuner-serve-{os.getuid()}-{port}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cmd = [_ray_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
            "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--num-cpus={2 * cores}",
-           f"--temp-dir={temp_dir}", "--disable-usage-stats"] + ([f"--num-gpus={num_gpus}"] if num_gpus is not None else [])
+           f"--temp-dir={temp_dir}", f"--metrics-export-port={metrics}",
+           "--disable-usage-stats"] + ([f"--num-gpus={num_gpus}"] if num_gpus is not None else [])
     # HAProxy's files under temp_dir: stop_local_cluster's sweep of temp_dir reaches it too.
-    env = serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")
+    env = {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS),
+           "RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS": ",".join(f"{b:g}" for b in LATENCY_BOUNDARIES_MS),
+           **serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if out.returncode != 0:
         raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")
-    cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir, num_gpus)
+    cluster = ServeCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir, num_gpus,
+                           f"http://127.0.0.1:{metrics}/metrics")
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps(asdict(cluster)))
     return cluster
@@ -194,6 +206,12 @@ def _api(cluster: ServeCluster, method: str, body: dict | None = None, timeout_s
 def status(cluster: ServeCluster) -> dict:
     """Serve's state: {"applications": {name: {"status", "message", "deployments": {...}}}}."""
     return _api(cluster, "GET")
+
+
+def running_replicas(cluster: ServeCluster, app_name: str) -> dict[str, int]:
+    """RUNNING replicas of each deployment of `app_name` (what Serve's autoscaler changes)."""
+    deployments = status(cluster).get("applications", {}).get(app_name, {}).get("deployments", {})
+    return {name: sum(r.get("state") == "RUNNING" for r in d.get("replicas") or []) for name, d in deployments.items()}
 
 
 def deploy(cluster: ServeCluster, config_path: Path, app_name: str, timeout_s: float = 300.0) -> float:

@@ -16,7 +16,8 @@ outputs.
 
 No Ray import: asyncio and aiohttp (a dependency of ``ray[serve]``), so the client can run
 anywhere. `drive` runs for a fixed time; `drive_background` and `run_until` run until told to
-stop, e.g. across a blue/green switch that must fail no request.
+stop, e.g. across a blue/green switch that must fail no request. With `auth_token`, every request
+carries ``Authorization: Bearer <token>`` (an endpoint promoted with ``--auth-token-file``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Literal, Protocol
 import aiohttp
 import numpy as np
 
+from serving.auth import BearerToken
 from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
@@ -102,7 +104,7 @@ class LoadResult:
 @dataclass(frozen=True)
 class RequestSpec:
     url: str
-    payloads: list[tuple[bytes, dict[str, str]]]
+    payloads: list[tuple[bytes, dict[str, str]]] = field(repr=False)  # large; the headers may hold a token
     instances: int
     mode: Mode
     concurrency: int
@@ -252,9 +254,10 @@ def _summarise(spec: RequestSpec, outcomes: list[Outcome], elapsed_s: float, sta
 
 def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
                  batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
-                 seed: int, timeout_s: float, max_connections: int, instances: int | None = None) -> RequestSpec:
+                 seed: int, timeout_s: float, max_connections: int, instances: int | None = None,
+                 auth_token: BearerToken | None = None) -> RequestSpec:
     """What every request of a load looks like. `instances` per request: `batch_size` in offline
-    mode and 1 in server mode unless given."""
+    mode and 1 in server mode unless given; `auth_token`: sent as ``Authorization: Bearer``."""
     if mode not in ("offline", "server"):
         raise field_error("mode", mode, "The modes are 'offline' (closed loop, batches) and "
                           "'server' (Poisson arrivals, one instance each).", "Pick one.")
@@ -274,9 +277,12 @@ def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mo
         instances = batch_size if mode == "offline" else 1
     elif isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
         raise field_error("instances", instances, "It must be an integer >= 1.", "Pass e.g. 1.")
+    payloads = make_payloads(inputs, instances, binary, seed)
+    if auth_token is not None:
+        payloads = [(body, {**headers, "Authorization": auth_token.authorization}) for body, headers in payloads]
     return RequestSpec(
         url=f"{url_base.rstrip('/')}/v2/models/{model_name}/infer",
-        payloads=make_payloads(inputs, instances, binary, seed), instances=instances,
+        payloads=payloads, instances=instances,
         mode=mode, concurrency=concurrency or 1, target_rps=float(target_rps or 0),
         timeout_s=timeout_s, max_connections=max_connections, seed=seed,
     )
@@ -285,7 +291,8 @@ def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mo
 def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
           batch_size: int, duration_s: float, concurrency: int | None = None,
           target_rps: float | None = None, binary: bool = True, seed: int = 0,
-          timeout_s: float = 30.0, max_connections: int = 256) -> LoadResult:
+          timeout_s: float = 30.0, max_connections: int = 256,
+          auth_token: BearerToken | None = None) -> LoadResult:
     """Load a V2 endpoint for `duration_s` seconds and measure it.
 
     Args:
@@ -302,6 +309,7 @@ def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mod
         seed: seeds the payloads and the arrival times.
         timeout_s: a request without a full response after this long fails as "timeout".
         max_connections: open connections at most; later requests wait (and that counts).
+        auth_token: the endpoint's bearer token (`serving.auth`), sent with every request.
 
     Raises:
         TunerError: an argument breaks a rule (named, with the value and the fix).
@@ -309,7 +317,7 @@ def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mod
     if not duration_s > 0:
         raise field_error("duration_s", duration_s, "It must be > 0.", "Pass seconds, e.g. 10.")
     spec = request_spec(url_base, model_name, inputs, mode, batch_size, concurrency, target_rps,
-                 binary, seed, timeout_s, max_connections)
+                 binary, seed, timeout_s, max_connections, auth_token=auth_token)
     return asyncio.run(_drive(spec, None, duration_s))
 
 
@@ -323,7 +331,8 @@ def run_until(stop: threading.Event, url_base: str, model_name: str,
     spec = request_spec(url_base, model_name, inputs, mode, batch_size,
                  options.pop("concurrency", None), options.pop("target_rps", None),
                  options.pop("binary", True), options.pop("seed", 0),
-                 options.pop("timeout_s", 30.0), options.pop("max_connections", 256))
+                 options.pop("timeout_s", 30.0), options.pop("max_connections", 256),
+                 auth_token=options.pop("auth_token", None))
     if options:
         raise field_error("run_until's options", sorted(options), "Unknown keyword arguments.",
                           "Use drive's keyword arguments (duration_s is replaced by `stop`).")
@@ -378,7 +387,8 @@ class BackgroundLoad:
 def drive_background(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
                      batch_size: int, concurrency: int | None = None,
                      target_rps: float | None = None, binary: bool = True, seed: int = 0,
-                     timeout_s: float = 30.0, max_connections: int = 256) -> BackgroundLoad:
+                     timeout_s: float = 30.0, max_connections: int = 256,
+                     auth_token: BearerToken | None = None) -> BackgroundLoad:
     """Start a load client in a background thread; `stop()` on the result returns the LoadResult.
 
     Arguments as in `drive`, without `duration_s`. Usage::
@@ -392,4 +402,4 @@ def drive_background(url_base: str, model_name: str, inputs: Sequence[InputLike]
         TunerError: an argument breaks a rule (named, with the value and the fix).
     """
     return BackgroundLoad(request_spec(url_base, model_name, inputs, mode, batch_size, concurrency,
-                                target_rps, binary, seed, timeout_s, max_connections))
+                                target_rps, binary, seed, timeout_s, max_connections, auth_token=auth_token))

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
+from serving.auth import check_config_exposure
 from serving.deploy import serving_env
 from serving.ingress import new_directory, stop_haproxy
 from serving.serve_config import load_serve_config
@@ -106,7 +107,8 @@ def serve_command(config_path: Path, address: str | None = None, num_gpus: int |
 
 
 def serve_foreground(config_path: Path, *, address: str | None = None,
-                     ready_timeout_s: float = 120.0, out: TextIO | None = None, num_gpus: int | None = None) -> int:
+                     ready_timeout_s: float = 120.0, out: TextIO | None = None, num_gpus: int | None = None,
+                     no_auth: bool = False) -> int:
     """Validate a Serve config, then run it with ``serve run`` until interrupted.
 
     Args:
@@ -117,15 +119,19 @@ def serve_foreground(config_path: Path, *, address: str | None = None,
         out: where the ready line goes (default stdout).
         num_gpus: GPUs a new local cluster declares (None: what Ray detects); only with a
             new local cluster.
+        no_auth: serve a config that binds a non-loopback host without a bearer token
+            (`serving.auth.check_config_exposure`; ``tuner serve --no-auth``).
 
     Returns:
         The exit code of ``serve run`` (128 + N if signal N killed it).
 
     Raises:
-        TunerError: the config is invalid or its port is taken.
+        TunerError: the config is invalid, its port is taken, or it binds a non-loopback host
+            without a bearer token and `no_auth` is False.
     """
     config_path = Path(config_path).resolve()
     config = load_serve_config(config_path)
+    check_config_exposure(config, config_path, no_auth)
     if num_gpus is not None and address not in (None, "local"):
         raise field_error("--num-gpus", num_gpus, f"GPUs are declared by a cluster's nodes when they start, and "
                           f"--ray-address {address!r} names a running cluster.", "Drop --num-gpus, or serve on a new "

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 from serving.args import (
@@ -56,6 +57,8 @@ def _validation_message(exc: ValidationError, where: str) -> str:
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
         given = "nothing" if err["type"] == "missing" else repr(err.get("input"))
+        if loc.endswith("auth_token_sha256"):  # maybe a token pasted by mistake: never echoed
+            given = "a value (not shown)"
         lines.append(f"  {where}.{loc}: got {given}: {err['msg']}")
     return "\n".join(lines)
 
@@ -108,6 +111,11 @@ class ServingOptions:
             of a replica's CPU per request for a small model here (errors are still logged).
         gpu: for a gpu trial, each replica's GPU share and ONNX Runtime providers (from the
             trial's record); None for a cpu trial.
+        auth_token_sha256: SHA-256 hex digest of the bearer token the V2 routes require
+            (`serving.auth`); None: no token.
+        autoscaling_config: Ray Serve's ``autoscaling_config`` for the deployment (derived by
+            `tuner.deploy.autoscale`), written instead of a fixed ``num_replicas``; None: the
+            trial's replicas, fixed.
     """
 
     host: str = "127.0.0.1"
@@ -123,6 +131,8 @@ class ServingOptions:
     retry_after_s: float = 1.0
     access_log: bool = False
     gpu: GpuServing | None = None
+    auth_token_sha256: str | None = None
+    autoscaling_config: Mapping[str, Any] | None = None
 
 
 def _check_options(options: ServingOptions) -> None:
@@ -150,6 +160,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             max_body_bytes=options.max_body_bytes, body_timeout_s=options.request_timeout_s,
             request_timeout_s=options.request_timeout_s,
             providers=list(options.gpu.providers) if options.gpu else ["CPUExecutionProvider"],
+            auth_token_sha256=options.auth_token_sha256,
         )
     except ValidationError as exc:
         raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
@@ -206,7 +217,8 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
                 "deployments": [
                     {
                         "name": DEPLOYMENT_NAME,
-                        "num_replicas": replicas,
+                        **({"autoscaling_config": dict(options.autoscaling_config)} if options.autoscaling_config
+                           else {"num_replicas": replicas}),
                         # Serve's default (5) would silently cap batches.
                         "max_ongoing_requests": max_ongoing,
                         "max_queued_requests": max_queued,
@@ -228,6 +240,14 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
     except ValidationError as exc:
         raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
                          f"{_validation_message(exc, 'config')}") from None
+    if options.autoscaling_config is not None:
+        # ServeDeploySchema takes any dict there (Dict | AutoscalingConfig); the controller would
+        # apply Ray's rules (min <= initial <= max, ...) only at deploy time, as DEPLOY_FAILED.
+        try:
+            AutoscalingConfig.model_validate(dict(options.autoscaling_config))
+        except ValidationError as exc:
+            raise TunerError("Cannot build the Serve config; Ray's AutoscalingConfig refuses it:\n"
+                             f"{_validation_message(exc, 'autoscaling_config')}") from None
     return serve_config
 
 
@@ -247,6 +267,19 @@ def _positive_int(name: str, value: int | None, default: int) -> int:
         raise field_error(name, value, "It must be an integer >= 1.",
                           f"Pass a positive count, or leave it out for {default}.")
     return value
+
+
+def serve_schema_errors(config: object) -> list[tuple[str, str, str]]:
+    """What Ray's own `ServeDeploySchema` refuses in `config`: one (field path such as
+    ``applications[0].deployments[0]``, the value given or "nothing", Ray's rule) per error; []
+    when Ray accepts it (for callers outside serving/, which may not import Ray)."""
+    try:
+        ServeDeploySchema.model_validate(config)
+    except ValidationError as exc:
+        return [("".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip("."),
+                 "nothing" if err["type"] == "missing" else repr(err.get("input")), err["msg"])
+                for err in exc.errors()]
+    return []
 
 
 def write_serve_config(config: dict[str, Any], path: Path, comment: str = "") -> Path:

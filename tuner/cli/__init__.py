@@ -25,6 +25,7 @@ from tuner.cli import (
     show,
     tune,
     undeploy,
+    watch,
 )
 from tuner.errors import TunerError
 from tuner.study import interrupts
@@ -35,12 +36,14 @@ EPILOG = """typical session:
   tuner dashboard                                browse the study in optuna-dashboard
   tuner promote --study digits-cnn --out serve_config.yaml
   tuner serve serve_config.yaml                  Ray Serve, KServe V2 REST on 127.0.0.1:8000
+  tuner watch --study digits-cnn                 after promote --deploy: the deployment live, what fits instead
 """
 
 #: In the order `tuner --help` lists them.
 COMMANDS: dict[str, ModuleType] = {
     "tune": tune, "measure": measure, "show": show, "dashboard": dashboard, "promote": promote,
-    "rollback": rollback, "undeploy": undeploy, "serve": serve, "estimate": estimate, "report": report,
+    "rollback": rollback, "undeploy": undeploy, "serve": serve, "watch": watch, "estimate": estimate,
+    "report": report,
 }
 
 

@@ -15,10 +15,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, default=None, metavar="N",
                    help="GPUs the new local cluster declares (default: the GPUs Ray detects); e.g. to serve a "
                         "gpu trial of the test backend on a machine without a GPU")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve a config whose http_options.host is not a loopback address although it requires "
+                        "no bearer token (e.g. behind an authenticating proxy); without it such a config is "
+                        "refused. It does not turn off a token the config requires")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from serving.run import serve_foreground
 
-    return serve_foreground(args.config, address=args.ray_address, num_gpus=args.num_gpus)
+    return serve_foreground(args.config, address=args.ray_address, num_gpus=args.num_gpus, no_auth=args.no_auth)

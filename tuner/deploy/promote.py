@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FixedTrial
 
+from serving.args import max_ongoing_requests_for
+from serving.auth import check_exposure
 from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config, write_serve_config
 from tuner.config import TrialConfig
+from tuner.deploy.autoscale import AutoscalePlan, Traffic, capacity_of, plan_autoscaling, this_machine_cpus
+from tuner.deploy.rayservice import RayService, RayServiceOptions, rayservice_manifest, write_rayservice
 from tuner.errors import TunerError
 from tuner.front.selection import DEFAULT_POLICY, SERVABLE, Choice, choose, explicit
 from tuner.record import TrialRecord
@@ -28,6 +32,8 @@ class Promotion:
     config: TrialConfig
     serve_config: dict[str, Any]
     path: Path
+    autoscaling: AutoscalePlan | None = None  # with --traffic-rps: how its autoscaling_config was derived
+    rayservice: RayService | None = None  # with --format rayservice: the KubeRay manifest written instead
 
 
 def rematerialise(study: optuna.Study, number: int) -> TrialConfig:
@@ -58,8 +64,28 @@ def gpu_serving(trial: TrialRecord) -> GpuServing | None:
 
 def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEFAULT_POLICY,
             host: str = "127.0.0.1", port: int = 8000, *, slo_ms: float | None = None,
-            max_cost: float | None = None, dry_run: bool = False) -> Promotion:
-    """Choose a trial and write its Serve config (not with `dry_run`: then only choose)."""
+            max_cost: float | None = None, dry_run: bool = False, auth_token_sha256: str | None = None,
+            no_auth: bool = False, traffic: Traffic | None = None, cluster_cpus: int | None = None,
+            rayservice: RayServiceOptions | None = None) -> Promotion:
+    """Choose a trial and write its Serve config (not with `dry_run`: then only choose).
+
+    `rayservice` (``--format rayservice``): write a KubeRay RayService manifest to `out` instead
+    (`tuner.deploy.rayservice`: the same Serve config as its pods run it); its proxy binds 0.0.0.0
+    in the pod, so it needs `auth_token_sha256` or the options' ``no_auth``.
+
+    `traffic` (``--traffic-rps``): write an ``autoscaling_config`` derived from the trial's
+    measured per-replica capacity (`tuner.deploy.autoscale`) instead of a fixed ``num_replicas``,
+    for a cluster of `cluster_cpus` CPUs (None: this machine's, where tuner's local serving
+    cluster runs).
+
+    `auth_token_sha256`: the digest of the bearer token the replicas require (`serving.auth`);
+    a `host` that is not loopback needs one, or `no_auth` (the user's explicit ``--no-auth``).
+
+    Raises:
+        TunerError: no trial can be promoted, or `host` is exposed without a token or `no_auth`.
+    """
+    check_exposure(host, auth_token_sha256 is not None, no_auth, host_field="--host",
+                   fix="Pass --auth-token-file FILE (every replica then requires that bearer token)")
     record = study_record(study)
     if slo_ms is None:
         slo_ms = study.user_attrs.get("search_space", {}).get("constraints", {}).get("latency_p95_ms_max")
@@ -81,9 +107,24 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
         )
     served = ServedModel(model.name, artifact, {s.name: list(s.shape) for s in model.inputs})
     options = ServingOptions(host=host, port=port, batch_wait_timeout_s=study.user_attrs.get("load", {}).get(
-        "batch_wait_timeout_s", 0.005), gpu=gpu_serving(choice.trial))
+        "batch_wait_timeout_s", 0.005), gpu=gpu_serving(choice.trial), auth_token_sha256=auth_token_sha256)
+    plan = None
+    if traffic is not None:  # autoscaling from the trial's measured per-replica capacity
+        cpus = config.threads_per_replica if options.gpu is None else 1  # its ray_actor_options' num_cpus
+        capacity = capacity_of(choice.trial, study.trials[number].user_attrs.get("measurement") or {},
+                               options.max_ongoing_requests or max_ongoing_requests_for(config.batch_size), cpus)
+        plan = plan_autoscaling(capacity, traffic, this_machine_cpus() if cluster_cpus is None else cluster_cpus)
+        options = replace(options, autoscaling_config=plan.serve_config())
     serve_config = make_serve_config(config, served, options)
+    manifest = None
+    if rayservice is not None:  # built (and checked: the pod binds 0.0.0.0) before any approval or dry run ends
+        manifest = rayservice_manifest(study.study_name, serve_config, config, rayservice,
+                                       {"tuner/study": study.study_name, "tuner/trial": str(number)})
     if not dry_run:
-        write_serve_config(serve_config, out,
-                           comment=f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}")
-    return Promotion(choice, config, serve_config, out)
+        comment = (f"tuner promote: study {study.study_name!r}, trial #{number}, {choice.reason}"
+                   + (f"\n{plan.describe()}" if plan else ""))
+        if manifest is not None:
+            write_rayservice(manifest, out, comment)
+        else:
+            write_serve_config(serve_config, out, comment=comment)
+    return Promotion(choice, config, serve_config, out, plan, manifest)

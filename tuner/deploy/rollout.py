@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -33,6 +33,9 @@ from tuner.spec.measurement import LoadSpec, MeasurementSettings
 from tuner.spec.space import SearchSpace
 from tuner.study.companions import refresh_dashboard
 from tuner.study.readback import study_model
+
+if TYPE_CHECKING:
+    from serving.auth import BearerToken
 
 HISTORY = "promotions"
 
@@ -117,18 +120,18 @@ WARMUP_S = 1.0  # untimed, as a served trial's: connections open, replicas' firs
 
 def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: TrialRecord, plan: ClientPlan,
            load: LoadSpec, duration_s: float, tolerance: float,
-           settings: MeasurementSettings | None = None) -> Verification:
+           settings: MeasurementSettings | None = None, auth_token: BearerToken | None = None) -> Verification:
     """Drive the endpoint as the trial was driven (the same client, load mode, concurrency and
     request size) and time it as the trial was timed: 1 s untimed, then the study's protocol
     (`settings`: warm-up, windows until the last ones agree, figures from those) with at most
-    `duration_s` under load. Compare the figures."""
+    `duration_s` under load. Compare the figures. `auth_token`: the endpoint's bearer token."""
     from tuner.evaluators.served import Endpoint, ServedBench
     from tuner.evaluators.windows import run_protocol
 
     if trial.metrics is None:
         raise TunerError(f"Trial #{trial.number} has no measurement to verify against. Promote a measured trial.")
     protocol = replace(settings or MeasurementSettings(), max_measuring_s=duration_s)
-    bench = ServedBench(plan.concurrency, plan.binary)
+    bench = ServedBench(plan.concurrency, plan.binary, auth_token=auth_token)
     try:
         bench.prepare("verify", Endpoint(base_url, model_name), tuple(inputs), plan.instances)
         if load.mode == "offline":
@@ -179,14 +182,20 @@ def describe(v: Verification) -> str:
 
 def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str | None, verify_s: float, tolerance: float,
                      log: Callable[[str], None] = print, num_gpus: int | None = None,
-                     approval: dict[str, Any] | None = None) -> dict[str, Any]:
+                     approval: dict[str, Any] | None = None, auth_token: BearerToken | None = None) -> dict[str, Any]:
     """Deploy `promotion` (from tuner.deploy.promote.promote), verify it, roll back on failure;
     `num_gpus`: GPUs a new local serving cluster declares (None: what Ray detects); `approval`:
-    the person's decision that released it (`tuner.deploy.approval`), kept in the entry."""
+    the person's decision that released it (`tuner.deploy.approval`), kept in the entry;
+    `auth_token`: the token the config's digest is of, for verification (never recorded)."""
     from serving import deploy as serve_deploy
 
-    cluster = _cluster(address, num_gpus)
     app = promotion.serve_config["applications"][0]
+    digest = app["deployments"][0]["user_config"].get("auth_token_sha256")
+    if verify_s > 0 and digest is not None and (auth_token is None or auth_token.sha256 != digest):
+        raise TunerError(f"{promotion.path} requires a bearer token (user_config.auth_token_sha256), and "
+                         f"{'no token' if auth_token is None else 'another token'} was given to verify it with. "
+                         "Pass the --auth-token-file the config was promoted with, or --verify-s 0.")
+    cluster = _cluster(address, num_gpus)
     previous = active(study)
     took = serve_deploy.deploy(cluster, promotion.path, app["name"])
     http = promotion.serve_config["http_options"]
@@ -198,6 +207,8 @@ def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str 
                              "cluster": cluster.dashboard_url, "verdict": "not verified"}
     if approval is not None:
         entry["approval"] = approval
+    if promotion.autoscaling is not None:  # --traffic-rps: how its autoscaling_config was derived
+        entry["autoscaling"] = asdict(promotion.autoscaling) | {"derivation": promotion.autoscaling.describe()}
     if verify_s > 0:
         model = study_model(study)
         load = LoadSpec(**study.user_attrs.get("load", {}))
@@ -206,9 +217,14 @@ def deploy_promotion(study: optuna.Study, promotion: Promotion, *, address: str 
                                    int(app["deployments"][0]["max_ongoing_requests"]), trial.level)
         settings = SearchSpace.model_validate(study.user_attrs["search_space"]).measurement \
             if "search_space" in study.user_attrs else None
-        v = verify(base, app["args"]["model_name"], model.inputs, trial, plan, load, verify_s, tolerance, settings)
+        v = verify(base, app["args"]["model_name"], model.inputs, trial, plan, load, verify_s, tolerance, settings,
+                   auth_token=auth_token)
         log(describe(v))
         entry |= {"verdict": "passed" if v.passed else "failed", "verification": asdict(v)}
+        if promotion.autoscaling is not None:  # started on the trial's replicas; the load may have added some
+            entry["replicas_after_verification"] = sum(serve_deploy.running_replicas(cluster, app["name"]).values())
+            log(f"  autoscaled: verification started on {promotion.autoscaling.initial_replicas} replica(s) (the "
+                f"trial's), {entry['replicas_after_verification']} ran at its end")
         if not v.passed:
             if previous is None:
                 log("nothing was promoted before on this study: the new deployment stays; check the figures above.")

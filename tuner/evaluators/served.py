@@ -20,11 +20,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.config import TrialConfig
 from tuner.evaluators.windows import WindowSample
 from tuner.models.spec import InputSpec
+
+if TYPE_CHECKING:
+    from serving.auth import BearerToken
 
 MAX_CONCURRENCY = 256
 
@@ -55,11 +58,14 @@ class ServedBench:
 
     `prepare(key, endpoint, inputs, instances_per_request)` points it at an endpoint (a new
     `key` opens a new client); `run_for` and `serve_for` time one window each. Failed requests
-    are not in the latencies; `failures()` tells how many there were and why.
+    are not in the latencies; `failures()` tells how many there were and why. `auth_token`: the
+    endpoint's bearer token (`serving.auth`), sent with every request.
     """
 
-    def __init__(self, concurrency: int, binary: bool = True, timeout_s: float = 30.0) -> None:
+    def __init__(self, concurrency: int, binary: bool = True, timeout_s: float = 30.0,
+                 auth_token: BearerToken | None = None) -> None:
         self.concurrency, self.binary, self.timeout_s = concurrency, binary, timeout_s
+        self.auth_token = auth_token
         self._client: Any = None
         self._key: str | None = None
         self._instances = 1
@@ -76,7 +82,8 @@ class ServedBench:
             self.close()
             assert isinstance(model, Endpoint), "a served bench prepares an Endpoint"
             self._client = WindowClient(model.url_base, model.model_name, inputs, instances=batch_size,
-                                        concurrency=self.concurrency, binary=self.binary, timeout_s=self.timeout_s)
+                                        concurrency=self.concurrency, binary=self.binary, timeout_s=self.timeout_s,
+                                        auth_token=self.auth_token)
             self._key = key
         self._instances = batch_size
         return cached

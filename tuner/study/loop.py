@@ -126,7 +126,7 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
     try:
         while True:
             stats.measured_keys = _known_measurements(study)  # other drivers measure too
-            while len(in_flight) + len(waiting) < parallel and _open_slots(study, target) > 0:
+            while len(in_flight) + len(waiting) < parallel and _open_slots(study, target) > 0 and not stats.stopped:
                 stop = ctx.stopper.reason() if ctx.stopper else None
                 if stop:
                     if stats.stopped is None:
@@ -189,9 +189,27 @@ def run_trials(ctx: LoopContext, target: int, parallel: int) -> LoopStats:
     return stats
 
 
+#: What Optuna raises when a sampler calls `study.stop()` outside `study.optimize` (its
+#: BruteForceSampler does once every configuration of the grid has been told).
+_STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside"
+
+
+def _tell(ctx: LoopContext, stats: LoopStats, trial, values=None, state=None) -> None:
+    """`study.tell`; a sampler that asks the study to stop (the grid sampler, every configuration
+    tried) stops this run instead of crashing it. Optuna stores the trial before that request."""
+    try:
+        ctx.study.tell(trial, values, state=state)
+    except RuntimeError as exc:
+        if _STOP_OUTSIDE_OPTIMIZE not in str(exc):
+            raise
+        if stats.stopped is None:
+            ctx.log("stopping: the sampler has tried every configuration of the search space")
+        stats.stopped = "every configuration of the search space was tried"
+
+
 def _reuse(ctx: LoopContext, trial, config, source_number: int, done: int, target: int, stats: LoopStats) -> int:
     source = ctx.study.get_trials(deepcopy=False)[source_number]
-    ctx.study.tell(trial, copy_measurement(trial, source))
+    _tell(ctx, stats, trial, copy_measurement(trial, source))
     stats.reused += 1
     if ctx.stopper:
         ctx.stopper.observe(None, False)  # a repeat adds nothing to the front
@@ -205,7 +223,7 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
         perf = fut.result()
     except TrialFailed as exc:
         if exc.infeasible:
-            ctx.study.tell(trial, record_not_runnable(trial, exc.reason, key, ctx.space.objectives))
+            _tell(ctx, stats, trial, record_not_runnable(trial, exc.reason, key, ctx.space.objectives))
             if ctx.stopper:
                 ctx.stopper.observe(None, False)
             stats.not_runnable += 1
@@ -213,19 +231,19 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
             ctx.log(_line(done + 1, target, trial.number, config, f"INFEASIBLE (cannot run: {exc.reason})"))
             return 1
         trial.set_user_attr("failure", exc.reason)
-        ctx.study.tell(trial, state=TrialState.FAIL)
+        _tell(ctx, stats, trial, state=TrialState.FAIL)
         stats.failed += 1
         ctx.log(_line(done, target, trial.number, config, f"FAILED: {exc.reason}"))
         return 0
     except Exception as exc:  # a bug or an unexpected runtime error: this trial fails, the study goes on
         trial.set_user_attr("failure", f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-        ctx.study.tell(trial, state=TrialState.FAIL)
+        _tell(ctx, stats, trial, state=TrialState.FAIL)
         stats.failed += 1
         ctx.log(_line(done, target, trial.number, config, f"FAILED: {type(exc).__name__}: {exc}"))
         return 0
     outcome = make_outcome(config, perf, ctx.model, ctx.prices, ctx.constraints)
-    ctx.study.tell(trial, record(trial, outcome, key, ctx.space.objectives))
+    _tell(ctx, stats, trial, record(trial, outcome, key, ctx.space.objectives))
     if ctx.stopper:
         ctx.stopper.observe(outcome.metrics.to_dict(), outcome.feasible)
     stats.measured += 1

@@ -1,0 +1,144 @@
+"""tuner watch's pure parts: Ray's Prometheus text into live figures, and the drift verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.config import TrialConfig
+from tuner.deploy.drift import HEADROOM, Promoted, cost_per_hour_usd, fitting, judge
+from tuner.deploy.livemetrics import LiveFigures, figures, parse, quantile
+from tuner.metrics import Metrics
+from tuner.record import TrialRecord
+
+APP = "tuner"
+
+
+def exposition(instances: float, ok: float, *, failed_500: float = 0, refused_503: float = 0,
+               buckets: dict[float, float] | None = None, ongoing: tuple[float, ...] = (0,)) -> str:
+    """Ray's exposition of one application's replicas (two replicas' series, one other app's)."""
+    lines = ["# HELP ray_tuner_infer_instances_total Instances run.",
+             "# TYPE ray_tuner_infer_instances_total counter"]
+    for replica, share in (("r1", 0.5), ("r2", 0.5)):
+        lines.append(f'ray_tuner_infer_instances_total{{application="{APP}",deployment="ModelServer",'
+                     f'model="digits",replica="{replica}"}} {instances * share}')
+    lines.append('ray_tuner_infer_instances_total{application="other",deployment="X",model="m",replica="z"} 1e9')
+    lines += ["# HELP ray_tuner_infer_requests_total Requests.", "# TYPE ray_tuner_infer_requests_total counter",
+              f'ray_tuner_infer_requests_total{{application="{APP}",model="digits",replica="r1",status="200"}} {ok}',
+              f'ray_tuner_infer_requests_total{{application="{APP}",model="digits",replica="r1",status="400"}} 7',
+              f'ray_tuner_infer_requests_total{{application="{APP}",model="digits",replica="r1",status="500"}} {failed_500}',
+              "# HELP ray_serve_num_http_requests_total HTTP.", "# TYPE ray_serve_num_http_requests_total counter",
+              f'ray_serve_num_http_requests_total{{application="{APP}",method="POST",route="/",status_code="200"}} {ok}',
+              f'ray_serve_num_http_requests_total{{application="{APP}",method="POST",route="/",status_code="503"}} '
+              f'{refused_503}',
+              "# HELP ray_serve_http_request_latency_ms Latency.",
+              "# TYPE ray_serve_http_request_latency_ms histogram"]
+    for le, count in (buckets or {}).items():
+        le_text = "+Inf" if le == float("inf") else repr(le)
+        lines.append(f'ray_serve_http_request_latency_ms_bucket{{application="{APP}",le="{le_text}",method="POST",'
+                     f'route="/",status_code="200"}} {count}')
+    lines += ["# HELP ray_serve_replica_processing_queries Ongoing.",
+              "# TYPE ray_serve_replica_processing_queries gauge"]
+    for i, value in enumerate(ongoing):
+        lines.append(f'ray_serve_replica_processing_queries{{application="{APP}",deployment="ModelServer",'
+                     f'replica="r{i}"}} {value}')
+    return "\n".join(lines) + "\n"
+
+
+def test_two_scrapes_give_rates_errors_percentiles_and_in_flight_of_the_application_only() -> None:
+    inf = float("inf")
+    before = parse(exposition(1000, 100, buckets={1.0: 10, 2.0: 50, 5.0: 100, inf: 100}), APP, at_s=10.0)
+    after = parse(exposition(5000, 500, failed_500=4, refused_503=6,
+                             buckets={1.0: 10, 2.0: 250, 5.0: 490, inf: 500}, ongoing=(3, 5)), APP, at_s=12.0)
+    live = figures(before, after)
+    assert live.inferences_per_s == pytest.approx(2000.0)  # (5000 - 1000) / 2 s; the other app's 1e9 left out
+    assert live.requests_per_s == pytest.approx(200.0)
+    assert live.errors_per_s == pytest.approx(5.0)  # 4 x 500 and 6 x 503 in 2 s; the 400s are the client's
+    assert live.error_statuses == ("500", "503")
+    # 400 requests in the interval: none <= 1 ms, 200 in (1, 2], 190 in (2, 5], 10 above 5 ms.
+    assert live.latency_p50_ms == pytest.approx(2.0)
+    assert live.latency_p95_ms == pytest.approx(2 + 3 * (380 - 200) / 190)
+    assert live.ongoing_requests == 8
+
+
+def test_a_counter_that_went_down_was_reset_by_a_restarted_replica() -> None:
+    before = parse(exposition(9000, 900), APP, at_s=0.0)
+    after = parse(exposition(400, 40), APP, at_s=4.0)
+    assert figures(before, after).inferences_per_s == pytest.approx(100.0)
+
+
+def test_quantile_of_an_empty_histogram_is_none_and_the_inf_bucket_gives_the_largest_bound() -> None:
+    assert quantile(0.95, []) is None
+    assert quantile(0.95, [(1.0, 0.0), (float("inf"), 0.0)]) is None
+    assert quantile(0.95, [(1.0, 1.0), (10.0, 2.0), (float("inf"), 100.0)]) == 10.0
+
+
+def rec(number: int, tput: float, p95: float, cost_per_m: float, replicas: int = 1) -> TrialRecord:
+    metrics = Metrics(tput, p95 / 2, p95, p95 * 1.5, 0.97, cost_per_m, False)
+    return TrialRecord(number, "COMPLETE", TrialConfig("cpu", 16, "fp32", replicas, 1), metrics, True, True,
+                       level="served")
+
+
+def live(inf_s: float, *, p95: float | None = 1.0, ongoing: float = 0, errors: float = 0,
+         statuses: tuple[str, ...] = ()) -> LiveFigures:
+    return LiveFigures(3.0, inf_s, inf_s, errors, statuses, p95 and p95 / 2, p95, ongoing)
+
+
+SMALL = rec(0, 1000, 2.0, 0.10)  # $0.00036/h
+BIG = rec(1, 3000, 3.0, 0.06, replicas=2)  # $0.00065/h
+HUGE = rec(2, 9000, 9.0, 0.05, replicas=2)  # p95 9 ms: outside a 5 ms SLO
+
+
+def promoted(r: TrialRecord, slots: int = 32) -> Promoted:
+    assert r.metrics is not None
+    return Promoted(r, r.metrics.throughput_rps, r.metrics.latency_p95_ms, slots, "served")
+
+
+def test_full_request_slots_are_an_overload_and_name_the_cheapest_configuration_that_fits() -> None:
+    v = judge(live(980, ongoing=31), promoted(SMALL), [SMALL, BIG, HUGE], slo_ms=5.0)
+    assert v.kind == "overload" and v.drift
+    assert v.fit is BIG  # HUGE is faster but breaks the SLO
+    assert "31 of 32 request slots busy" in v.message and "#1" in v.message
+
+
+def test_refused_requests_are_an_overload_and_count_in_the_demand() -> None:
+    v = judge(live(900, ongoing=2, errors=50, statuses=("503",)), promoted(SMALL), [SMALL, BIG], slo_ms=None)
+    assert v.kind == "overload"
+    assert v.demand_rps == pytest.approx(1000 + 50)
+
+
+def test_traffic_below_capacity_with_free_slots_is_ok() -> None:
+    v = judge(live(600, ongoing=4), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "ok" and not v.drift and v.fit is None
+
+
+def test_p95_above_the_slo_is_a_drift() -> None:
+    v = judge(live(500, p95=7.5, ongoing=4), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "slo" and "7.50 ms" in v.message
+
+
+def test_server_errors_are_a_drift_but_client_errors_are_not_counted() -> None:
+    v = judge(live(500, ongoing=1, errors=2.0, statuses=("500",)), promoted(SMALL), [SMALL], slo_ms=5.0)
+    assert v.kind == "errors" and "HTTP 500" in v.message
+
+
+def test_low_traffic_on_a_big_deployment_names_a_cheaper_one() -> None:
+    v = judge(live(300, ongoing=1), promoted(BIG), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "underused" and v.fit is SMALL
+    assert cost_per_hour_usd(SMALL) < cost_per_hour_usd(BIG)
+    # ... but not when the cheaper one would run past its headroom.
+    assert judge(live(SMALL.metrics.throughput_rps * HEADROOM + 50, ongoing=1), promoted(BIG),  # type: ignore[union-attr]
+                 [SMALL, BIG], slo_ms=5.0).kind == "ok"
+
+
+def test_no_traffic_is_idle_not_underused() -> None:
+    assert judge(live(0, p95=None), promoted(BIG), [SMALL, BIG], slo_ms=5.0).kind == "idle"
+
+
+def test_when_nothing_serves_the_demand_the_fastest_within_the_slo_is_named() -> None:
+    assert fitting([SMALL, BIG, HUGE], demand_rps=50_000, slo_ms=5.0) is BIG
+    assert fitting([HUGE], demand_rps=10, slo_ms=5.0) is None
+
+
+def test_every_slot_busy_at_a_low_rate_is_a_burst_not_an_overload() -> None:
+    v = judge(live(100, ongoing=32), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "ok", v.message

@@ -1,0 +1,127 @@
+"""`tuner watch` on real parts: a real tune (two served trials of digits-cnn), promote --deploy of
+the slower one, a real client at a low rate and then above its capacity, Ray's real metrics
+endpoint. Issue 19's criterion: the overload is reported within 15 s and names a configuration
+that fits; with --apply the switch fails no request and the overload verdict clears."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from serving.loadgen import drive_background
+from tuner.models.spec import InputSpec
+
+from helpers import free_port, start_tuner, stop, tuner
+
+pytestmark = pytest.mark.integration
+
+# Two configurations, batch 1 and batch 16 (step 15), one replica of one thread each: served
+# here ~1,200-1,500 and ~3,000 inf/s (experiments/serving_efficiency.py).
+SPACE = """
+platforms:
+  cpu:
+    precision: {type: categorical, choices: [fp32]}
+    batch_size: {type: int, low: 1, high: 16, step: 15}
+    replicas: {type: int, low: 1, high: 1}
+    threads_per_replica: {type: int, low: 1, high: 1}
+measurement: {warmup_s: 0.2, window_s: 0.5, min_windows: 3, max_windows: 5, target_requests: 300}
+"""
+INPUTS = [InputSpec("x", (1, 8, 8), "float32")]
+
+
+def trials(work: Path) -> dict[int, optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
+    return {t.user_attrs["config"]["batch_size"]: t for t in study.trials if "throughput_rps" in t.user_attrs}
+
+
+class Lines:
+    """A process's output lines as they come, each with the monotonic time it arrived."""
+
+    def __init__(self, proc) -> None:
+        self.all: list[tuple[float, str]] = []
+        self._queue: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            self._queue.put((time.monotonic(), line.rstrip()))
+
+    def wait_for(self, text: str, timeout_s: float, after: float = 0.0) -> tuple[float, str] | None:
+        deadline = time.monotonic() + timeout_s
+        for at, line in self.all:
+            if at >= after and text in line:
+                return at, line
+        while time.monotonic() < deadline:
+            try:
+                at, line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.all.append((at, line))
+            if at >= after and text in line:
+                return at, line
+        return None
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory):
+    w = tmp_path_factory.mktemp("watch")
+    (w / "space.yaml").write_text(SPACE)
+    out = tuner(w, "tune", "--trials", "2", "--sampler", "grid", "--space", "space.yaml", "--finalists", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    yield w
+    tuner(w, "undeploy", timeout=180)
+
+
+def test_watch_reports_an_overload_names_what_fits_and_applies_it_without_a_failed_request(work: Path) -> None:
+    by_batch = trials(work)
+    small, big = by_batch[1], by_batch[16]
+    print(f"trial #{small.number} b1: {small.user_attrs['throughput_rps']:,.0f} inf/s; "
+          f"trial #{big.number} b16: {big.user_attrs['throughput_rps']:,.0f} inf/s")
+    assert big.user_attrs["throughput_rps"] > 1.3 * small.user_attrs["throughput_rps"], \
+        "the test needs a configuration that serves clearly more than the promoted one"
+    port = free_port()
+    out = tuner(work, "promote", "--study", "digits-cnn", "--trial", str(small.number), "--out", "serve.yaml",
+                "--port", str(port), "--deploy", "--verify-s", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    watch = start_tuner(work, "watch", "--study", "digits-cnn", "--interval-s", "2", "--apply",
+                        "--out", "applied.yaml", "--duration-s", "120")
+    lines = Lines(watch)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert lines.wait_for("watching trial", 30), lines.all
+        # A low rate: a fifth of what the promoted trial measured.
+        with drive_background(base, "digits-cnn", INPUTS, "server", 1,
+                              target_rps=0.2 * small.user_attrs["throughput_rps"]) as low:
+            t_low = time.monotonic()
+            assert lines.wait_for("ok:", 20, after=t_low + 2), lines.all
+            low_result = low.stop()
+        assert not [line for _, line in lines.all if "OVERLOAD" in line], lines.all
+        # Above capacity: 8 requests always in flight, 4x the 2 a batch-1 replica takes at once.
+        with drive_background(base, "digits-cnn", INPUTS, "offline", 1, concurrency=8) as high:
+            t_high = time.monotonic()
+            overload = lines.wait_for("OVERLOAD", 15, after=t_high)
+            assert overload is not None, lines.all
+            assert f"#{big.number} " in overload[1], overload  # names the configuration that fits
+            applied = lines.wait_for(f"applying: promoting trial #{big.number} ", 10, after=t_high)
+            assert applied is not None, lines.all
+            cleared = lines.wait_for("ok:", 45, after=applied[0] + 1)
+            assert cleared is not None, lines.all
+            time.sleep(2)
+            high_result = high.stop()
+    finally:
+        output = stop(watch)
+    for at, line in lines.all:
+        print(f"{at - t_low:6.1f} s  {line}")
+    print(output)
+    print(f"low load: {low_result.summary()}\nhigh load: {high_result.summary()}")
+    print(f"overload reported {overload[0] - t_high:.1f} s after the load rose; cleared "
+          f"{cleared[0] - applied[0]:.1f} s after the switch")
+    assert low_result.requests_failed == 0 and high_result.requests_failed == 0, \
+        (high_result.failed_by_status, high_result.errors_sample)
+    study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
+    assert study.user_attrs["promotions"][-1]["trial"] == big.number and study.user_attrs["promotions"][-1]["active"]
