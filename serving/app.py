@@ -25,7 +25,8 @@ with ``{"error": message}`` and ``WWW-Authenticate: Bearer``, before anything el
 (so an unauthenticated caller learns nothing about the model, not even a 404). The health routes
 stay open because Kubernetes probes and load balancers call them without credentials. The
 replica knows only the token's SHA-256 digest, and compares digests in constant time.
-Application metrics: see `serving.metrics`.
+Application metrics: see `serving.metrics`. The optional fp32 shadow (accuracy in production,
+``user_config.shadow_fraction``): see `serving.shadow`.
 """
 
 import asyncio
@@ -48,6 +49,7 @@ from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
 from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
 from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, describe_model, load_session
+from serving.shadow import Shadow, shadow_for
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
 from serving.v2.wire import (
     body_too_large,
@@ -147,6 +149,7 @@ class ModelServer:
         self._settings: ServeSettings | None = None
         self._session: ort.InferenceSession | None = None
         self._metrics: ServerMetrics | None = None
+        self._shadow: Shadow | None = None  # the fp32 comparison (serving.shadow); None: off
         self._per_instance_s: float | None = None  # moving average of ONNX Runtime time per instance
         self._inline_pause, self._slow_inline = 0, 0  # calls kept off the loop; slow calls on it seen
         if settings is not None:
@@ -180,8 +183,13 @@ class ModelServer:
         # @serve.batch wraps the method in an object with these setters; its type hint says callable.
         self._infer_batch.set_max_batch_size(settings.batch_size)  # type: ignore[attr-defined]
         self._infer_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._shadow = shadow_for(settings, self._shadow, [i.name for i in inputs], self._record_shadow)
         self._settings, self._session = settings, session
         self._per_instance_s, self._inline_pause, self._slow_inline = None, 0, 0  # new model or batch: learn again
+
+    def _record_shadow(self, compared: int, agreed: int) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow(compared, agreed)
 
     def check_health(self) -> None:
         """Serve's replica health check: the session must be loaded."""
@@ -340,6 +348,8 @@ class ModelServer:
         for instances, seconds in timings:  # recorded on the event loop's thread
             if self._metrics is not None:
                 self._metrics.batch(instances, seconds)
+        if self._shadow is not None:  # after the results: sampled here, compared in a worker thread
+            self._shadow.offer(requests, results, self._outputs[0].name)
         return results
 
     def _run_batch(self, requests: list[Tensors],

@@ -10,7 +10,7 @@ importing the server application (Ray Serve, ONNX Runtime).
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuner.config import PRECISIONS
 
@@ -94,6 +94,17 @@ class ServeSettings(BaseModel):
         "study. A replica hashes the token a request sends and compares digests in constant time. Written "
         "by tuner promote --auth-token-file (serving.auth).",
     )
+    shadow_fraction: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Share of live instances each replica also runs through the fp32 model (serving.shadow: "
+        "top-1 agreement with fp32, counted in ray_tuner_infer_shadow_*); 0: no shadow. Written by tuner promote "
+        "--shadow-fraction.",
+    )
+    shadow_model_path: str | None = Field(
+        default=None,
+        description="Absolute path to the fp32 variant's .onnx file the shadow compares with; required when "
+        "shadow_fraction > 0.",
+    )
 
     @field_validator("model_path")
     @classmethod
@@ -104,6 +115,26 @@ class ServeSettings(BaseModel):
                 "because replicas run in other working directories. Write the full path."
             )
         return value
+
+    @field_validator("shadow_model_path")
+    @classmethod
+    def _absolute_shadow_onnx(cls, value: str | None) -> str | None:
+        if value is not None and (not Path(value).is_absolute() or Path(value).suffix != ".onnx"):
+            raise ValueError(
+                f"Got {value!r} for shadow_model_path. It must be an absolute path to the fp32 variant's .onnx "
+                "file, because replicas run in other working directories. Write the full path."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _shadow_needs_its_model(self) -> "ServeSettings":
+        if self.shadow_fraction > 0 and self.shadow_model_path is None:
+            raise ValueError(
+                f"Got shadow_fraction {self.shadow_fraction} without shadow_model_path. The shadow compares the "
+                "served model with the fp32 variant, so it needs that file. Set shadow_model_path to the fp32 "
+                ".onnx file (tuner promote --shadow-fraction writes it), or set shadow_fraction to 0."
+            )
+        return self
 
     @field_validator("providers")
     @classmethod

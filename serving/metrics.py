@@ -19,6 +19,11 @@ with ``ray_`` and adds the tags ``deployment``, ``replica`` and ``application``;
 - ``ray_tuner_infer_instances_total{model}``: instances run (inferences): the rate `tuner watch`
   compares with the trial's throughput (a histogram's ``_sum`` read back here fell short of it).
 - ``ray_tuner_infer_batch_latency_ms{model}``: wall time of one ONNX Runtime call.
+- ``ray_tuner_infer_shadow_instances_total{model}`` and ``ray_tuner_infer_shadow_agreed_total{model}``
+  (``--shadow-fraction``, `serving.shadow`): live instances also run through the fp32 model, and
+  those whose top-1 (argmax over the last axis of the first output) equals fp32's. Their ratio is
+  the fidelity to fp32 on live traffic (`tuner watch`). A counter appears once it is first
+  incremented: no agreed line yet means 0 agreed.
 
 Metrics are exported every few seconds (Ray's report interval), not at once.
 """
@@ -68,7 +73,14 @@ class ServerMetrics:
         self._batch_latency = Histogram(
             "tuner_infer_batch_latency_ms", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=tags,
             description="Wall time of one ONNX Runtime call, in milliseconds.")
-        for metric in (self._requests, self._latency, self._batch_size, self._instances, self._batch_latency):
+        self._shadow_instances = Counter(
+            "tuner_infer_shadow_instances", tag_keys=tags,
+            description="Live instances also run through the fp32 model and compared (top-1).")
+        self._shadow_agreed = Counter(
+            "tuner_infer_shadow_agreed", tag_keys=tags,
+            description="Compared instances whose top-1 equals the fp32 model's.")
+        for metric in (self._requests, self._latency, self._batch_size, self._instances, self._batch_latency,
+                       self._shadow_instances, self._shadow_agreed):
             metric.set_default_tags({"model": model_name})
 
     def request(self, status: int, latency_s: float) -> None:
@@ -81,3 +93,10 @@ class ServerMetrics:
         self._batch_size.observe(instances)
         self._instances.inc(instances)
         self._batch_latency.observe(latency_s * 1000.0)
+
+    def shadow(self, compared: int, agreed: int) -> None:
+        """Count one batch of the fp32 shadow: instances compared, and those whose top-1 agreed."""
+        if compared > 0:  # Ray's counters refuse an increment of 0
+            self._shadow_instances.inc(compared)
+        if agreed > 0:
+            self._shadow_agreed.inc(agreed)

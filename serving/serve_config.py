@@ -116,6 +116,9 @@ class ServingOptions:
         autoscaling_config: Ray Serve's ``autoscaling_config`` for the deployment (derived by
             `tuner.deploy.autoscale`), written instead of a fixed ``num_replicas``; None: the
             trial's replicas, fixed.
+        shadow_fraction: share of live instances each replica also runs through the fp32 model
+            (`serving.shadow`, top-1 agreement); 0: no shadow.
+        shadow_model_path: the fp32 variant's .onnx file (absolute); required with a fraction > 0.
     """
 
     host: str = "127.0.0.1"
@@ -133,6 +136,8 @@ class ServingOptions:
     gpu: GpuServing | None = None
     auth_token_sha256: str | None = None
     autoscaling_config: Mapping[str, Any] | None = None
+    shadow_fraction: float = 0.0
+    shadow_model_path: str | None = None
 
 
 def _check_options(options: ServingOptions) -> None:
@@ -161,6 +166,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             request_timeout_s=options.request_timeout_s,
             providers=list(options.gpu.providers) if options.gpu else ["CPUExecutionProvider"],
             auth_token_sha256=options.auth_token_sha256,
+            shadow_fraction=options.shadow_fraction, shadow_model_path=options.shadow_model_path,
         )
     except ValidationError as exc:
         raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
@@ -360,5 +366,11 @@ def load_serve_config(path: Path) -> dict[str, Any]:
                     f"{where}.model_path in {path}", settings.model_path,
                     "The model file does not exist.",
                     "Re-run the tuner to export the model again, or edit model_path to point at it.",
+                )
+            if settings.shadow_fraction > 0 and not Path(str(settings.shadow_model_path)).is_file():
+                raise field_error(
+                    f"{where}.shadow_model_path in {path}", settings.shadow_model_path,
+                    "The fp32 model file the shadow compares with does not exist.",
+                    "Re-run the tuner to export the model again, or set shadow_fraction to 0.",
                 )
     return config

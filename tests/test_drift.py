@@ -36,6 +36,8 @@ def exposition(instances: float, ok: float, *, failed_500: float = 0, refused_50
         le_text = "+Inf" if le == float("inf") else repr(le)
         lines.append(f'ray_serve_http_request_latency_ms_bucket{{application="{APP}",le="{le_text}",method="POST",'
                      f'route="/",status_code="200"}} {count}')
+        lines.append(f'ray_serve_http_request_latency_ms_bucket{{application="{APP}",le="{le_text}",method="GET",'
+                     f'route="/-/healthz",status_code="200"}} 1000')  # Serve's health checks: left out
     lines += ["# HELP ray_serve_replica_processing_queries Ongoing.",
               "# TYPE ray_serve_replica_processing_queries gauge"]
     for i, value in enumerate(ongoing):
@@ -142,3 +144,20 @@ def test_when_nothing_serves_the_demand_the_fastest_within_the_slo_is_named() ->
 def test_every_slot_busy_at_a_low_rate_is_a_burst_not_an_overload() -> None:
     v = judge(live(100, ongoing=32), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
     assert v.kind == "ok", v.message
+
+
+def test_agreement_with_fp32_below_the_floor_with_confidence_is_a_drift_naming_an_fp32_configuration() -> None:
+    from tuner.deploy.drift import Fidelity
+
+    int8 = TrialRecord(5, "COMPLETE", TrialConfig("cpu", 16, "int8", 1, 1), rec(5, 1500, 2.0, 0.05).metrics,
+                       True, True, level="served")
+    fp32 = rec(6, 1200, 2.5, 0.08)  # dearer per hour than int8: no underused verdict
+    low = Fidelity(compared=1000, agreed=950)  # 0.95, upper 95% bound ~0.96
+    v = judge(live(500, ongoing=2), promoted(int8), [int8, fp32], slo_ms=5.0, fidelity=low, accuracy_floor=0.99)
+    assert v.kind == "accuracy" and v.fit is fp32 and "0.9500" in v.message
+    # Few instances, or agreement that may still reach the floor: no verdict.
+    few = Fidelity(compared=50, agreed=40)
+    assert judge(live(500, ongoing=2), promoted(int8), [int8, fp32], 5.0, few, 0.99).kind == "ok"
+    close = Fidelity(compared=200, agreed=197)  # 0.985, upper bound above 0.99
+    assert close.upper_95() > 0.99
+    assert judge(live(500, ongoing=2), promoted(int8), [int8, fp32], 5.0, close, 0.99).kind == "ok"

@@ -250,3 +250,15 @@ def test_a_trial_measured_beside_other_work_is_flagged_disturbed_in_record_note_
                                       frozen._trial_id)["body"]  # kept on the study
     assert "DISTURBED by other work" in note.splitlines()[0]
     assert Interference.from_dict(frozen.user_attrs["measurement"]["interference"]) == trial.interference
+
+
+def test_the_grid_sampler_stops_the_run_once_it_has_tried_every_configuration(tmp_path, model):
+    """Optuna's BruteForceSampler calls study.stop() after the last configuration is told, which
+    raises outside study.optimize: it used to crash `tuner tune --sampler grid` at its last trial."""
+    two = ONE_CONFIG.replace("high: 1, pow2", "high: 2, pow2")  # batch 1 and 2
+    ctx = context(tmp_path, model, LocalRunner(model, QUICK, LoadSpec()), space_text=two)
+    ctx.study.sampler = optuna.samplers.BruteForceSampler(seed=0)
+    stats = run_trials(ctx, target=5, parallel=1)
+    assert states(ctx.study) == {"COMPLETE": 2}
+    assert sorted(t.user_attrs["config"]["batch_size"] for t in ctx.study.trials) == [1, 2]
+    assert stats.stopped == "every configuration of the search space was tried"

@@ -76,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--cluster-cpus", type=int, default=None, metavar="N",
                    help="with --traffic-rps: CPUs the replicas may take, bounding max_replicas (default: this "
                         "machine's cores, where tuner's local serving cluster runs)")
+    p.add_argument("--shadow-fraction", default=None, metavar="F",
+                   help="accuracy in production: each replica also runs a sampled share F (0 < F <= 1) of live "
+                        "instances through the fp32 model, off the request path, and counts top-1 agreement "
+                        "(argmax over the last axis of the first output) in ray_tuner_infer_shadow_instances_total "
+                        "and ray_tuner_infer_shadow_agreed_total, which tuner watch reads; not for an fp32 trial "
+                        "(default: off; README, 'Accuracy in production')")
     return p
 
 
@@ -116,8 +122,9 @@ def rayservice_options(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from serving.auth import endpoint_token
     from tuner.deploy.autoscale import parse_traffic
-    from tuner.deploy.promote import promote
+    from tuner.deploy.promote import parse_shadow_fraction, promote
 
+    shadow = parse_shadow_fraction(args.shadow_fraction)  # a bad value stops it before anything is read
     token = endpoint_token(args.auth_token_file, args.no_auth)  # before anything else: a bad file stops it
     digest = token.sha256 if token is not None else None
     traffic = parse_traffic(args.traffic_rps, args.upscale_delay_s, args.downscale_delay_s, args.cluster_cpus)
@@ -126,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     gated = args.require_approval and not args.dry_run
     result = promote(study, args.out, args.trial, args.policy, args.host, args.port, slo_ms=args.slo_ms,
                      max_cost=args.max_cost, dry_run=args.dry_run or gated, auth_token_sha256=digest,
-                     no_auth=args.no_auth, traffic=traffic, cluster_cpus=args.cluster_cpus, rayservice=kube)
+                     no_auth=args.no_auth, traffic=traffic, cluster_cpus=args.cluster_cpus, rayservice=kube,
+                     shadow_fraction=shadow)
     t, c = result.choice.trial, result.config
     m = t.metrics
     assert m is not None  # the policy only chooses measured trials
@@ -145,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
                   f"p95 {r.metrics.latency_p95_ms:.3f} ms, ${r.metrics.cost_usd_per_million:.5f}/M")
     if result.autoscaling is not None:
         print(result.autoscaling.describe())
+    if shadow is not None:
+        print(f"  shadow: {shadow:g} of live instances also run through fp32 on each replica; top-1 agreement in "
+              "ray_tuner_infer_shadow_agreed_total / ray_tuner_infer_shadow_instances_total (tuner watch)")
     if args.dry_run:
         print("dry run: nothing written or deployed")
         return 0
@@ -162,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         approval = decision.to_dict()
         result = promote(study, args.out, t.number, args.policy, args.host, args.port, slo_ms=args.slo_ms,
                          max_cost=args.max_cost, auth_token_sha256=digest, no_auth=args.no_auth, traffic=traffic,
-                         cluster_cpus=args.cluster_cpus, rayservice=kube)
+                         cluster_cpus=args.cluster_cpus, rayservice=kube, shadow_fraction=shadow)
     print(f"wrote {args.out}")
     if token is not None:
         print(f"  every V2 route but /v2/health/* requires 'Authorization: Bearer <the token in "

@@ -10,6 +10,10 @@ The rules (`tuner watch`; thresholds are module constants, documented in the REA
   capacity, or Serve refuses requests
   (503: a full queue). Past capacity the served rate stops growing, so the demand itself
   cannot be seen; the busy request slots and the refusals say it is there.
+- **accuracy**: with ``promote --shadow-fraction``, the replicas' top-1 agreement with fp32 on
+  live traffic is below the study's accuracy floor (``accuracy_min_ratio``) with 95% confidence
+  (the upper end of its Wilson interval is below the floor, over at least
+  `FIDELITY_MIN_INSTANCES` compared instances): the fit is an fp32 configuration.
 - **slo**: the live p95 (inside the replicas: a lower bound of the client's) is above the
   study's p95 SLO.
 - **errors**: requests failed on the server's side (5xx, 408).
@@ -27,6 +31,7 @@ machines cost, busy or not).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +43,8 @@ SATURATED_SHARE = 0.9
 #: ... while serving at least this share of its capacity: a gauge read at one instant can catch
 #: every slot busy at a low rate, when a burst arrives together (seen at 3% of capacity).
 SLOTS_MIN_SHARE = 0.5
+#: Fewer compared instances say too little about agreement with fp32 to call a drift.
+FIDELITY_MIN_INSTANCES = 100
 #: A configuration fits a load it serves at most at this share of its capacity.
 HEADROOM = 0.7
 
@@ -54,11 +61,36 @@ class Promoted:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """Live instances the replicas also ran through fp32, and how many agreed (top-1)."""
+
+    compared: float = 0.0
+    agreed: float = 0.0
+
+    def __add__(self, other: Fidelity) -> Fidelity:
+        return Fidelity(self.compared + other.compared, self.agreed + other.agreed)
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared > 0 else None
+
+    def upper_95(self) -> float:
+        """The upper end of the 95% Wilson interval of the agreement (1.0 with nothing compared)."""
+        n = self.compared
+        if n <= 0:
+            return 1.0
+        p, z = self.agreed / n, 1.96
+        centre = p + z * z / (2 * n)
+        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What `tuner watch` says about one interval.
 
     Attributes:
-        kind: ok, idle, overload, slo, errors or underused.
+        kind: ok, idle, overload, accuracy, slo, errors or underused.
         message: one sentence with the figures.
         fit: the study's trial that fits the observed load; None when the promoted one does.
         demand_rps: the inferences per second the verdict reasoned with.
@@ -101,7 +133,7 @@ def fitting(candidates: Sequence[TrialRecord], demand_rps: float, slo_ms: float 
 
 
 def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecord],
-          slo_ms: float | None) -> Verdict:
+          slo_ms: float | None, fidelity: Fidelity | None = None, accuracy_floor: float | None = None) -> Verdict:
     """The verdict on one interval (see the module docstring for the rules)."""
     cap = promoted.capacity_rps
     share = live.inferences_per_s / cap if cap > 0 else 0.0
@@ -121,6 +153,16 @@ def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecor
         if refused:
             why.append(f"{live.errors_per_s:,.1f} req/s refused (503: queue full)")
         return Verdict("overload", "OVERLOAD: " + "; ".join(why) + _advice(fit, promoted), fit, demand)
+    if fidelity is not None and accuracy_floor is not None and fidelity.compared >= FIDELITY_MIN_INSTANCES \
+            and fidelity.upper_95() < accuracy_floor:
+        exact = [r for r in others if r.config is not None and r.config.precision == "fp32"]
+        fit = fitting(exact, max(live.inferences_per_s, 1.0), slo_ms)
+        return Verdict("accuracy", f"ACCURACY: top-1 agreement with fp32 on live traffic {fidelity.agreement:.4f} "
+                                   f"({fidelity.agreed:.0f} of {fidelity.compared:.0f} shadowed instances; at most "
+                                   f"{fidelity.upper_95():.4f} at 95% confidence), below the study's floor of "
+                                   f"{accuracy_floor:g}" + (f"; fp32 trial {label(fit)} serves this load" if fit else
+                                                            "; the study has no fp32 configuration to switch to"),
+                       fit, live.inferences_per_s)
     if live.latency_p95_ms is not None and slo_ms is not None and live.latency_p95_ms > slo_ms:
         fit = fitting(others, max(live.inferences_per_s, 1.0), slo_ms)
         return Verdict("slo", f"SLO: p95 {live.latency_p95_ms:.2f} ms inside the replicas, above the SLO of "

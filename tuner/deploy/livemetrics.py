@@ -15,7 +15,10 @@ Where the figures come from (Ray 2.60; every name gets Ray's ``ray_`` prefix):
   measured inside the replica: the time on the wire and in HAProxy is not in them, so they are
   a lower bound of what a client sees. Percentiles are interpolated in the histogram's buckets
   (as Prometheus' ``histogram_quantile`` does), so they are as coarse as the buckets;
-- in flight: ``ray_serve_replica_processing_queries`` summed over the application's replicas.
+- in flight: ``ray_serve_replica_processing_queries`` summed over the application's replicas;
+- fidelity to fp32 on live traffic (``promote --shadow-fraction``): instances the replicas also
+  ran through the fp32 model, ``ray_tuner_infer_shadow_instances_total``, and those whose top-1
+  agreed, ``ray_tuner_infer_shadow_agreed_total``.
 
 Only series of the watched application count (label ``application``). Ray exports every
 ``metrics_report_interval_ms`` (tuner's serving cluster: 2 s; Ray's default 10 s), so a rate
@@ -40,7 +43,9 @@ SERVE_REQUESTS = "ray_serve_num_http_requests_total"
 LATENCY = "ray_serve_http_request_latency_ms_bucket"
 OWN_LATENCY = "ray_tuner_infer_request_latency_ms_bucket"
 ONGOING = "ray_serve_replica_processing_queries"
-WANTED = (INSTANCES, REQUESTS, SERVE_REQUESTS, LATENCY, OWN_LATENCY, ONGOING)
+SHADOW = "ray_tuner_infer_shadow_instances_total"
+SHADOW_AGREED = "ray_tuner_infer_shadow_agreed_total"
+WANTED = (INSTANCES, REQUESTS, SERVE_REQUESTS, LATENCY, OWN_LATENCY, ONGOING, SHADOW, SHADOW_AGREED)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class LiveFigures:
     latency_p50_ms: float | None  # None: no request answered in the interval
     latency_p95_ms: float | None
     ongoing_requests: float
+    shadow_instances: float = 0.0  # instances also run through fp32 in the interval
+    shadow_agreed: float = 0.0  # ... whose top-1 agreed with fp32's
 
     @property
     def idle(self) -> bool:
@@ -81,9 +88,10 @@ def parse(text: str, application: str, at_s: float) -> Scrape:
     ongoing = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name not in WANTED or sample.labels.get("application") != application:
+            if sample.name not in WANTED or sample.labels.get("application") != application \
+                    or sample.labels.get("route", "").startswith("/-/"):  # Serve's own health checks
                 continue
-            if sample.name in (INSTANCES,):
+            if sample.name in (INSTANCES, SHADOW, SHADOW_AGREED):
                 counters[(sample.name, "")] += sample.value
             elif sample.name == REQUESTS:
                 counters[(sample.name, sample.labels.get("status", ""))] += sample.value
@@ -173,4 +181,6 @@ def figures(before: Scrape, now: Scrape) -> LiveFigures:
         latency_p50_ms=quantile(0.50, histogram),
         latency_p95_ms=quantile(0.95, histogram),
         ongoing_requests=now.ongoing,
+        shadow_instances=_delta(now.counters, before.counters, (SHADOW, "")),
+        shadow_agreed=_delta(now.counters, before.counters, (SHADOW_AGREED, "")),
     )

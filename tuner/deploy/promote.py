@@ -16,8 +16,9 @@ from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_s
 from tuner.config import TrialConfig
 from tuner.deploy.autoscale import AutoscalePlan, Traffic, capacity_of, plan_autoscaling, this_machine_cpus
 from tuner.deploy.rayservice import RayService, RayServiceOptions, rayservice_manifest, write_rayservice
-from tuner.errors import TunerError
+from tuner.errors import TunerError, field_error
 from tuner.front.selection import DEFAULT_POLICY, SERVABLE, Choice, choose, explicit
+from tuner.models.spec import PreparedModel
 from tuner.record import TrialRecord
 from tuner.search.suggest import suggest
 from tuner.spec.space import SearchSpace
@@ -52,6 +53,51 @@ def rematerialise(study: optuna.Study, number: int) -> TrialConfig:
     return config
 
 
+SHADOW_RULE = ("It must be a number in (0, 1]: the share of live instances each replica also runs through the "
+               "fp32 model to measure top-1 agreement.")
+
+
+def parse_shadow_fraction(value: str | float | None) -> float | None:
+    """``--shadow-fraction`` as a float in (0, 1], or None when not given.
+
+    Raises:
+        TunerError: not a number, or outside (0, 1] (named, with the value, the rule and the fix).
+    """
+    if value is None:
+        return None
+    try:
+        fraction = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0 < fraction <= 1:  # also refuses nan
+        raise field_error("--shadow-fraction", value, SHADOW_RULE,
+                          "Pass e.g. 0.05 (5% of instances), or leave the flag out for no shadow.")
+    return fraction
+
+
+def shadow_options(fraction: float | None, config: TrialConfig, number: int, model: PreparedModel) -> dict[str, Any]:
+    """The ServingOptions fields of the fp32 shadow for trial `number` (empty without one).
+
+    Raises:
+        TunerError: the trial serves fp32 (comparing it with itself measures nothing), or the fp32
+            variant's file is missing.
+    """
+    fraction = parse_shadow_fraction(fraction)
+    if fraction is None:
+        return {}
+    if config.precision == "fp32":
+        raise field_error("--shadow-fraction", fraction, f"Trial #{number} serves fp32, and the shadow compares the "
+                          "served precision with fp32: comparing fp32 with itself measures nothing.",
+                          "Promote a trial of another precision (--trial N; tuner show lists them), or drop "
+                          "--shadow-fraction.")
+    fp32 = model.variants.get("fp32")
+    if fp32 is None or not Path(fp32.path).is_file():
+        raise TunerError(f"The fp32 variant's file {fp32.path if fp32 else None!r}, which --shadow-fraction compares "
+                         "with, is missing (the model cache was cleared or the study came from another machine). "
+                         "Re-run tuner tune with the same --model to rebuild it, or drop --shadow-fraction.")
+    return {"shadow_fraction": fraction, "shadow_model_path": str(Path(fp32.path).resolve())}
+
+
 def gpu_serving(trial: TrialRecord) -> GpuServing | None:
     """A gpu trial's GPU share and providers, from its record (what it was measured with)."""
     if trial.platform != "gpu":
@@ -66,7 +112,7 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
             host: str = "127.0.0.1", port: int = 8000, *, slo_ms: float | None = None,
             max_cost: float | None = None, dry_run: bool = False, auth_token_sha256: str | None = None,
             no_auth: bool = False, traffic: Traffic | None = None, cluster_cpus: int | None = None,
-            rayservice: RayServiceOptions | None = None) -> Promotion:
+            rayservice: RayServiceOptions | None = None, shadow_fraction: float | None = None) -> Promotion:
     """Choose a trial and write its Serve config (not with `dry_run`: then only choose).
 
     `rayservice` (``--format rayservice``): write a KubeRay RayService manifest to `out` instead
@@ -81,9 +127,15 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
     `auth_token_sha256`: the digest of the bearer token the replicas require (`serving.auth`);
     a `host` that is not loopback needs one, or `no_auth` (the user's explicit ``--no-auth``).
 
+    `shadow_fraction` (``--shadow-fraction``, in (0, 1]): each replica also runs that share of live
+    instances through the fp32 variant and counts top-1 agreement (`serving.shadow`); refused for
+    an fp32 trial.
+
     Raises:
-        TunerError: no trial can be promoted, or `host` is exposed without a token or `no_auth`.
+        TunerError: no trial can be promoted, `host` is exposed without a token or `no_auth`, or
+            `shadow_fraction` is out of (0, 1] or given for an fp32 trial.
     """
+    parse_shadow_fraction(shadow_fraction)  # before anything is chosen or written
     check_exposure(host, auth_token_sha256 is not None, no_auth, host_field="--host",
                    fix="Pass --auth-token-file FILE (every replica then requires that bearer token)")
     record = study_record(study)
@@ -107,7 +159,8 @@ def promote(study: optuna.Study, out: Path, trial: int | None, policy: str = DEF
         )
     served = ServedModel(model.name, artifact, {s.name: list(s.shape) for s in model.inputs})
     options = ServingOptions(host=host, port=port, batch_wait_timeout_s=study.user_attrs.get("load", {}).get(
-        "batch_wait_timeout_s", 0.005), gpu=gpu_serving(choice.trial), auth_token_sha256=auth_token_sha256)
+        "batch_wait_timeout_s", 0.005), gpu=gpu_serving(choice.trial), auth_token_sha256=auth_token_sha256,
+        **shadow_options(shadow_fraction, config, number, model))
     plan = None
     if traffic is not None:  # autoscaling from the trial's measured per-replica capacity
         cpus = config.threads_per_replica if options.gpu is None else 1  # its ray_actor_options' num_cpus

@@ -130,9 +130,11 @@ def _pod_serve_config(serve_config: Mapping[str, Any], model_dir: str) -> tuple[
     files: list[str] = []
     for app in pod.get("applications", []):
         for deployment in app.get("deployments", []) if app.get("import_path") == IMPORT_PATH else []:
-            local = deployment["user_config"]["model_path"]
-            files.append(local)
-            deployment["user_config"]["model_path"] = str(PurePosixPath(model_dir) / os.path.basename(local))
+            for key in ("model_path", "shadow_model_path"):  # the served file, and the fp32 one a shadow compares with
+                local = deployment["user_config"].get(key)
+                if local:
+                    files.append(local)
+                    deployment["user_config"][key] = str(PurePosixPath(model_dir) / os.path.basename(local))
     return pod, tuple(dict.fromkeys(files))
 
 

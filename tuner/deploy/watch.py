@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from tuner.deploy.drift import Promoted, Verdict, judge, label
+from tuner.deploy.drift import Fidelity, Promoted, Verdict, judge, label
 from tuner.deploy.livemetrics import LiveFigures, Scrape, figures, scrape
 from tuner.errors import TunerError
 from tuner.front.levels import comparable
@@ -110,11 +110,13 @@ def running_replicas(cluster: Any, app_name: str) -> int:
     return sum(serve_deploy.running_replicas(cluster, app_name).values())
 
 
-def status_line(live: LiveFigures, replicas: int, verdict: Verdict) -> str:
+def status_line(live: LiveFigures, replicas: int, verdict: Verdict, fidelity: Fidelity | None = None) -> str:
     p95 = "-" if live.latency_p95_ms is None else f"{live.latency_p95_ms:.2f} ms"
+    shadow = "" if fidelity is None or fidelity.agreement is None else \
+        f"  fp32 agreement {fidelity.agreement:.4f} (n={fidelity.compared:,.0f})"
     return (f"{time.strftime('%H:%M:%S')}  {live.inferences_per_s:>9,.0f} inf/s  {live.requests_per_s:>8,.0f} req/s  "
             f"p95 {p95} (in replicas)  {live.ongoing_requests:.0f} in flight  {replicas} replica(s)  "
-            f"{live.errors_per_s:,.1f} err/s  | {verdict.message}")
+            f"{live.errors_per_s:,.1f} err/s{shadow}  | {verdict.message}")
 
 
 class Watcher:
@@ -142,13 +144,18 @@ class Watcher:
         self.trial = chosen[0]
         constraints = (self.study.user_attrs.get("search_space") or {}).get("constraints") or {}
         self.slo_ms = constraints.get("latency_p95_ms_max")
+        self.accuracy_floor = float(constraints.get("accuracy_min_ratio", 0.99))
         self.underused_since: float | None = None
+        self.fidelity = Fidelity()  # since this deployment was first watched
 
     def promoted(self, replicas: int) -> Promoted:
-        m = self.trial.metrics
-        assert m is not None
-        return Promoted(self.trial, m.throughput_rps, m.latency_p95_ms,
-                        self.dep.max_ongoing_requests * max(1, replicas), self.trial.level or "engine")
+        """The promoted trial's figures for `replicas` running replicas: its capacity scales with
+        them (an autoscaled deployment runs more or fewer than the trial measured)."""
+        m, c = self.trial.metrics, self.trial.config
+        assert m is not None and c is not None
+        running = max(1, replicas)
+        return Promoted(self.trial, m.throughput_rps / c.replicas * running, m.latency_p95_ms,
+                        self.dep.max_ongoing_requests * running, self.trial.level or "engine")
 
     def read(self) -> Scrape:
         return scrape(self.metrics_url, self.dep.app_name, time.monotonic())
@@ -167,8 +174,10 @@ class Watcher:
                 replicas = running_replicas(self.cluster, self.dep.app_name)
                 live = figures(before, now)
                 before = now
-                verdict = self._sustained(judge(live, self.promoted(replicas), self.candidates, self.slo_ms))
-                self.log(status_line(live, replicas, verdict))
+                self.fidelity = self.fidelity + Fidelity(live.shadow_instances, live.shadow_agreed)
+                verdict = self._sustained(judge(live, self.promoted(replicas), self.candidates, self.slo_ms,
+                                                self.fidelity, self.accuracy_floor))
+                self.log(status_line(live, replicas, verdict, self.fidelity))
                 if verdict.drift and verdict.fit is not None and verdict.fit.number != self.trial.number:
                     if o.retune:
                         return self.retune(verdict)
