@@ -51,6 +51,13 @@ class Lines:
         for line in proc.stdout:
             self._queue.put((time.monotonic(), line.rstrip()))
 
+    def text(self, settle_s: float = 1.0) -> str:
+        """Every line so far, once the process is done (the reader has `settle_s` to drain it)."""
+        time.sleep(settle_s)
+        while not self._queue.empty():
+            self.all.append(self._queue.get())
+        return "\n".join(line for _, line in self.all)
+
     def wait_for(self, text: str, timeout_s: float, after: float = 0.0) -> tuple[float, str] | None:
         deadline = time.monotonic() + timeout_s
         for at, line in self.all:
@@ -125,3 +132,31 @@ def test_watch_reports_an_overload_names_what_fits_and_applies_it_without_a_fail
         (high_result.failed_by_status, high_result.errors_sample)
     study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
     assert study.user_attrs["promotions"][-1]["trial"] == big.number and study.user_attrs["promotions"][-1]["active"]
+
+
+def test_watch_retunes_at_the_observed_rate_when_nothing_in_the_study_serves_more(work: Path) -> None:
+    """After the switch above the fastest configuration of the study serves; a heavier load
+    overloads it too, and --retune starts a warm-started study in server mode at the inferred demand."""
+    port = int(optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{work}/tuner.db")
+               .user_attrs["promotions"][-1]["serve_config"]["http_options"]["port"])
+    watch = start_tuner(work, "watch", "--study", "digits-cnn", "--interval-s", "2", "--retune", "--retune-trials", "2",
+                        "--out", "retune.yaml", "--duration-s", "60")
+    lines = Lines(watch)
+    with drive_background(f"http://127.0.0.1:{port}", "digits-cnn", INPUTS, "offline", 1, concurrency=96) as load:
+        retuning = lines.wait_for("retuning for ", 40)
+        load.stop()  # the new study measures on a machine without this load
+    assert retuning is not None, lines.all
+    rc = watch.wait(timeout=600)
+    out = lines.text()
+    print(out[-3000:])
+    assert rc == 0, out
+    assert "OVERLOAD" in out
+    names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{work}/tuner.db")]
+    retuned = [n for n in names if n.startswith("digits-cnn-retune-")]
+    assert len(retuned) == 1, names
+    study = optuna.load_study(study_name=retuned[0], storage=f"sqlite:///{work}/tuner.db")
+    rate = float(retuning[1].split("retuning for ")[1].split(" inf/s")[0].replace(",", ""))
+    assert study.user_attrs["load"]["mode"] == "server" and study.user_attrs["load"]["target_rps"] == pytest.approx(rate, abs=1)
+    # Both configurations ran at that rate (measured, or infeasible when they cannot serve it).
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"], out
+    assert "warm start: " in out and "(server load)" in out, out

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     act.add_argument("--retune", action="store_true",
                      help="on a drift, start a new study warm-started from this one, in server mode at the "
                           "observed rate (tuner tune --warm-start ... --load-mode server --target-rps R)")
+    p.add_argument("--retune-trials", type=int, default=12, metavar="N",
+                   help="with --retune: trials of the new study (default 12; its warm start's re-measurements count)")
     p.add_argument("--out", type=Path, default=Path("serve_config.yaml"),
                    help="with --apply: where the new Serve config is written (default serve_config.yaml)")
     p.add_argument("--verify-s", type=float, default=0.0, metavar="S",
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from tuner.deploy.watch import Watcher, WatchOptions
     from tuner.errors import field_error
 
+    if args.retune_trials < 1:
+        raise field_error("--retune-trials", args.retune_trials, "It must be at least 1.", "Pass e.g. 12.")
     for name in ("interval_s", "underused_s", "duration_s"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -52,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     study = pick_study(args.study, args.storage)
     options = WatchOptions(interval_s=args.interval_s, duration_s=args.duration_s, underused_s=args.underused_s,
                            apply=args.apply, retune=args.retune, metrics_url=args.metrics_url, out=args.out,
-                           verify_s=args.verify_s, storage=args.storage)
+                           verify_s=args.verify_s, storage=args.storage, retune_trials=args.retune_trials)
     return Watcher(study, options, log=lambda line: print(line, flush=True)).run()

@@ -28,6 +28,9 @@ from tuner.front.selection import SERVABLE
 from tuner.record import TrialRecord
 from tuner.study.readback import study_model, study_record
 
+#: Drifts another configuration can mend (server errors are not a matter of configuration).
+RETUNED = ("overload", "accuracy", "slo", "underused")
+
 
 @dataclass(frozen=True)
 class WatchOptions:
@@ -46,6 +49,7 @@ class WatchOptions:
             load would compete with the live traffic; the live figures verify it instead).
         settle_s: after a switch, how long to wait before judging again (new replicas warm up).
         storage: the study's storage URL, passed on to a retune (None: the default).
+        retune_trials: trials of the retune study (its warm start's re-measurements count).
     """
 
     interval_s: float = 3.0
@@ -58,6 +62,7 @@ class WatchOptions:
     verify_s: float = 0.0
     settle_s: float = 6.0
     storage: str | None = None
+    retune_trials: int = 12
 
 
 @dataclass(frozen=True)
@@ -178,13 +183,13 @@ class Watcher:
                 verdict = self._sustained(judge(live, self.promoted(replicas), self.candidates, self.slo_ms,
                                                 self.fidelity, self.accuracy_floor))
                 self.log(status_line(live, replicas, verdict, self.fidelity))
-                if verdict.drift and verdict.fit is not None and verdict.fit.number != self.trial.number:
-                    if o.retune:
-                        return self.retune(verdict)
-                    if o.apply:
-                        self.switch(verdict.fit)
-                        time.sleep(o.settle_s)
-                        before = self.read()
+                if verdict.kind in RETUNED and o.retune:  # also when no configuration of the study fits
+                    return self.retune(verdict)
+                if verdict.kind in RETUNED and o.apply and verdict.fit is not None \
+                        and verdict.fit.number != self.trial.number:
+                    self.switch(verdict.fit)
+                    time.sleep(o.settle_s)
+                    before = self.read()
         except KeyboardInterrupt:
             self.log("stopped")
         return 0
@@ -214,7 +219,8 @@ class Watcher:
 
     def retune(self, verdict: Verdict) -> int:
         """Start `tuner tune` on a new study, warm-started from this one's Pareto configurations, with
-        its search space but server-mode load at the observed rate; its exit status is watch's."""
+        its search space but server-mode load at the verdict's demand (a lower bound when saturated:
+        past capacity the demand cannot be seen); its exit status is watch's."""
         import yaml
 
         name = f"{self.study.study_name}-retune-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -223,9 +229,11 @@ class Watcher:
         space_file.write_text(yaml.safe_dump(self.study.user_attrs["search_space"], sort_keys=False))
         rate = max(1.0, verdict.demand_rps)
         cmd = ["tune", "--study", name, "--warm-start", self.study.study_name, "--space", str(space_file),
+               "--trials", str(self.options.retune_trials),
                "--model", model.name if model.source == "builtin" else model.source,
                "--load-mode", "server", "--target-rps", f"{rate:.0f}"]
         if self.options.storage:
             cmd += ["--storage", self.options.storage]
-        self.log(f"retuning at the observed {rate:,.0f} inf/s: tuner {' '.join(cmd)}")
+        self.log(f"retuning for {rate:,.0f} inf/s (the demand the {verdict.kind} verdict inferred: past capacity "
+                 f"the served rate, or the trial's capacity if higher): tuner {' '.join(cmd)}")
         return subprocess.call([sys.executable, "-m", "tuner", *cmd])
