@@ -43,6 +43,9 @@ SATURATED_SHARE = 0.9
 #: ... while serving at least this share of its capacity: a gauge read at one instant can catch
 #: every slot busy at a low rate, when a burst arrives together (seen at 3% of capacity).
 SLOTS_MIN_SHARE = 0.5
+#: A switch for less than this share of the hourly cost is not worth a verdict (the same machines
+#: priced from two measurements differ by rounding).
+CHEAPER_BY = 0.05
 #: Fewer compared instances say too little about agreement with fp32 to call a drift.
 FIDELITY_MIN_INSTANCES = 100
 #: A configuration fits a load it serves at most at this share of its capacity.
@@ -175,7 +178,7 @@ def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecor
     cheaper = fitting(others, live.inferences_per_s, slo_ms)
     if cheaper is not None and cheaper.metrics is not None \
             and cheaper.metrics.throughput_rps * HEADROOM >= live.inferences_per_s \
-            and cost_per_hour_usd(cheaper) < cost_per_hour_usd(promoted.trial):
+            and cost_per_hour_usd(cheaper) < (1 - CHEAPER_BY) * cost_per_hour_usd(promoted.trial):
         return Verdict("underused", f"UNDERUSED: {where}; trial {label(cheaper)} serves it with "
                                     f"{1 - HEADROOM:.0%} headroom for less", cheaper, live.inferences_per_s)
     return Verdict("ok", f"ok: {where}", None, live.inferences_per_s)
