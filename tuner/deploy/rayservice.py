@@ -39,7 +39,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -55,6 +54,7 @@ from serving.ingress import ENV_KEYS
 from tuner.config import TrialConfig
 from tuner.deploy.rayservice_check import API_VERSION, KIND, MAX_NAME, check_rayservice
 from tuner.errors import field_error
+from tuner.models.cache import write_atomic
 
 #: The head: GCS, dashboard, Serve controller (KubeRay's sample head size).
 HEAD_CPUS, HEAD_MEMORY = 2, "4Gi"
@@ -231,12 +231,5 @@ def write_rayservice(service: RayService, path: Path, comment: str = "") -> Path
               f"3. kubectl{ns} port-forward svc/{name}-serve-svc {port}   then: curl 127.0.0.1:{port}/v2/health/ready"]
     text = "\n".join(f"# {line}".rstrip() for line in header) + "\n"
     text += yaml.dump(service.manifest, Dumper=_Dumper, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))
     return path
