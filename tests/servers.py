@@ -114,3 +114,37 @@ def start_server(config: dict, work: Path, ready_timeout_s: float = READY_TIMEOU
     except BaseException:
         srv.stop()
         raise
+
+
+def one_trial_study(tmp_path: Path, name: str, space_yaml: str, config, extra_attrs: dict | None = None) -> str:
+    """A study (SQLite under `tmp_path`) holding one COMPLETE served trial of `config` on a MatMul
+    model: 400 inf/s, p50/p95/p99 10/20/25 ms, $0.01/M; `extra_attrs` are added to its user
+    attributes. No Ray is started. Returns the storage URL."""
+    import optuna
+    import yaml
+
+    from tuner.cluster_info import ClusterInfo
+    from tuner.search.suggest import params_for, suggest
+    from tuner.spec.space import SearchSpace
+
+    storage = f"sqlite:///{tmp_path / 'tuner.db'}"
+    model = tmp_path / "m.onnx"
+    matmul_model(model, ["N", 4])
+    s = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize", "minimize"])
+    space = SearchSpace.model_validate(yaml.safe_load(space_yaml))
+    s.set_user_attr("search_space", space.model_dump(mode="json", exclude_none=True))
+    s.set_user_attr("model", {"name": "m", "source": str(model), "inputs": [{"name": "x", "shape": [4],
+                                                                             "dtype": "float32"}],
+                              "accuracy_metric": "fidelity", "accuracy_description": "test",
+                              "variants": {"fp32": {"precision": "fp32", "path": str(model), "sha256": "0",
+                                                    "accuracy": 1.0}}})
+    s.enqueue_trial(params_for(space, config))
+    trial = s.ask()
+    assert suggest(space, trial, ClusterInfo(total_cpus=8, max_node_cpus=8)) == config  # sets its params
+    metrics = {"throughput_rps": 400.0, "latency_p50_ms": 10.0, "latency_p95_ms": 20.0, "latency_p99_ms": 25.0,
+               "accuracy": 1.0, "cost_usd_per_million": 0.01, "estimated": False}
+    for key, value in {**metrics, "config": config.to_dict(), "feasible": True, "artifact": str(model),
+                       "level": "served", **(extra_attrs or {})}.items():
+        trial.set_user_attr(key, value)
+    s.tell(trial, [400.0, 20.0, 0.01])
+    return storage

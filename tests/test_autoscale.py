@@ -7,15 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
-import yaml
 from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config
 from tuner.cli import main
-from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.deploy.autoscale import (
     HEADROOM,
@@ -28,10 +25,8 @@ from tuner.deploy.autoscale import (
 from tuner.errors import TunerError
 from tuner.metrics import Metrics
 from tuner.record import TrialRecord
-from tuner.search.suggest import params_for, suggest
-from tuner.spec.space import SearchSpace
 
-from servers import matmul_model
+from servers import one_trial_study
 
 
 def _trial(throughput_rps: float = 400.0, replicas: int = 2, threads: int = 1, batch: int = 4,
@@ -200,29 +195,8 @@ platforms:
 @pytest.fixture
 def study(tmp_path: Path) -> str:
     """A study with one served trial: cpu fp32 b4, 2 replicas, 400 inf/s at 16 in flight."""
-    storage = f"sqlite:///{tmp_path / 'tuner.db'}"
-    model = tmp_path / "m.onnx"
-    matmul_model(model, ["N", 4])
-    s = optuna.create_study(study_name="m", storage=storage, directions=["maximize", "minimize", "minimize"])
-    space = SearchSpace.model_validate(yaml.safe_load(SPACE))
-    s.set_user_attr("search_space", space.model_dump(mode="json", exclude_none=True))
-    s.set_user_attr("model", {"name": "m", "source": str(model), "inputs": [{"name": "x", "shape": [4],
-                                                                             "dtype": "float32"}],
-                              "accuracy_metric": "fidelity", "accuracy_description": "test",
-                              "variants": {"fp32": {"precision": "fp32", "path": str(model), "sha256": "0",
-                                                    "accuracy": 1.0}}})
-    config = TrialConfig("cpu", 4, "fp32", 2, 1)
-    s.enqueue_trial(params_for(space, config))
-    trial = s.ask()
-    assert suggest(space, trial, ClusterInfo(total_cpus=8, max_node_cpus=8)) == config  # sets its params
-    metrics = {"throughput_rps": 400.0, "latency_p50_ms": 10.0, "latency_p95_ms": 20.0, "latency_p99_ms": 25.0,
-               "accuracy": 1.0, "cost_usd_per_million": 0.01, "estimated": False}
-    for key, value in {**metrics, "config": config.to_dict(), "feasible": True, "artifact": str(model),
-                       "level": "served", "measurement": {"mode": "offline", "concurrency": 16,
-                                                          "instances_per_request": 1}}.items():
-        trial.set_user_attr(key, value)
-    s.tell(trial, [400.0, 20.0, 0.01])
-    return storage
+    measured_at = {"mode": "offline", "concurrency": 16, "instances_per_request": 1}
+    return one_trial_study(tmp_path, "m", SPACE, TrialConfig("cpu", 4, "fp32", 2, 1), {"measurement": measured_at})
 
 
 def test_promote_writes_the_derived_autoscaling_config_and_says_how(study: str, tmp_path: Path,

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 import ray
 import yaml
@@ -20,7 +19,6 @@ from serving.deploy import SERVE_FAST_PATH
 from serving.ingress import ENV_KEYS
 from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config
 from tuner.cli import main
-from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.deploy.rayservice import (
     NODE_MEMORY_MIB,
@@ -33,10 +31,8 @@ from tuner.deploy.rayservice import (
 )
 from tuner.deploy.rayservice_check import check_rayservice, quantity
 from tuner.errors import TunerError
-from tuner.search.suggest import params_for, suggest
-from tuner.spec.space import SearchSpace
 
-from servers import matmul_model
+from servers import one_trial_study
 
 OPEN = RayServiceOptions(no_auth=True)
 WORKER = ("spec", "rayClusterConfig", "workerGroupSpecs", 0)
@@ -319,28 +315,7 @@ platforms:
 @pytest.fixture
 def study(tmp_path: Path) -> str:
     """A study named 'Digits_CNN' with one served trial: cpu fp32 b4, 2 replicas x 2 threads."""
-    storage = f"sqlite:///{tmp_path / 'tuner.db'}"
-    model = tmp_path / "m.onnx"
-    matmul_model(model, ["N", 4])
-    s = optuna.create_study(study_name="Digits_CNN", storage=storage, directions=["maximize", "minimize", "minimize"])
-    space = SearchSpace.model_validate(yaml.safe_load(SPACE))
-    s.set_user_attr("search_space", space.model_dump(mode="json", exclude_none=True))
-    s.set_user_attr("model", {"name": "m", "source": str(model), "inputs": [{"name": "x", "shape": [4],
-                                                                             "dtype": "float32"}],
-                              "accuracy_metric": "fidelity", "accuracy_description": "test",
-                              "variants": {"fp32": {"precision": "fp32", "path": str(model), "sha256": "0",
-                                                    "accuracy": 1.0}}})
-    config = TrialConfig("cpu", 4, "fp32", 2, 2)
-    s.enqueue_trial(params_for(space, config))
-    trial = s.ask()
-    assert suggest(space, trial, ClusterInfo(total_cpus=8, max_node_cpus=8)) == config
-    metrics = {"throughput_rps": 400.0, "latency_p50_ms": 10.0, "latency_p95_ms": 20.0, "latency_p99_ms": 25.0,
-               "accuracy": 1.0, "cost_usd_per_million": 0.01, "estimated": False}
-    for key, value in {**metrics, "config": config.to_dict(), "feasible": True, "artifact": str(model),
-                       "level": "served"}.items():
-        trial.set_user_attr(key, value)
-    s.tell(trial, [400.0, 20.0, 0.01])
-    return storage
+    return one_trial_study(tmp_path, "Digits_CNN", SPACE, TrialConfig("cpu", 4, "fp32", 2, 2), None)
 
 
 def test_promote_writes_a_checked_rayservice_to_rayservice_yaml_by_default(
