@@ -148,3 +148,27 @@ def one_trial_study(tmp_path: Path, name: str, space_yaml: str, config, extra_at
         trial.set_user_attr(key, value)
     s.tell(trial, [400.0, 20.0, 0.01])
     return storage
+
+
+def metrics_texts(srv: Server, timeout_s: float = 1.0) -> dict[int, str]:
+    """Ray's /metrics texts by port, of the server's listening ports: Ray picks them at start-up
+    (``--metrics-export-port=0`` means 'pick one'), and the dashboard serves its own metrics on
+    another such port, so every one is tried."""
+    import psutil
+
+    ports = set()
+    for pid in session_pids(srv.proc.pid):
+        try:
+            ports |= {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN}
+        except (psutil.Error, OSError):
+            continue
+    texts = {}
+    for port in sorted(ports):
+        try:
+            text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s).text
+        except requests.RequestException:
+            continue
+        if "# TYPE ray_" in text:
+            texts[port] = text
+    return texts

@@ -36,7 +36,7 @@ from tuner.config import TrialConfig
 from tuner.errors import TunerError
 
 from helpers import free_port
-from servers import Server, client, matmul_model, new_client, session_pids, start_server
+from servers import Server, client, matmul_model, metrics_texts, new_client, session_pids, start_server
 
 MODEL = "digits"
 BATCH = 4
@@ -361,27 +361,9 @@ def test_wrong_content_type_gets_415(server: Server, content_type: str) -> None:
 
 
 def _metrics_ports(srv: Server) -> list[int]:
-    """The server's listening ports that answer /metrics in Ray's Prometheus format: Ray picks
-    them at start-up (``--metrics-export-port=0`` means 'pick one'), and the dashboard serves
-    its own metrics on another such port, so the caller tries them all."""
-    import psutil
-
-    ports = set()
-    for pid in session_pids(srv.proc.pid):
-        try:
-            ports |= {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
-                      if c.status == psutil.CONN_LISTEN}
-        except (psutil.Error, OSError):
-            continue
-    found = []
-    for port in sorted(ports):
-        try:
-            text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
-        except requests.RequestException:
-            continue
-        if "# TYPE ray_" in text:
-            found.append(port)
-    assert found, f"none of the server's listening ports {sorted(ports)} serves Ray's /metrics"
+    """The server's listening ports that answer /metrics in Ray's Prometheus format."""
+    found = list(metrics_texts(srv))
+    assert found, "none of the server's listening ports serves Ray's /metrics"
     return found
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import requests
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
@@ -33,7 +32,7 @@ from tuner.errors import TunerError
 from tuner.models.spec import InputSpec, PreparedModel, Variant
 
 from helpers import free_port
-from servers import Server, client, session_pids, start_server
+from servers import Server, client, metrics_texts, start_server
 
 SWAP_2_3 = np.eye(4, dtype=np.float32)[[0, 1, 3, 2]]
 
@@ -343,26 +342,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _metrics_texts(srv: Server) -> list[str]:
-    """The Ray /metrics texts of the server's listening ports (Ray picks them at start-up; the
-    dashboard serves its own on another port, so each is read on its own)."""
-    import psutil
-
-    ports = set()
-    for pid in session_pids(srv.proc.pid):
-        try:
-            ports |= {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
-                      if c.status == psutil.CONN_LISTEN}
-        except (psutil.Error, OSError):
-            continue
-    texts = []
-    for port in sorted(ports):
-        try:
-            text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except requests.RequestException:
-            continue
-        if "# TYPE ray_" in text:
-            texts.append(text)
-    return texts
+    """The Ray /metrics texts of the server's listening ports."""
+    return list(metrics_texts(srv, timeout_s=2.0).values())
 
 
 def _counter(text: str, name: str) -> float:
