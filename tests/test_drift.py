@@ -161,3 +161,20 @@ def test_agreement_with_fp32_below_the_floor_with_confidence_is_a_drift_naming_a
     close = Fidelity(compared=200, agreed=197)  # 0.985, upper bound above 0.99
     assert close.upper_95() > 0.99
     assert judge(live(500, ongoing=2), promoted(int8), [int8, fp32], 5.0, close, 0.99).kind == "ok"
+
+
+def test_the_watched_deployment_keeps_its_token_digest_and_shadow_for_a_switch() -> None:
+    import optuna
+
+    from tuner.deploy.watch import active_deployment
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    user_config = {"auth_token_sha256": "ab" * 32, "shadow_fraction": 0.05}
+    serve_config = {"http_options": {"host": "0.0.0.0", "port": 8123},
+                    "applications": [{"name": "tuner", "deployments": [
+                        {"max_ongoing_requests": 32, "user_config": user_config}]}]}
+    study.set_user_attr("promotions", [{"trial": 3, "serve_config": serve_config, "cluster": "http://c:8265",
+                                        "active": True}])
+    dep = active_deployment(study)
+    assert (dep.trial, dep.host, dep.port, dep.max_ongoing_requests) == (3, "0.0.0.0", 8123, 32)
+    assert dep.auth_token_sha256 == "ab" * 32 and dep.shadow_fraction == 0.05

@@ -75,6 +75,8 @@ class Deployment:
     max_ongoing_requests: int
     host: str
     port: int
+    auth_token_sha256: str | None = None  # the replicas' bearer token digest, if they require one
+    shadow_fraction: float | None = None  # share of live instances also run through fp32, if any
 
 
 def active_deployment(study: optuna.Study) -> Deployment:
@@ -86,9 +88,11 @@ def active_deployment(study: optuna.Study) -> Deployment:
                          f"tuner promote --study {study.study_name} --deploy")
     app = entry["serve_config"]["applications"][0]
     http = entry["serve_config"].get("http_options") or {}
+    settings = app["deployments"][0].get("user_config") or {}
     return Deployment(int(entry["trial"]), app["name"], entry["cluster"],
                       int(app["deployments"][0]["max_ongoing_requests"]),
-                      str(http.get("host", "127.0.0.1")), int(http.get("port", 8000)))
+                      str(http.get("host", "127.0.0.1")), int(http.get("port", 8000)),
+                      settings.get("auth_token_sha256"), settings.get("shadow_fraction") or None)
 
 
 def candidates(records: Sequence[TrialRecord]) -> list[TrialRecord]:
@@ -211,7 +215,12 @@ class Watcher:
         from tuner.deploy.rollout import deploy_promotion
 
         self.log(f"applying: promoting trial {label(fit)}")
-        promotion = promote(self.study, self.options.out, fit.number, host=self.dep.host, port=self.dep.port)
+        # What the running deployment was promoted with carries over: its bearer token's digest (or,
+        # without one, the choice to expose it anyway) and its fp32 shadow (not for an fp32 trial).
+        shadow = self.dep.shadow_fraction if fit.config is not None and fit.config.precision != "fp32" else None
+        promotion = promote(self.study, self.options.out, fit.number, host=self.dep.host, port=self.dep.port,
+                            auth_token_sha256=self.dep.auth_token_sha256,
+                            no_auth=self.dep.auth_token_sha256 is None, shadow_fraction=shadow)
         local = getattr(self.cluster, "temp_dir", None) is not None
         deploy_promotion(self.study, promotion, address=None if local else self.dep.cluster_url,
                          verify_s=self.options.verify_s, tolerance=0.10, log=self.log)
