@@ -178,3 +178,39 @@ def test_the_watched_deployment_keeps_its_token_digest_and_shadow_for_a_switch()
     dep = active_deployment(study)
     assert (dep.trial, dep.host, dep.port, dep.max_ongoing_requests) == (3, "0.0.0.0", 8123, 32)
     assert dep.auth_token_sha256 == "ab" * 32 and dep.shadow_fraction == 0.05
+
+
+def _watcher(token_sha256: str | None, *, token: str | None, apply: bool = True, verify_s: float = 10.0):
+    """A Watcher whose deployment and options are set by hand (its token check needs nothing else)."""
+    from serving.auth import BearerToken
+    from tuner.deploy.watch import Deployment, Watcher, WatchOptions
+
+    watcher = Watcher.__new__(Watcher)
+    watcher.dep = Deployment(0, APP, "http://127.0.0.1:8265", 8, "127.0.0.1", 8000, token_sha256)
+    watcher.options = WatchOptions(apply=apply, verify_s=verify_s,
+                                   auth_token=None if token is None else BearerToken(token))
+    return watcher
+
+
+def test_watch_refuses_a_token_the_deployment_was_not_promoted_with() -> None:
+    from serving.auth import token_sha256
+    from tuner.errors import TunerError
+
+    right = "s3cret-token-of-the-deployment"
+    _watcher(token_sha256(right), token=right)._check_token()  # the right one passes
+    with pytest.raises(TunerError, match="another token than the deployment was promoted with"):
+        _watcher(token_sha256(right), token="another-token-entirely-x")._check_token()
+    with pytest.raises(TunerError, match="the deployment requires none"):
+        _watcher(None, token=right)._check_token()
+
+
+def test_watch_needs_the_token_only_to_verify_an_applied_switch_on_an_authenticated_endpoint() -> None:
+    from serving.auth import token_sha256
+    from tuner.errors import TunerError
+
+    digest = token_sha256("s3cret-token-of-the-deployment")
+    with pytest.raises(TunerError, match="pass --auth-token-file"):
+        _watcher(digest, token=None)._check_token()
+    _watcher(digest, token=None, verify_s=0)._check_token()  # no verification: the live figures verify it
+    _watcher(digest, token=None, apply=False)._check_token()  # watching alone reads Prometheus, not the endpoint
+    _watcher(None, token=None)._check_token()  # an open endpoint needs no token

@@ -39,10 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--verify-s", type=float, default=0.0, metavar="S",
                    help="with --apply: seconds of verification load after the switch (default 0: a synthetic load "
                         "would compete with the live traffic; the live figures that follow verify it)")
+    p.add_argument("--auth-token-file", type=Path, default=None, metavar="FILE",
+                   help="the bearer token the deployment was promoted with (needed only with --apply --verify-s > 0 "
+                        "on an authenticated endpoint; checked against the deployment's digest at the start)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from serving.auth import read_token_file
     from tuner.deploy.watch import Watcher, WatchOptions
     from tuner.errors import field_error
 
@@ -53,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not value > 0:
             raise field_error(f"--{name.replace('_', '-')}", value, "It must be a positive number of seconds.",
                               "Pass e.g. 3.")
+    token = None if args.auth_token_file is None else read_token_file(args.auth_token_file)
     study = pick_study(args.study, args.storage)
     options = WatchOptions(interval_s=args.interval_s, duration_s=args.duration_s, underused_s=args.underused_s,
                            apply=args.apply, retune=args.retune, metrics_url=args.metrics_url, out=args.out,
-                           verify_s=args.verify_s, storage=args.storage, retune_trials=args.retune_trials)
+                           verify_s=args.verify_s, storage=args.storage, retune_trials=args.retune_trials,
+                           auth_token=token)
     return Watcher(study, options, log=lambda line: print(line, flush=True)).run()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -27,6 +27,9 @@ from tuner.front.levels import comparable
 from tuner.front.selection import SERVABLE
 from tuner.record import TrialRecord
 from tuner.study.readback import study_model, study_record
+
+if TYPE_CHECKING:
+    from serving.auth import BearerToken
 
 #: Drifts another configuration can mend (server errors are not a matter of configuration).
 RETUNED = ("overload", "accuracy", "slo", "underused")
@@ -50,6 +53,8 @@ class WatchOptions:
         settle_s: after a switch, how long to wait before judging again (new replicas warm up).
         storage: the study's storage URL, passed on to a retune (None: the default).
         retune_trials: trials of the retune study (its warm start's re-measurements count).
+        auth_token: the running deployment's bearer token (`--auth-token-file`), used only to
+            verify an applied switch (`verify_s` > 0); never recorded.
     """
 
     interval_s: float = 3.0
@@ -63,6 +68,7 @@ class WatchOptions:
     settle_s: float = 6.0
     storage: str | None = None
     retune_trials: int = 12
+    auth_token: BearerToken | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,20 @@ class Watcher:
     def __init__(self, study: optuna.Study, options: WatchOptions, log: Callable[[str], None] = print) -> None:
         self.study, self.options, self.log = study, options, log
         self._load()
+        self._check_token()
+
+    def _check_token(self) -> None:
+        """Refuse at the start, not at the first switch, a token the deployment was not promoted with,
+        or none where an applied switch is to be verified against an authenticated endpoint."""
+        token, digest = self.options.auth_token, self.dep.auth_token_sha256
+        if token is not None and token.sha256 != digest:
+            raise TunerError("--auth-token-file holds " + ("a token, but the deployment requires none" if digest is None
+                             else "another token than the deployment was promoted with (its SHA-256 differs)")
+                             + ". Pass the token file the deployment was promoted with, or leave the option out.")
+        if self.options.apply and self.options.verify_s > 0 and digest is not None and token is None:
+            raise TunerError("The deployment requires a bearer token, so verifying an applied switch (--verify-s "
+                             f"{self.options.verify_s:g}) needs it: pass --auth-token-file with the file the "
+                             "deployment was promoted with, or --verify-s 0.")
 
     def _load(self) -> None:
         self.dep = active_deployment(self.study)
@@ -223,7 +243,8 @@ class Watcher:
                             no_auth=self.dep.auth_token_sha256 is None, shadow_fraction=shadow)
         local = getattr(self.cluster, "temp_dir", None) is not None
         deploy_promotion(self.study, promotion, address=None if local else self.dep.cluster_url,
-                         verify_s=self.options.verify_s, tolerance=0.10, log=self.log)
+                         verify_s=self.options.verify_s, tolerance=0.10, log=self.log,
+                         auth_token=self.options.auth_token)
         self._load()
 
     def retune(self, verdict: Verdict) -> int:
