@@ -40,7 +40,9 @@ SELECTION = {
     "u280": ("v1.4", "Performance on U280", "14 DPUCAHX8H kernels"),
     "u200": ("v2.0", "Performance on U200", "DPUCADF8H"),
     "u250": ("v2.0", "Performance on U250", "DPUCADF8H"),
-    "vck190": ("v2.0", "Performance on VCK190", "96 AIEs"),
+    # v2.5: the C32B6 build (6 batch handlers, 192 AIEs) the catalog describes; its README still says
+    # "96 AIEs" but its figures are about twice v2.0's (the C32B3 build). v2.5 has the tf_ models only.
+    "vck190": ("v2.5", "Performance on VCK190", "96 AIEs"),
     "vck5000": ("v2.0", "Performance on VCK5000", "8PE@350"),
 }
 # Model Zoo name prefixes (framework_arch_dataset_resolution) of the architectures we build.

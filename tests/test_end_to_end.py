@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ measurement: {warmup_s: 0.1, window_s: 0.25, min_windows: 2, max_windows: 3, tri
 
 CONFIG_KEYS = {"platform", "batch_size", "precision", "replicas", "threads_per_replica"}
 METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-               "accuracy", "cost_usd_per_million", "estimated"}
+               "accuracy", "cost_usd_per_million", "estimated", "error_band"}
 
 
 
@@ -77,6 +78,11 @@ def test_show_json_follows_the_contract(studied: Path) -> None:
         assert isinstance(t["pareto"], bool) and isinstance(t["feasible"], bool)
         assert os.path.isabs(t["artifact"]) and Path(t["artifact"]).is_file()
         assert t["metrics"]["estimated"] is (t["config"]["platform"] == "fpga")
+        band = t["metrics"]["error_band"]  # an estimate's expected error; none for a measurement
+        if t["config"]["platform"] == "fpga":
+            assert 1 <= band["typical_factor"] <= band["worst_factor"] and isinstance(band["calibrated"], bool)
+        else:
+            assert band is None
         assert t["metrics"]["throughput_rps"] > 0 and t["metrics"]["cost_usd_per_million"] > 0
         assert t["metrics"]["latency_p50_ms"] <= t["metrics"]["latency_p95_ms"] <= t["metrics"]["latency_p99_ms"]
         c = t["config"]
@@ -86,6 +92,18 @@ def test_show_json_follows_the_contract(studied: Path) -> None:
             assert t["metrics"]["accuracy"] >= 0.95
     assert any(t["pareto"] for t in complete)
     assert all(t["feasible"] for t in complete if t["pareto"])
+
+
+def test_estimates_carry_their_error_band_in_the_tune_log_and_show(studied: Path) -> None:
+    log = (studied / "tune.log").read_text()
+    progress = [line for line in log.splitlines() if line.startswith("[") and " fpga[" in line and "inf/s" in line]
+    assert progress and all(re.search(r"ESTIMATED x[\d.]+/x[\d.]+( uncalibrated)? \(typical/worst\)", line)
+                            for line in progress), progress
+    out = tuner(studied, "show", "--study", "digits-cnn")
+    assert out.returncode == 0, out.stderr
+    fpga = [line for line in out.stdout.splitlines() if "fpga[" in line and "ESTIMATED" in line]
+    assert fpga and all(re.search(r"ESTIMATED x[\d.]+/x[\d.]+", line) for line in fpga), fpga
+    assert "ESTIMATED xA/xB" in out.stdout  # the legend
 
 
 def test_show_piped_into_head_stops_quietly(studied: Path) -> None:

@@ -19,11 +19,12 @@ import torch
 
 from tuner.cli.estimate import add_parser, format_record, run
 from tuner.config import TrialConfig
+from tuner.costmodels.fpga.bands import band_for
 from tuner.costmodels.fpga.devices import load_devices
 from tuner.costmodels.graph import analyze_graph
 from tuner.errors import TunerError
 from tuner.evaluators.fpga import evaluate_fpga
-from tuner.metrics import METRIC_KEYS
+from tuner.metrics import METRIC_KEYS, ErrorBand
 from tuner.models import resnet, zoo
 from tuner.models.builtin import BUILTINS, fp32_path
 from tuner.record import CONFIG_KEYS
@@ -63,6 +64,23 @@ def test_estimate_json_has_the_show_json_keys_and_says_estimated(digits_u50: dic
     json.dumps(digits_u50)  # JSON-ready
 
 
+def test_the_estimate_carries_its_error_band_in_json_and_text(digits_u50: dict) -> None:
+    band = ErrorBand.from_dict(digits_u50["metrics"]["error_band"])
+    assert band == band_for("u50")  # the board's own band, as an FPGA trial records it
+    text = format_record(digits_u50)
+    assert f"  error band   {band.label()}: the expected error of throughput, latency and cost (est.)" in text
+    assert text.index("error band") < text.index("throughput")  # right under the ESTIMATED heading
+
+
+def test_an_uncalibrated_board_says_uncalibrated(digits_u50: dict) -> None:
+    wide = ErrorBand(2.1, 4.3, False, 20, "boards predicted by fits that never saw them")
+    record = {**digits_u50, "device": "vck5000", "metrics": {**digits_u50["metrics"], "error_band": wide.to_dict()}}
+    text = format_record(record)
+    assert "x2.10 typical, x4.30 worst (uncalibrated)" in text
+    assert ("vck5000 has no published figures of its own: the uncalibrated band, from boards predicted by "
+            "fits that never saw them") in text
+
+
 def test_replicas_max_is_every_core_and_engines_are_reported(digits_u50: dict) -> None:
     est = digits_u50["estimate"]
     assert digits_u50["config"]["replicas"] == DEVICES["u50"].cores == est["cores"]
@@ -91,6 +109,7 @@ def test_cli_prices_a_board_with_a_price_row_and_with_an_override(capsys, digits
                        "--replicas", "max", "--json"])) == 0
     record = json.loads(capsys.readouterr().out)
     m = record["metrics"]
+    assert tuple(m) == METRIC_KEYS and m["error_band"] == band_for("aws-f1").to_dict()
     assert record["price"]["usd_per_hour"] == 1.65 and "f1.2xlarge" in record["price"]["source"]
     assert m["cost_usd_per_million"] == pytest.approx(1.65 / (m["throughput_rps"] * 3600) * 1e6)
     assert run(_parse(["--model", "digits-cnn", "--device", "zcu104", "--batch-size", "1",

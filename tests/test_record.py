@@ -7,7 +7,7 @@ import json
 import optuna
 
 from tuner.config import TrialConfig
-from tuner.metrics import OBJECTIVES, Constraints, PerfResult
+from tuner.metrics import OBJECTIVES, Constraints, ErrorBand, PerfResult
 from tuner.models.spec import InputSpec, PreparedModel, Variant
 from tuner.prices import load_prices
 from tuner.record import CONFIG_KEYS, StudyRecord, TrialRecord
@@ -22,7 +22,8 @@ JSON_TRIAL_KEYS = {"number", "state", "pareto", "feasible", "config", "device", 
                    "artifact", "failure", "reused_from", "remeasured", "level", "engine", "serving_efficiency", "gpu",
                    "interference", "disturbed"}
 JSON_METRIC_KEYS = {"throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
-                    "cost_usd_per_million", "estimated"}
+                    "cost_usd_per_million", "estimated", "error_band"}
+BAND = ErrorBand(1.15, 1.46, True, 12, "zcu104's own published figures left out of its fit")
 
 
 def _study(tmp_path) -> optuna.Study:
@@ -35,7 +36,9 @@ def _study(tmp_path) -> optuna.Study:
                               (TrialConfig("fpga", 8, "int8", 4, 1, "aws-f1"), 9000.0, 0.5)]:
         trial = study.ask()
         trial.set_user_attr("config", config.to_dict())
-        outcome = make_outcome(config, PerfResult(tput, p95 / 2, p95, p95 * 2, config.platform == "fpga"),
+        fpga = config.platform == "fpga"
+        outcome = make_outcome(config, PerfResult(tput, p95 / 2, p95, p95 * 2, fpga,
+                                                  {"error_band": BAND.to_dict()} if fpga else {}),
                                MODEL, prices, Constraints())
         study.tell(trial, record(trial, outcome, f"k{trial.number}", list(OBJECTIVES)))
     trial = study.ask()
@@ -50,6 +53,8 @@ def test_records_are_typed_and_the_front_is_marked(tmp_path):
     assert isinstance(rec, StudyRecord) and all(isinstance(t, TrialRecord) for t in rec.trials)
     assert [t.number for t in rec.front] == [0, 3]  # #1 dominated, #2 infeasible (fp16 accuracy 0.5)
     assert rec.trials[3].config == TrialConfig("fpga", 8, "int8", 4, 1, "aws-f1") and rec.trials[3].estimated
+    assert rec.trials[3].metrics.error_band == BAND  # read back typed
+    assert all(t.metrics.error_band is None for t in rec.trials[:3])  # measurements carry no band
     oom, failed = rec.trials[4], rec.trials[5]
     assert oom.metrics is None and not oom.feasible and oom.failure == "out of memory"
     assert oom.constraints == {"runnable": 1.0}
@@ -65,6 +70,9 @@ def test_json_form_is_the_show_contract(tmp_path):
         assert t["metrics"] is None or set(t["metrics"]) == JSON_METRIC_KEYS
     fpga = out["trials"][3]
     assert fpga["device"] == "aws-f1" and fpga["metrics"]["estimated"] is True and fpga["pareto"] is True
+    assert fpga["metrics"]["error_band"] == {"typical_factor": 1.15, "worst_factor": 1.46, "calibrated": True,
+                                             "rows": 12, "basis": BAND.basis}
+    assert all(t["metrics"]["error_band"] is None for t in out["trials"][:3])  # measured: null
     assert out["trials"][5]["config"] == {k: None for k in CONFIG_KEYS}
     assert [t["level"] for t in out["trials"]] == ["engine", "engine", "engine", "estimate", None, None]
     assert all(t["engine"] is None and t["serving_efficiency"] is None for t in out["trials"])

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tuner.cli.report import add_parser, run
 from tuner.config import TrialConfig
-from tuner.metrics import OBJECTIVES, Constraints, Metrics, PerfResult
+from tuner.metrics import OBJECTIVES, Constraints, ErrorBand, Metrics, PerfResult
 from tuner.models.accuracy import FIDELITY_DESCRIPTION, TOP1_DESCRIPTION
 from tuner.models.spec import InputSpec, PreparedModel, Variant
 from tuner.prices import load_prices
@@ -42,6 +42,8 @@ TRIALS = [
     (TrialConfig("fpga", 8, "int8", 4, 1, "aws-f1"), 100000.0, 12.0, True),       # 3 front, ESTIMATED, cheapest
     (TrialConfig("cpu", 4, "fp16", 2, 2), 1500.0, 12.0, False),                   # 4 dominated by #1
 ]
+BAND = ErrorBand(1.15, 1.46, True, 12, "aws-f1's own published figures left out of its fit")
+BAND_CELL = "ESTIMATED (est.)</span> FPGA cost model, x1.15 typical, x1.46 worst (calibrated)"
 
 
 def _model(metric: str = "top1_accuracy") -> PreparedModel:
@@ -70,7 +72,7 @@ def make_study(storage: str, name: str, promotions: list[dict] | None = None) ->
     for config, tput, p95, estimated in TRIALS:
         trial = study.ask()
         trial.set_user_attr("config", config.to_dict())
-        perf = PerfResult(tput, p95 * 0.6, p95, p95 * 1.2, estimated, {})
+        perf = PerfResult(tput, p95 * 0.6, p95, p95 * 1.2, estimated, {"error_band": BAND.to_dict()} if estimated else {})
         outcome = make_outcome(config, perf, model, prices, constraints)
         study.tell(trial, record(trial, outcome, f"key-{trial.number}", list(OBJECTIVES)))
     trial = study.ask()  # 5: out of memory
@@ -118,6 +120,8 @@ def test_page_shows_the_front_with_estimates_marked(written: tuple[Path, str]) -
     assert re.findall(r"#(\d+) ", front) == ["3", "1", "0"]  # fastest first; #2, #4 are not on the front
     assert "#3 fpga[aws-f1] int8 b8 4 cores <span class=est>(est.)</span>" in front
     assert "ESTIMATED (est.)" in front
+    assert BAND_CELL in front  # the estimate's expected error beside it
+    assert front.count("x1.15 typical") == 1  # measured rows carry no band
     assert 'id="pareto-plot"' in page and "Plotly.newPlot" in page
     assert "feasible Pareto front (est.)" in page  # the legend entry of the FPGA estimate
     assert "<td>infeasible: latency_p95_ms over by 15</td>" in page  # #2, in the table of all trials
@@ -199,6 +203,10 @@ def test_plot_fades_infeasible_and_marks_estimates(storage: str) -> None:
                            "infeasible", "chosen: #1"}
     est = traces["feasible Pareto front (est.)"]
     assert est.marker.symbol == "diamond" and "(est.)" in est.text[0]
+    assert "expected error x1.15 typical, x1.46 worst (calibrated)" in est.text[0]
+    # bars over the typical band, in both panels: p95 12 ms spans 12 / 1.15 to 12 * 1.15 (x of the first)
+    assert est.error_x.arrayminus[0] == pytest.approx(12 - 12 / 1.15) and est.error_x.array[0] == pytest.approx(12 * 0.15)
+    assert traces["feasible Pareto front"].error_x.array is None  # measured points: no bars
     assert traces["infeasible"].marker.opacity < traces["feasible Pareto front"].marker.opacity
     assert list(traces["infeasible"].x) == [35.0]  # p95 of #2
     assert "violates latency_p95_ms by 15" in traces["infeasible"].text[0]
@@ -278,6 +286,24 @@ def test_study_without_trials_or_attrs_still_gets_a_page(tmp_path: Path) -> None
     assert "Nothing can be chosen yet" in page and "No feasible Pareto trial yet." in page
     assert "The study records no model accuracy." in page
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files.pngs.values())
+
+
+def test_an_uncalibrated_board_says_so_and_a_measured_row_has_no_band() -> None:
+    from tuner.report.build import TrialPoint
+    from tuner.report.html import TRIAL_HEADERS, trial_rows
+    from tuner.report.plots import hover_text
+
+    wide = ErrorBand(2.1, 4.3, False, 20, "boards predicted by fits that never saw them")
+    est = TrialPoint(7, TrialConfig("fpga", 4, "int8", 1, 1, "vck5000"),
+                     Metrics(5000, 2, 2, 2, 0.96, 0.3, True, wide), True, True, "fpga.vck5000")
+    cpu = TrialPoint(8, TrialConfig("cpu", 8, "fp32", 1, 1), Metrics(2000, 1, 2, 3, 0.98, 0.1, False), True, True,
+                     "cpu.vcpu", level="engine")
+    rows, _ = trial_rows([est, cpu], None)
+    figures = TRIAL_HEADERS.index("figures")
+    assert str(rows[0][figures]).endswith("FPGA cost model, x2.10 typical, x4.30 worst (uncalibrated)")
+    assert str(rows[1][figures]) == "measured" and cpu.error_band is None
+    assert "expected error x2.10 typical, x4.30 worst (uncalibrated)" in hover_text(est)
+    assert "expected error" not in hover_text(cpu)
 
 
 def test_a_served_row_shows_its_level_and_its_engine_ceiling() -> None:

@@ -42,6 +42,7 @@ METRIC_KEYS: tuple[str, ...] = (
     "accuracy",
     "cost_usd_per_million",
     "estimated",
+    "error_band",
 )
 
 
@@ -66,8 +67,56 @@ class PerfResult:
 
 
 @dataclass(frozen=True)
+class ErrorBand:
+    """The expected error of an estimated figure, as a factor either way (x1.2 = within 1/1.2 to 1.2x).
+
+    Attributes:
+        typical_factor: geometric mean of the error factors on published figures the fit did
+            not use.
+        worst_factor: the largest of them.
+        calibrated: whether the board's own published figures calibrated the model.
+        rows: how many held-out figures the factors come from.
+        basis: where the factors come from, in words.
+    """
+
+    typical_factor: float
+    worst_factor: float
+    calibrated: bool
+    rows: int
+    basis: str
+
+    def label(self) -> str:
+        """E.g. "x1.15 typical, x1.46 worst (calibrated)"."""
+        return (f"x{self.typical_factor:.2f} typical, x{self.worst_factor:.2f} worst "
+                f"({'calibrated' if self.calibrated else 'uncalibrated'})")
+
+    def short(self) -> str:
+        """For a table cell: "x1.15/x1.46" (typical/worst), "x2.00/x4.00 uncalibrated"."""
+        text = f"x{self.typical_factor:.2f}/x{self.worst_factor:.2f}"
+        return text if self.calibrated else f"{text} uncalibrated"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> ErrorBand | None:
+        if raw is None:
+            return None
+        band = cls(float(raw["typical_factor"]), float(raw["worst_factor"]), bool(raw["calibrated"]),
+                   int(raw["rows"]), str(raw["basis"]))
+        if not 1.0 <= band.typical_factor <= band.worst_factor:
+            raise ValueError(f"need 1 <= typical_factor <= worst_factor, got {band.typical_factor}, "
+                             f"{band.worst_factor}")
+        return band
+
+
+@dataclass(frozen=True)
 class Metrics:
-    """All metrics of a trial, keyed as in `tuner show --json`."""
+    """All metrics of a trial, keyed as in `tuner show --json`.
+
+    `error_band`: for an estimate, its expected error (None for a measurement, and for
+    estimates recorded before bands existed).
+    """
 
     throughput_rps: float
     latency_p50_ms: float
@@ -76,12 +125,18 @@ class Metrics:
     accuracy: float
     cost_usd_per_million: float
     estimated: bool
+    error_band: ErrorBand | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def objective_values(self, objectives: Sequence[str] = OBJECTIVES) -> list[float]:
-        return [float(getattr(self, name)) for name in objectives]
+        """The values the search and the Pareto front rank: the figures themselves, except that
+        an estimate with an error band competes at the pessimistic end of its typical band
+        (throughput divided by the factor, latency and cost multiplied by it)."""
+        factor = self.error_band.typical_factor if self.estimated and self.error_band else 1.0
+        return [float(getattr(self, name)) / factor if OBJECTIVE_DIRECTIONS[name] == "maximize"
+                else float(getattr(self, name)) * factor for name in objectives]
 
 
 def latency_percentiles_ms(latencies_s: np.ndarray) -> tuple[float, float, float]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.cli.common import model_options, onnx_input_args
+from tuner.metrics import ErrorBand
 from tuner.study.estimate import NO_PRICE, EstimateOptions, estimate_model
 
 EST = "(est.)"
@@ -63,6 +64,7 @@ def format_record(record: dict[str, Any], layers: bool = False) -> str:
         f"{record['model']['name']} on fpga[{record['device']}] int8 b{batch} "
         f"{c['replicas']} of {e['cores']} cores: ESTIMATED by the analytical DPU cost model "
         "(no board measured)",
+        *_band_lines(ErrorBand.from_dict(m.get("error_band")), record["device"]),
         f"  throughput   {m['throughput_rps']:,.1f} inf/s {EST}",
         f"  latency      {m['latency_p50_ms']:.3f} ms per call of {batch} {EST}  "
         f"[DPU {e['dpu_ms']:.3f} ms + host {e['host_ms']:.3f} ms]",
@@ -95,6 +97,16 @@ def format_record(record: dict[str, Any], layers: bool = False) -> str:
     elif not layers:
         lines.append("  (--layers prints the per-layer breakdown)")
     return "\n".join(lines)
+
+
+def _band_lines(band: ErrorBand | None, device: str) -> list[str]:
+    """The expected error of the figures below, and where it comes from."""
+    if band is None:
+        return ["  error band   none on record for this estimate"]
+    basis = f"from {band.basis}" if band.rows else band.basis
+    why = "" if band.calibrated else f"{device} has no published figures of its own: the uncalibrated band, "
+    return [f"  error band   {band.label()}: the expected error of throughput, latency and cost {EST}",
+            f"               {why}{basis}"]
 
 
 def _layer_table(rows: list[dict[str, Any]]) -> str:

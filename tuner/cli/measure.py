@@ -8,6 +8,7 @@ import json
 from tuner.cli.common import load_args, model_args, model_options
 from tuner.config import ALLOWED_PRECISIONS, PLATFORMS, PRECISIONS, TrialConfig
 from tuner.errors import TunerError
+from tuner.metrics import ErrorBand
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  throughput {m['throughput_rps']:,.1f} inf/s; latency p50 {m['latency_p50_ms']:.3f} ms, "
           f"p95 {m['latency_p95_ms']:.3f} ms, p99 {m['latency_p99_ms']:.3f} ms")
     print(f"  accuracy {m['accuracy']:.4f}; ${m['cost_usd_per_million']:.5f} per million ({result['price']['source']})")
+    band = ErrorBand.from_dict(m.get("error_band"))
+    if band is not None:
+        print(f"  expected error of the estimate: {band.label()}; {band.basis}")
     if not m["estimated"]:
         print(f"  {meas['requests']} requests in {meas['windows_used']} of {meas['windows']} windows of "
               f"{meas['window_s']} s ({'stable' if meas['stable'] else 'NOT stable'}, cv {meas['throughput_cv']:.1%}); "

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from tuner.cli.common import pick_study, study_arg
-from tuner.cli.table import DISTURBED_LEGEND, format_table, machine_flag
+from tuner.cli.table import format_table, legends
 from tuner.study.readback import study_record
 
 
@@ -30,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
           f"{len(trials)} trials; accuracy = {model.get('accuracy_metric')}, fp32 "
           f"{study.user_attrs.get('fp32_accuracy', float('nan')):.4f}")
     print(f"objectives: {', '.join(f'{o} ({d})' for o, d in zip(record.objectives, record.directions))}")
-    print("FPGA rows are ESTIMATED by the DPU cost model; CPU rows are measured. level: served = through the Ray "
-          "Serve app over HTTP (what promote deploys), engine = ONNX Runtime in a bench process; eff = served / "
-          "engine throughput.\n")
+    print("FPGA rows are ESTIMATED by the DPU cost model, with their expected error; CPU rows are measured. level: "
+          "served = through the Ray Serve app over HTTP (what promote deploys), engine = ONNX Runtime in a bench "
+          "process; eff = served / engine throughput.\n")
     print(format_table(trials))
-    if any(machine_flag(t) for t in trials):
-        print(DISTURBED_LEGEND)
+    for line in legends(trials):
+        print(line)
     print(f"\nfeasible Pareto front: {[t.number for t in record.front]}")
     return 0

@@ -19,7 +19,7 @@ def _source(r: TrialRecord) -> str:
     if r.metrics is None:
         return ""
     if r.metrics.estimated:
-        return "ESTIMATED"
+        return "ESTIMATED" + (f" {r.metrics.error_band.short()}" if r.metrics.error_band else "")
     if r.reused_from is not None:
         return f"reused #{r.reused_from}"
     if r.remeasured:
@@ -66,6 +66,20 @@ COLUMNS: tuple[tuple[str, Callable[[TrialRecord], str]], ...] = (
 
 DISTURBED_LEGEND = ("DISTURBED: while it was measured, other processes on this machine took more of the trial's "
                     "cores than its measurement allows; its figures may be low (tuner show --json: interference)")
+BAND_LEGEND = ("ESTIMATED xA/xB: the FPGA cost model's expected error on that board, typical/worst factor either way "
+               "(x1.2: within 1/1.2 to 1.2 times the figure); uncalibrated: the board has no published figures of "
+               "its own, so its band is that of boards a fit never saw (tuner show --json: error_band; "
+               "docs/fpga_model.md)")
+
+
+def legends(records: list[TrialRecord] | tuple[TrialRecord, ...]) -> list[str]:
+    """The lines that explain the flags the table of `records` shows (none when it shows none)."""
+    out = []
+    if any(r.metrics is not None and r.metrics.estimated and r.metrics.error_band for r in records):
+        out.append(BAND_LEGEND)
+    if any(machine_flag(r) for r in records):
+        out.append(DISTURBED_LEGEND)
+    return out
 
 
 def format_table(records: list[TrialRecord] | tuple[TrialRecord, ...]) -> str:

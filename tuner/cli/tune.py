@@ -7,7 +7,7 @@ import argparse
 import optuna
 
 from tuner.cli.common import artifacts_arg, load_args, model_args, model_options, storage_arg
-from tuner.cli.table import fastest_first, format_table
+from tuner.cli.table import fastest_first, format_table, legends
 from tuner.front.selection import measured_front
 from tuner.search.samplers import SAMPLERS
 from tuner.study.readback import study_record
@@ -75,6 +75,8 @@ def print_front(study: optuna.Study) -> None:
           "of their measurements):")
     print(format_table(fastest_first(front)) if front
           else "(empty: no feasible trial yet)")
+    for line in legends(front):
+        print(line)
     measured = measured_front(record.trials, record.objectives)
     if measured and any(r.estimated for r in front):
         print("\nFront of the measured trials (what promote chooses from on this machine; estimates left out):")

@@ -2,7 +2,7 @@
 validation and as `--model` choices: their op counts match the published GOP per image.
 
 Each layout follows the variant AMD's Model Zoo measured (the `cf_` / `tf_` / `dk_` rows of
-shared/reference/fpga_calibration.csv), because that is what its GOP figure counts:
+tuner/catalog/fpga_published.csv), because that is what its GOP figure counts:
 
     resnet50      Caffe ResNet-50 (stride 2 on the first 1x1 of a down-sampling block), 7.7 G
     resnet50_tf   TF-slim ResNet-50 v1 (down-sampling in the last unit of a stage), 6.97 G

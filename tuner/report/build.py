@@ -14,7 +14,7 @@ from typing import Any
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.front.selection import DEFAULT_POLICY, POLICIES, choose
-from tuner.metrics import Metrics
+from tuner.metrics import ErrorBand, Metrics
 from tuner.record import StudyRecord, TrialRecord
 
 METRIC_NAMES = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "accuracy",
@@ -24,6 +24,11 @@ _PROMOTION_KEYS = {"time": ("time", "at", "when"), "user": ("user", "by"), "tria
                    "policy": ("policy",), "reason": ("reason",), "verdict": ("verdict", "result"),
                    "served": ("served", "served_figures"),
                    "figures": ("trial_figures", "figures", "trial_metrics", "expected")}
+
+
+def band_text(band: ErrorBand) -> str:
+    """An estimate's error band as the report writes it: "x1.15 typical, x1.46 worst (calibrated)"."""
+    return band.label()
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class TrialPoint:
     @property
     def estimated(self) -> bool:
         return self.metrics.estimated
+
+    @property
+    def error_band(self) -> ErrorBand | None:
+        """An estimate's expected error (None for a measurement, or an estimate recorded without one)."""
+        return self.metrics.error_band if self.estimated else None
 
     @property
     def status(self) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from string import Template
 from typing import Any
 
-from tuner.report.build import Chosen, Promotion, Report, TrialPoint
+from tuner.report.build import Chosen, Promotion, Report, TrialPoint, band_text
 from tuner.report.plots import PLOTLY_JS, VIEWS, PlotFiles
 
 STYLE = """
@@ -88,7 +88,8 @@ def _spread(p: TrialPoint, key: str, fmt: str) -> str:
 
 def _source(p: TrialPoint) -> Safe:
     if p.estimated:
-        return Safe('<span class="est">ESTIMATED (est.)</span> FPGA cost model')
+        band = f", {band_text(p.error_band)}" if p.error_band else ""
+        return Safe(f'<span class="est">ESTIMATED (est.)</span> FPGA cost model{esc(band)}')
     noise = Safe(' <span class="est">DISTURBED by other work on this machine</span>') if p.disturbed else Safe("")
     if p.remeasured:
         return Safe(esc(f"median of {p.remeasured.samples} runs, cv {p.remeasured.throughput_cv:.1%}; ranges in ( )")
@@ -134,7 +135,8 @@ NUMERIC = {1, 2, 3, 4, 5, 6}  # right-aligned columns of TRIAL_HEADERS
 
 def _how(p: TrialPoint) -> Safe:
     if p.estimated:
-        return Safe(' <span class="est">(est.: FPGA cost model, not measured)</span>')
+        band = f"; expected error {band_text(p.error_band)}" if p.error_band else ""
+        return Safe(f' <span class="est">(est.: FPGA cost model, not measured{esc(band)})</span>')
     if p.remeasured:
         return esc(f" (median of {p.remeasured.samples} measurements)")
     return Safe("")
@@ -178,7 +180,9 @@ def _plots(plot_div: str, files: PlotFiles) -> Safe:
     links = ", ".join(f'<a href="{esc(p.name)}">{esc(p.name)}</a>' for p in files.pngs.values())
     return Safe(f"<p>Every complete trial. <b>Blue</b>: feasible Pareto front; grey: feasible but dominated; "
                 f"faded: infeasible; <span class=est>diamonds (est.)</span>: FPGA figures from the analytical "
-                f"cost model, not measured; star: the chosen configuration. Hover a point for its figures.</p>"
+                f"cost model, not measured, their bars the typical error band on that board (the worst is in "
+                f"the hover text and the tables); star: the chosen configuration. Hover a point for its "
+                f"figures.</p>"
                 f"{plot_div}<noscript>{imgs}</noscript><p class=sub>Static images for offline readers: {links}</p>")
 
 
@@ -254,7 +258,11 @@ def render(report: Report, plot_div: str, files: PlotFiles) -> str:
         "<h2>Pareto front</h2>", _plots(plot_div, files),
         "<h2>Feasible Pareto trials</h2>",
         "<p>Finalists show the median of their measurements with the range in parentheses; rows marked "
-        "<span class=est>(est.)</span> are FPGA cost-model estimates. Level <i>served</i>: measured end to end "
+        "<span class=est>(est.)</span> are FPGA cost-model estimates, each with its expected error on that board "
+        "(typical and worst factor either way, from published figures the model's fit did not see; "
+        "<i>uncalibrated</i>: a board with no published figures of its own, whose band is that of boards a "
+        "fit never saw). "
+        "Level <i>served</i>: measured end to end "
         "through the Ray Serve application promote writes (HTTP client, proxy, batching, ONNX Runtime); "
         "<i>engine</i>: ONNX Runtime timed in a bench process, a ceiling no client sees. A served trial's engine "
         "figure and the share of it that was served stand beside it. A front holds one level: served "

@@ -2,8 +2,9 @@
 
 Two views of every complete trial: throughput vs p95 latency, and cost vs throughput. Feasible
 Pareto trials are drawn strong, dominated ones grey, infeasible ones faded; FPGA figures from
-the cost model (ESTIMATED) use a diamond marker and "(est.)" in their label; the chosen trial
-is a star. An axis goes logarithmic when its values span more than a factor of 10.
+the cost model (ESTIMATED) use a diamond marker and "(est.)" in their label, with bars over
+their typical error band (the worst factor is in the hover text); the chosen trial is a star.
+An axis goes logarithmic when its values span more than a factor of 10.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.report.build import Report, TrialPoint
+from tuner.report.build import Report, TrialPoint, band_text
 
 PLOTLY_JS = "plotly.min.js"
 DIV_ID = "pareto-plot"
@@ -78,6 +79,8 @@ def hover_text(p: TrialPoint) -> str:
              f"latency p50 {m.latency_p50_ms:.3f} / p95 {m.latency_p95_ms:.3f} / p99 {m.latency_p99_ms:.3f} ms",
              f"cost ${m.cost_usd_per_million:.5f} per million", f"accuracy {m.accuracy:.4f}",
              STATUS_NAME[p.status] + (" · ESTIMATED by the FPGA cost model" if p.estimated else "")]
+    if p.error_band:
+        lines.append(f"expected error {band_text(p.error_band)}")
     if p.violations:
         lines.append(html.escape("violates " + ", ".join(f"{k} by {v:.4g}" for k, v in p.violations.items()),
                                  quote=False))
@@ -85,6 +88,24 @@ def hover_text(p: TrialPoint) -> str:
         lo, hi = p.remeasured.spread.get("throughput_rps", (m.throughput_rps, m.throughput_rps))
         lines.append(f"median of {p.remeasured.samples} measurements (throughput {lo:,.0f}–{hi:,.0f})")
     return "<br>".join(lines)
+
+
+def band_bars(points: list[TrialPoint], key: str) -> tuple[list[float], list[float]] | None:
+    """Error bars of the typical band of estimates, as (minus, plus) distances from each value:
+    a factor f either way spans value / f to value * f. None when no point has a band."""
+    if not any(p.error_band for p in points):
+        return None
+    factors = [p.error_band.typical_factor if p.error_band else 1.0 for p in points]
+    values = [_value(p, key) for p in points]
+    return [v - v / f for v, f in zip(values, factors)], [v * f - v for v, f in zip(values, factors)]
+
+
+def _plotly_bars(points: list[TrialPoint], key: str) -> dict | None:
+    bars = band_bars(points, key)
+    if bars is None:
+        return None
+    return {"type": "data", "symmetric": False, "arrayminus": bars[0], "array": bars[1], "thickness": 1.2,
+            "width": 4}
 
 
 def plotly_figure(report: Report):
@@ -108,7 +129,8 @@ def plotly_figure(report: Report):
             fig.add_trace(go.Scatter(
                 x=[_value(p, xk) for p in pts], y=[_value(p, yk) for p in pts], mode="markers", name=name,
                 legendgroup=name, showlegend=col == 1, marker=marker, text=[hover_text(p) for p in pts],
-                hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+                hovertemplate="%{text}<extra></extra>", error_x=_plotly_bars(pts, xk), error_y=_plotly_bars(pts, yk)),
+                row=1, col=col)
     plotted = [p for _, _, pts in _groups(report) for p in pts]
     for col, (_, xk, yk, xlabel, ylabel, _t) in enumerate(VIEWS, start=1):
         fig.update_xaxes(title_text=xlabel, type="log" if _log_axis([_value(p, xk) for p in plotted]) else "linear",
@@ -160,6 +182,10 @@ def _png(report: Report, path: Path, view: tuple[str, ...]) -> None:
     ax = fig.add_subplot()
     groups = _groups(report)
     for status, estimated, pts in groups:
+        xbars, ybars = band_bars(pts, xk), band_bars(pts, yk)
+        if xbars or ybars:
+            ax.errorbar([_value(p, xk) for p in pts], [_value(p, yk) for p in pts], xerr=xbars, yerr=ybars, fmt="none",
+                        ecolor=STATUS_COLOR[status], alpha=STATUS_OPACITY[status], elinewidth=1, capsize=3, zorder=2)
         ax.scatter([_value(p, xk) for p in pts], [_value(p, yk) for p in pts], s=70 if status == "pareto" else 45,
                    marker="D" if estimated else "o", color=STATUS_COLOR[status], alpha=STATUS_OPACITY[status],
                    edgecolors="white", linewidths=0.8, label=series_name(status, estimated), zorder=3)
@@ -183,7 +209,7 @@ def _png(report: Report, path: Path, view: tuple[str, ...]) -> None:
         ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} · diamonds (est.): FPGA cost-model estimates", fontsize=10)
+    ax.set_title(f"{title} · diamonds (est.): FPGA estimates, bars: typical error", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     fig.savefig(path, format="png")
 

@@ -132,7 +132,8 @@ def _add(companion: optuna.Study, row: TrialRecord, params: dict[str, Any], dist
     constraints = [float(v) for v in row.constraints.values()] or [0.0 if row.feasible else 1.0]
     trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS_KEY, constraints)
     violated = [k for k, v in row.constraints.items() if v > 0]
-    where = f"FPGA {row.config.device} (analytical DPU model)" if m.estimated else figures
+    band = f"; expected error {m.error_band.label()}" if m.estimated and m.error_band else ""
+    where = f"FPGA {row.config.device} (analytical DPU model{band})" if m.estimated else figures
     from optuna_dashboard import save_note
 
     save_note(trial, measured_note(row.config.label(), row.level or "engine", m.estimated, m.throughput_rps,

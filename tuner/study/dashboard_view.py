@@ -16,6 +16,7 @@ import optuna
 
 from tuner.errors import TunerError
 from tuner.front.selection import DEFAULT_POLICY, SERVABLE, choose, measured_front
+from tuner.metrics import Metrics
 from tuner.record import StudyRecord
 
 DASHBOARD_CONSTRAINTS_KEY = "constraints"  # optuna_dashboard._serializer.CONSTRAINTS_KEY
@@ -65,7 +66,9 @@ def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict
              "", *_table(measured)]
     if any(t.metrics and t.metrics.estimated for t in record.front):
         lines += ["", f"Feasible front with the FPGA estimates ({len(record.front)} trials; ESTIMATED rows come from "
-                      "the FPGA cost model, not a measurement):", "", *_table(record.front)]
+                      "the FPGA cost model, not a measurement, with its expected error on that board: typical and "
+                      "worst factor either way; uncalibrated = a board with no published figures of its own, whose "
+                      "band is that of boards a fit never saw):", "", *_table(record.front)]
     if promotions:
         lines += ["", "Promotions (newest last):", ""]
         lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"
@@ -100,11 +103,19 @@ def _table(rows) -> list[str]:
         if t.metrics is None or t.config is None:
             continue
         m = t.metrics
-        kind = "ESTIMATED" if m.estimated else f"{t.level or 'measured'}" + (
+        kind = _estimated(m) if m.estimated else f"{t.level or 'measured'}" + (
             f", median of {t.remeasured.samples}" if t.remeasured else "") + (", DISTURBED" if t.disturbed else "")
         out.append(f"| #{t.number} | {t.config.label()} | {m.throughput_rps:,.0f} | {m.latency_p95_ms:.3f} | "
                    f"{m.cost_usd_per_million:.5f} | {m.accuracy:.4f} | {kind} |")
     return out
+
+
+def _estimated(m: Metrics) -> str:
+    """How an estimate's row is marked: ESTIMATED, with its expected error where it has one."""
+    band = m.error_band
+    if band is None:
+        return "ESTIMATED"
+    return f"ESTIMATED, {band.label()}"
 
 
 def _approved(approval: dict) -> str:

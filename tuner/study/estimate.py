@@ -17,6 +17,7 @@ from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.params import load_params
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.fpga import evaluate_fpga
+from tuner.metrics import METRIC_KEYS, ErrorBand
 from tuner.models.inputs import ModelOptions
 from tuner.prices import PriceTable, load_prices
 
@@ -113,8 +114,9 @@ def estimate_model(opts: EstimateOptions, log: Callable[[str], None] = print) ->
     """Estimate one FPGA configuration of a model; returns the JSON-ready record.
 
     The record has `config` and `metrics` keyed as in `tuner show --json` (metrics carry
-    `estimated: true`), plus `device`, `price` (None without one), `estimate` (the model's
-    facts: DPU, clock, bound, host layers, per-layer times) and `model`.
+    `estimated: true` and `error_band`, the expected error on this board), plus `device`,
+    `price` (None without one), `estimate` (the model's facts: DPU, clock, bound, host layers,
+    per-layer times) and `model`.
     """
     from tuner.models.prepare import prepare_model
 
@@ -132,11 +134,14 @@ def estimate_model(opts: EstimateOptions, log: Callable[[str], None] = print) ->
     cost = None
     if price is not None:
         cost = price["usd_per_hour"] / (perf.throughput_rps * 3600.0) * 1e6
-    metrics = {
+    band = ErrorBand.from_dict(perf.details["error_band"])
+    values = {
         "throughput_rps": perf.throughput_rps, "latency_p50_ms": perf.latency_p50_ms,
         "latency_p95_ms": perf.latency_p95_ms, "latency_p99_ms": perf.latency_p99_ms,
         "accuracy": variant.accuracy, "cost_usd_per_million": cost, "estimated": True,
+        "error_band": band.to_dict() if band else None,
     }
+    metrics = {key: values[key] for key in METRIC_KEYS}  # the order of `tuner show --json`
     details = dict(perf.details)
     details.update({
         "cores": device.cores, "batch_engines": list(device.batch_engines),

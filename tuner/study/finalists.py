@@ -21,7 +21,7 @@ from tuner.study.loop import LoopContext
 from tuner.study.outcome import make_outcome
 from tuner.study.readback import study_record
 
-NUMERIC = [k for k in METRIC_KEYS if k != "estimated"]
+NUMERIC = [k for k in METRIC_KEYS if k not in ("estimated", "error_band")]
 #: Passes after the first when the medians bring trials not yet re-measured into the top k.
 EXTRA_ROUNDS = 2
 
@@ -95,7 +95,8 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
             ctx.log(f"  #{number}: no {level} measurement succeeded; its figures stay as first measured")
             continue
         median, spread, cv = summarise(rows)
-        metrics = Metrics(**median, estimated=False)
+        metrics = Metrics(median["throughput_rps"], median["latency_p50_ms"], median["latency_p95_ms"],
+                          median["latency_p99_ms"], median["accuracy"], median["cost_usd_per_million"], estimated=False)
         constraints = ctx.constraints.values(metrics, ctx.model.fp32_accuracy)
         stored[str(number)] = {
             "samples": len(rows),

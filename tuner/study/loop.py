@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from tuner.cluster_info import ClusterInfo
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
-from tuner.metrics import Constraints
+from tuner.metrics import Constraints, Metrics
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
 from tuner.record import Interference
@@ -255,10 +255,20 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
     ctx.log(_line(done + 1, target, trial.number, config,
                   f"{m.throughput_rps:>11,.0f} inf/s  p95 {m.latency_p95_ms:9.3f} ms  acc {m.accuracy:.4f}  "
                   f"${m.cost_usd_per_million:.5f}/M  {'feasible' if outcome.feasible else 'INFEASIBLE'}  "
-                  f"{'ESTIMATED' if m.estimated else 'measured'}{_backend_note(perf.details)}  ({secs:.1f} s)"
+                  f"{_figures(m)}{_backend_note(perf.details)}  ({secs:.1f} s)"
                   + (f"  DISTURBED: other work took up to {noise.others_share_max:.0%} of its cores"
                      if noise is not None and noise.disturbed else "")))
     return 1
+
+
+def _figures(m: Metrics) -> str:
+    """"measured", or "ESTIMATED x1.15/x1.46 (typical/worst, calibrated)": an estimate with its expected error."""
+    if not m.estimated:
+        return "measured"
+    band = m.error_band
+    if band is None:
+        return "ESTIMATED"
+    return f"ESTIMATED {band.short()} (typical/worst)"
 
 
 def _backend_note(details: dict) -> str:

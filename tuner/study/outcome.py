@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from tuner.config import TrialConfig
-from tuner.metrics import Constraints, Metrics, PerfResult, is_feasible, worst_values
+from tuner.metrics import Constraints, ErrorBand, Metrics, PerfResult, is_feasible, worst_values
 from tuner.models.spec import PreparedModel
 from tuner.prices import PriceTable
 from tuner.record import Interference
@@ -65,6 +65,7 @@ def make_outcome(config: TrialConfig, perf: PerfResult, model: PreparedModel, pr
         accuracy=variant.accuracy,
         cost_usd_per_million=prices.cost_usd_per_million(config, perf.throughput_rps),
         estimated=perf.estimated,
+        error_band=ErrorBand.from_dict(perf.details.get("error_band")) if perf.estimated else None,
     )
     key = prices.key_for(config)
     price = {"key": key, "usd_per_hour": prices.usd_per_hour(config), "source": prices.row(key).source}
@@ -112,7 +113,8 @@ def record(trial: optuna.Trial, outcome: Outcome, key: str, objectives: Sequence
     if interference is not None:  # a user attribute of its own, so the dashboard shows it in the trial's list
         trial.set_user_attr("interference", interference.describe())
     m = outcome.metrics
-    where = (f"FPGA {outcome.config.device} (analytical DPU model)" if m.estimated
+    band = f"; expected error {m.error_band.label()}" if m.estimated and m.error_band else ""
+    where = (f"FPGA {outcome.config.device} (analytical DPU model{band})" if m.estimated
              else f"{outcome.details.get('mode', 'offline')} load on this cluster (user attribute `measurement`)")
     save_trial_note(trial, measured_note(
         outcome.config.label(), outcome.level, m.estimated, m.throughput_rps, m.latency_p95_ms,

@@ -23,13 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.config import TrialConfig
 from tuner.front.levels import comparable
 from tuner.front.pareto import pareto_indices
-from tuner.metrics import METRIC_KEYS, OBJECTIVES, Metrics, directions_for
+from tuner.metrics import METRIC_KEYS, OBJECTIVES, ErrorBand, Metrics, directions_for
 from tuner.models.spec import PreparedModel
 from tuner.record import GpuRecord, Interference, Remeasured, StudyRecord, TrialRecord
 
 
 def _metrics(values: dict[str, Any]) -> Metrics:
-    return Metrics(**{k: values[k] for k in METRIC_KEYS})
+    plain = {k: values[k] for k in METRIC_KEYS if k != "error_band"}
+    return Metrics(**plain, error_band=ErrorBand.from_dict(values.get("error_band")))
 
 
 def trial_record(trial: FrozenTrial, finalists: dict[str, Any]) -> TrialRecord:

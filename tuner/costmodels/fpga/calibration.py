@@ -1,10 +1,12 @@
-"""Calibration and validation of the DPU cost model on AMD's published measurements.
+"""AMD's published DPU figures, and the cost model's prediction of each.
 
-The rows of shared/reference/fpga_calibration.csv (ZCU104 and Alveo U50, AMD Model Zoo) are
-the only data the model's free parameters may be fitted to. A row is predicted exactly as a
-user's configuration is: the catalog device (at the row's published DPU clock), every DPU
-core, a batch of one instance per batch engine (what the Model Zoo's multi-thread runs do),
-through `tuner.costmodels.fpga.dpu_model.estimate`. Latency rows are 1 thread, batch 1, one core.
+`tuner/catalog/fpga_published.csv` holds the AMD Vitis AI Model Zoo measurements of every catalog
+board that has them (written by experiments/fpga_zoo_extract.py from a Vitis-AI checkout; each
+row names its tag and section). They are the only data the model's free parameters are fitted
+to (`tuner.costmodels.fpga.fitting`). A row is predicted exactly as a user's configuration is:
+the catalog device (at the row's published DPU clock), every DPU core, a batch of one instance
+per batch engine (what the Model Zoo's multi-thread runs do), through
+`tuner.costmodels.fpga.dpu_model.estimate`. Latency rows are 1 thread, batch 1, one core.
 """
 
 from __future__ import annotations
@@ -20,36 +22,41 @@ import numpy as np
 
 from tuner.catalog import CATALOG_DIR
 from tuner.costmodels.fpga.devices import FpgaDevice
-from tuner.costmodels.fpga.dpu_model import estimate
+from tuner.costmodels.fpga.dpu_model import (
+    CONV_KINDS,
+    FUSED_OP_TYPES,
+    estimate,
+    host_time_s,
+    layer_clock_hz,
+    link_bytes,
+    offchip_bytes,
+    overlapped,
+    runs_on_host,
+    tiled_cycles,
+)
 from tuner.costmodels.fpga.params import DpuParams
 from tuner.costmodels.graph import LayerCost
 from tuner.errors import field_error
 
-# A copy of shared/reference/fpga_calibration.csv (AMD Model Zoo tables), shipped so the fit can be
-# reproduced from an installed package.
-DEFAULT_CSV = CATALOG_DIR / "fpga_calibration.csv"
-BOARD_DEVICES = {"ZCU104": "zcu104", "U50": "u50"}
+DEFAULT_CSV = CATALOG_DIR / "fpga_published.csv"
 # Model Zoo model name (up to the dataset) -> reference architecture in tuner.models.zoo.
 MODEL_ARCHS = {
     "cf_resnet50": "resnet50", "cf_resnet18": "resnet18", "cf_inceptionv1": "inception_v1",
-    "cf_mobilenetv2": "mobilenet_v2", "cf_squeezenet": "squeezenet", "dk_yolov3": "yolov3",
-    "tf_inceptionv1": "inception_v1_tf", "tf_inceptionv3": "inception_v3",
+    "cf_mobilenetv2": "mobilenet_v2", "cf_squeezenet": "squeezenet", "cf_squeeze": "squeezenet",
+    "dk_yolov3": "yolov3", "tf_inceptionv1": "inception_v1_tf", "tf_inceptionv3": "inception_v3",
     "tf_mobilenetv1": "mobilenet_v1", "tf_resnetv1_50": "resnet50_tf", "tf_vgg16": "vgg16",
 }
-# Fitted on throughput; host_call_overhead_ms[shared_ddr] is fitted on latency afterwards.
-FITTED = ("compute_efficiency", "memory_efficiency", "layer_overhead_cycles", "call_overhead_us")
-_BOUNDS = {"compute_efficiency": (0.2, 1.0), "memory_efficiency": (0.05, 1.0),
-           "layer_overhead_cycles": (0.0, 60000.0), "call_overhead_us": (0.0, 3000.0)}
-_SCALES = {"compute_efficiency": 0.2, "memory_efficiency": 0.2,
-           "layer_overhead_cycles": 3000.0, "call_overhead_us": 100.0}
-PRIOR_WEIGHT = 0.05  # pulls parameters the rows cannot identify back to their prior
 
 
 @dataclass(frozen=True)
 class CalibrationRow:
-    """One published measurement: multi-thread fps, and 1-thread latency where published."""
+    """One published measurement: multi-thread fps, and 1-thread latency where published.
+
+    `device` is the catalog key (zcu104, u50, ...); `board` the Model Zoo's name for it.
+    """
 
     row_id: str
+    device: str
     board: str
     model: str
     arch: str
@@ -57,7 +64,6 @@ class CalibrationRow:
     dpu_mhz: float
     fps_multi: float
     lat_ms: float | None
-    eta: float
     source: str
 
 
@@ -77,25 +83,26 @@ class Prediction:
         return error_factor(self.lat_ms, self.row.lat_ms) if self.row.lat_ms else None
 
 
-def read_rows(path: Path = DEFAULT_CSV) -> list[CalibrationRow]:
-    """The calibration rows of `path`, each mapped to its device and reference architecture."""
+def read_rows(path: Path = DEFAULT_CSV, devices: dict[str, FpgaDevice] | None = None) -> list[CalibrationRow]:
+    """The published rows of `path`, each mapped to its catalog device and reference architecture."""
     if not Path(path).is_file():
-        raise field_error("calibration CSV", str(path), "The file must exist.",
-                          "Pass --csv with the path of shared/reference/fpga_calibration.csv.")
+        raise field_error("published figures CSV", str(path), "The file must exist.",
+                          "Pass --csv with the path of tuner/catalog/fpga_published.csv.")
     rows = []
     with open(path, newline="") as f:
         for rec in csv.DictReader(f):
             prefix = rec["model"].split("_imagenet")[0].split("_voc")[0].split("_1.0")[0]
-            if rec["board"] not in BOARD_DEVICES or prefix not in MODEL_ARCHS:
-                raise field_error(f"row {rec['id']}", f"{rec['board']} {rec['model']}",
-                                  f"Boards {list(BOARD_DEVICES)} and models {list(MODEL_ARCHS)} "
-                                  "are mapped.", "Add the mapping in tuner/costmodels/fpga/calibration.py.")
+            if prefix not in MODEL_ARCHS or (devices is not None and rec["device"] not in devices):
+                raise field_error(f"row {rec['id']}", f"{rec['device']} {rec['model']}",
+                                  f"Models {sorted(MODEL_ARCHS)} on catalog devices are mapped.",
+                                  "Add the mapping in tuner/costmodels/fpga/calibration.py, or the device "
+                                  "to the catalog.")
             rows.append(CalibrationRow(
-                row_id=rec["id"], board=rec["board"], model=rec["model"], arch=MODEL_ARCHS[prefix],
-                gop=float(rec["gop_per_img"]), dpu_mhz=float(rec["dpu_mhz"]),
+                row_id=rec["id"], device=rec["device"], board=rec["board"], model=rec["model"],
+                arch=MODEL_ARCHS[prefix], gop=float(rec["gop_per_img"]), dpu_mhz=float(rec["dpu_mhz"]),
                 fps_multi=float(rec["fps_multi"]),
                 lat_ms=float(rec["lat_ms"]) if rec["lat_ms"] not in ("", "-") else None,
-                eta=float(rec["eta"]), source=rec["source"]))
+                source=rec["source"]))
     return rows
 
 
@@ -114,7 +121,7 @@ def architecture_layers(name: str, log: Callable[[str], None] = lambda _: None) 
 
 def row_device(row: CalibrationRow, devices: dict[str, FpgaDevice]) -> FpgaDevice:
     """The catalog device of a row, at the DPU clock the row was measured at."""
-    return dataclasses.replace(devices[BOARD_DEVICES[row.board]], clock_mhz=row.dpu_mhz)
+    return dataclasses.replace(devices[row.device], clock_mhz=row.dpu_mhz)
 
 
 def predict(row: CalibrationRow, layers: Sequence[LayerCost], devices: dict[str, FpgaDevice],
@@ -131,12 +138,65 @@ def predict_fps(row: CalibrationRow, layers: Sequence[LayerCost], devices: dict[
     return estimate(list(layers), device, max(device.batch_engines), device.cores, params).throughput_rps
 
 
+class RowTerms:
+    """A row's multi-thread throughput as a fast function of the fitted parameters.
+
+    `estimate` walks the layers in Python; a fit evaluates each row thousands of times. The
+    cycles and off-chip bytes of every (core, pass, layer) do not depend on the fitted
+    parameters, so they are computed once here and the roofline is evaluated in numpy. The
+    result equals `predict_fps` (tests/test_fpga_calibration.py checks it).
+    """
+
+    def __init__(self, row: CalibrationRow, layers: Sequence[LayerCost], devices: dict[str, FpgaDevice],
+                 params: DpuParams) -> None:
+        device = row_device(row, devices)
+        params = params.for_device(device.key)
+        self.row, self.control_hz = row, device.control_clock_mhz * 1e6
+        self.batch, busy = max(device.batch_engines), device.cores
+        self.bandwidth_bps = device.memory_bandwidth_gbps * 1e9 / busy
+        timed = [lay for lay in layers if not runs_on_host(lay, device)
+                 and lay.kind != "other" and lay.op_type not in FUSED_OP_TYPES]
+        buf = device.onchip_buffer_kb * 1024
+        self.host_threads = params.host_threads[device.host_link]
+        self.cores = []  # per core: (compute s at efficiency 1, bytes, number of layer passes, host s)
+        for engines in sorted(device.batch_engines, reverse=True)[:busy]:
+            passes = [engines] * (self.batch // engines) + ([self.batch % engines] if self.batch % engines else [])
+            seconds = np.array([tiled_cycles(lay, device, params.alu_pp_share)[0] / layer_clock_hz(lay, device)
+                               for _ in passes for lay in timed])
+            nbytes = np.array([offchip_bytes(lay, n, buf, params.activation_buffer_share, device.feature_buffer_kb * 1024)
+                               for n in passes for lay in timed])
+            conv = np.array([lay.kind in CONV_KINDS for _ in passes for lay in timed], dtype=bool)
+            self.cores.append((seconds, nbytes, conv, self._host_s(layers, device, params)))
+        moved = sum(link_bytes(lay, device) for lay in layers) if device.host_link == "pcie" else 0
+        self.pcie_cap = params.pcie_gbps * 1e9 / moved if moved else math.inf
+
+    def _host_s(self, layers: Sequence[LayerCost], device: FpgaDevice, params: DpuParams) -> float:
+        link = device.host_link
+        host_s = params.host_call_overhead_ms[link] / 1e3
+        if link == "pcie":
+            io = self.batch * sum(lay.graph_input_bytes + lay.graph_output_bytes for lay in layers)
+            host_s += 2 * params.pcie_latency_us / 1e6 + io / (params.pcie_gbps * 1e9)
+        return host_s + sum(host_time_s(lay, device, self.batch, params) for lay in layers
+                            if runs_on_host(lay, device))
+
+    def fps(self, compute_efficiency: float, memory_efficiency: float, layer_overhead_cycles: float,
+            call_overhead_us: float, misc_overlap: float) -> float:
+        total = 0.0
+        for seconds, nbytes, conv, host_s in self.cores:
+            per_layer = (np.maximum(seconds / compute_efficiency, nbytes / (self.bandwidth_bps * memory_efficiency))
+                         + layer_overhead_cycles / self.control_hz)
+            dpu_s = call_overhead_us / 1e6 + overlapped(float(per_layer[conv].sum()), float(per_layer[~conv].sum()),
+                                                        misc_overlap)
+            total += self.batch / max(dpu_s, host_s / self.host_threads)
+        return min(total, self.pcie_cap)
+
+
 def error_factor(predicted: float, published: float) -> float:
     return max(predicted / published, published / predicted)
 
 
 def geomean(values: Sequence[float]) -> float:
-    return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
+    return float(math.exp(np.mean(np.log(values)))) if len(values) else float("nan")
 
 
 def lookup_baseline(fit_rows: Sequence[CalibrationRow], test_rows: Sequence[CalibrationRow],
@@ -159,69 +219,3 @@ def lookup_baseline(fit_rows: Sequence[CalibrationRow], test_rows: Sequence[Cali
 
 def _eta(row: CalibrationRow, devices: dict[str, FpgaDevice]) -> float:
     return row.fps_multi * row.gop / (row_device(row, devices).peak_tops * 1e3)
-
-
-def fit(rows: Sequence[CalibrationRow], layers: dict[str, Sequence[LayerCost]],
-        devices: dict[str, FpgaDevice], start: DpuParams,
-        log: Callable[[str], None] = lambda _: None) -> DpuParams:
-    """Fit the FITTED parameters to the rows' throughput, then the edge host overhead to their
-    latency, by least squares on log errors (scipy trust-region reflective, bounded), with a
-    weak pull towards the prior so that what the rows cannot identify stays at its prior.
-
-    Returns:
-        `start` with the fitted values, `fitted` naming them and `fit` describing the fit.
-    """
-    from scipy.optimize import least_squares
-
-    def with_values(x: np.ndarray) -> DpuParams:
-        return start.replace(**{name: float(v) for name, v in zip(FITTED, x)})
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        params = with_values(x)
-        errs = [math.log(predict_fps(r, layers[r.arch], devices, params) / r.fps_multi) for r in rows]
-        prior = [PRIOR_WEIGHT * (v - getattr(start, n)) / _SCALES[n] for n, v in zip(FITTED, x)]
-        return np.array(errs + prior)
-
-    lower, upper = zip(*(_BOUNDS[name] for name in FITTED))
-    best = None
-    for scale in (1.0, 0.5, 2.0):  # a few starts: the max() of the roofline makes it non-smooth
-        x0 = np.clip([getattr(start, n) * (scale if "overhead" in n else 1.0) for n in FITTED],
-                     np.array(lower) + 1e-9, np.array(upper) - 1e-9)
-        result = least_squares(residuals, x0, bounds=(lower, upper), x_scale=[_SCALES[n] for n in FITTED],
-                               diff_step=1e-3)
-        log(f"  start x{scale}: cost {result.cost:.5f} at {np.round(result.x, 4).tolist()}")
-        if best is None or result.cost < best.cost:
-            best = result
-    assert best is not None
-    params = with_values(best.x)
-    fitted = list(FITTED)
-    lat_rows = [r for r in rows if r.lat_ms and devices[BOARD_DEVICES[r.board]].host_link == "shared_ddr"]
-    if lat_rows:
-        params = _fit_host_overhead(lat_rows, layers, devices, params)
-        fitted.append("host_call_overhead_ms.shared_ddr")
-    fps_factors = [predict(r, layers[r.arch], devices, params).fps_factor for r in rows]
-    return params.replace(fitted=tuple(fitted), fit={
-        "rows": [f"{r.row_id} {r.board} {r.model}" for r in rows],
-        "method": "scipy.optimize.least_squares (bounded, 3 starts) on log(predicted / published "
-                  f"multi-thread fps), prior weight {PRIOR_WEIGHT}; host_call_overhead_ms."
-                  "shared_ddr then by least squares on log 1-thread latency",
-        "fps_geomean_error_factor": round(geomean(fps_factors), 4),
-        "fps_worst_error_factor": round(max(fps_factors), 4),
-    })
-
-
-def _fit_host_overhead(rows: Sequence[CalibrationRow], layers: dict[str, Sequence[LayerCost]],
-                       devices: dict[str, FpgaDevice], params: DpuParams) -> DpuParams:
-    from scipy.optimize import least_squares
-
-    def with_value(x: np.ndarray) -> DpuParams:
-        return params.replace(host_call_overhead_ms={**params.host_call_overhead_ms,
-                                                     "shared_ddr": float(x[0])})
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        p = with_value(x)
-        return np.array([math.log(predict(r, layers[r.arch], devices, p).lat_ms / r.lat_ms)
-                         for r in rows if r.lat_ms])
-
-    x0 = [params.host_call_overhead_ms["shared_ddr"]]
-    return with_value(least_squares(residuals, x0, bounds=([0.0], [20.0])).x)

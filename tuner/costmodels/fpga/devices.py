@@ -53,6 +53,14 @@ class FpgaDevice:
         power_w: board power when a sourced figure exists, else None.
         pool_kernel_max: largest pooling window (per side) the DPU runs; a larger one (e.g. a
             global average pool over 14 x 14) runs on the host CPU. None: no limit known.
+        misc_engines: lanes (channel_parallel x pixel_parallel per cycle) of the pooling,
+            element-wise and depthwise engines, from the DPU's ISA prototxt; a kind it lacks
+            (or a device without the field) uses ICP x PP * alu_pp_share.
+        feature_buffer_kb: feature-map banks of each batch engine of its own (a Versal
+            DPUCVDX8G); a layer whose maps fit them keeps them on-chip. 0: maps go off-chip.
+        pl_clock_mhz: a Versal DPU's programmable-logic clock, where its controller and its
+            pooling, element-wise and depthwise engines run while the AI Engines do the
+            convolutions at `clock_mhz`. None: one clock for everything (the PL DPUs).
         sources: source of each parameter, keyed by parameter name.
         unverified: names of the parameters whose figures are unverified.
     """
@@ -73,8 +81,16 @@ class FpgaDevice:
     price_key: str
     power_w: float | None = None
     pool_kernel_max: int | None = None
+    pl_clock_mhz: float | None = None
+    misc_engines: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+    feature_buffer_kb: float = 0.0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     unverified: frozenset[str] = frozenset()
+
+    @property
+    def control_clock_mhz(self) -> float:
+        """The clock of the DPU's controller and ALU engines (pooling, element-wise, depthwise)."""
+        return self.pl_clock_mhz or self.clock_mhz
 
     @property
     def peak_tops(self) -> float:
@@ -105,6 +121,17 @@ class _Engines(_Sourced):
     value: int | list[int] = Field(description="Engines per core: one number, or one per core.")
 
 
+class _Lanes(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channel_parallel: int = Field(gt=0)
+    pixel_parallel: int = Field(gt=0)
+
+
+class _MiscEngines(_Sourced):
+    value: dict[Literal["pool", "eltwise", "depthwise"], _Lanes] = Field(
+        description="Parallelism of the engines beside the conv array, from the DPU's ISA prototxt.")
+
+
 class _HostLink(_Sourced):
     value: Literal["pcie", "shared_ddr"]
 
@@ -126,6 +153,9 @@ class _DeviceSpec(BaseModel):
     host_link: _HostLink
     power_w: _Float | None = None
     pool_kernel_max: _Int | None = None
+    pl_clock_mhz: _Float | None = None
+    misc_engines: _MiscEngines | None = None
+    feature_buffer_kb: _Float | None = None
 
     @model_validator(mode="after")
     def _engines_match_cores(self) -> _DeviceSpec:
@@ -204,7 +234,8 @@ def _schema_error(path: Path, exc: ValidationError) -> TunerError:
             f"{path}: {where}", where.rsplit(".", 1)[-1],
             "Unknown key: a device has description, price_key, dpu, arch, pp, icp, ocp, cores, "
             "batch_engines, clock_mhz, memory_bandwidth_gbps, onchip_buffer_kb, host_link and "
-            "optional power_w and pool_kernel_max; each parameter has value, source and "
+            "optional power_w, pool_kernel_max, pl_clock_mhz, misc_engines and feature_buffer_kb; each "
+            "parameter has value, source and "
             "optional unverified.",
             "Remove or rename the key.",
         )
@@ -225,7 +256,8 @@ _FIXES = {
 
 def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
     params = ("dpu", "arch", "pp", "icp", "ocp", "cores", "batch_engines", "clock_mhz",
-              "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max")
+              "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max",
+              "pl_clock_mhz", "misc_engines", "feature_buffer_kb")
     sourced = {name: getattr(spec, name) for name in params if getattr(spec, name) is not None}
     engines = spec.batch_engines.value
     per_core = tuple(engines) if isinstance(engines, list) else (engines,) * spec.cores.value
@@ -246,6 +278,10 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
         price_key=spec.price_key,
         power_w=spec.power_w.value if spec.power_w is not None else None,
         pool_kernel_max=spec.pool_kernel_max.value if spec.pool_kernel_max is not None else None,
+        pl_clock_mhz=spec.pl_clock_mhz.value if spec.pl_clock_mhz is not None else None,
+        feature_buffer_kb=spec.feature_buffer_kb.value if spec.feature_buffer_kb is not None else 0.0,
+        misc_engines={kind: (lanes.channel_parallel, lanes.pixel_parallel)
+                      for kind, lanes in (spec.misc_engines.value.items() if spec.misc_engines else ())},
         sources={name: s.source for name, s in sourced.items()},
         unverified=frozenset(name for name, s in sourced.items() if s.unverified),
     )

@@ -12,7 +12,8 @@ Every number it returns is an estimate. docs/fpga_model.md explains the model in
     DPU call    = call overhead + sum of its layers, ceil(batch / engines) passes
     host call   = host overhead + layers the DPU lacks (on the CPU) + PCIe transfers
     latency     = DPU call + host call
-    throughput  = sum over cores of batch / max(DPU call, host call)   (threads pipeline them)
+    throughput  = sum over cores of batch / max(DPU call, host call / host threads)
+                  (threads pipeline them; a PCIe card's x86 host spreads its part over threads)
 
 The free parameters (efficiencies, overheads) come from tuner.costmodels.fpga.params; all hardware
 figures from the device catalog. Nothing here depends on the architecture's name.
@@ -33,6 +34,7 @@ FUSED_OP_TYPES = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Clip", "HardSigmoid", "HardSwish", "BatchNormalization",
 })
 BOUNDS = ("compute", "memory", "overhead", "host")
+CONV_KINDS = ("conv", "gemm")  # the MAC array's layers; the others run on the misc engines
 # What caps a configuration's throughput, by the bound that takes most of a call's time.
 _LIMITS = {"compute": "dpu", "memory": "memory_bandwidth", "overhead": "layer_overhead",
            "host": "host_cpu"}
@@ -99,7 +101,8 @@ def estimate(
         batch_size: inferences per model call (>= 1).
         replicas: DPU cores serving in parallel (1..device.cores); they share the off-chip
             bandwidth.
-        params: the model's free parameters; None uses the fitted ones (dpu_params.yaml).
+        params: the model's free parameters; None uses the fitted ones (dpu_params.yaml). Either
+            way the device's own calibration (`DpuParams.boards`) applies where it has one.
 
     Returns:
         The estimate (deterministic: the same inputs give the same numbers).
@@ -116,16 +119,17 @@ def estimate(
             f"An FPGA replica is one DPU core and {device.key} has {device.cores}.",
             f"Use 1 to {device.cores} replicas (or 'max').",
         )
-    params = params or load_params()
+    params = (params or load_params()).for_device(device.key)
     engines = sorted(device.batch_engines, reverse=True)[:replicas]
     calls = [_call(layers, device, batch_size, e, replicas, params) for e in engines]
     slowest = max(calls, key=lambda c: c.dpu_s + c.host_s)
 
-    throughput_rps = sum(batch_size / max(c.dpu_s, c.host_s) for c in calls)
-    limited_by = "host_cpu" if slowest.host_s > slowest.dpu_s else _LIMITS[_dominant(slowest)]
+    threads = params.host_threads[device.host_link]
+    throughput_rps = sum(batch_size / max(c.dpu_s, c.host_s / threads) for c in calls)
+    limited_by = "host_cpu" if slowest.host_s / threads > slowest.dpu_s else _LIMITS[_dominant(slowest)]
     if device.host_link == "pcie":
-        link_bytes = sum(_link_bytes(layer, device) for layer in layers)
-        pcie_cap = params.pcie_gbps * 1e9 / link_bytes if link_bytes else math.inf
+        moved = sum(link_bytes(layer, device) for layer in layers)
+        pcie_cap = params.pcie_gbps * 1e9 / moved if moved else math.inf
         if throughput_rps > pcie_cap:
             throughput_rps, limited_by = pcie_cap, "pcie"
 
@@ -171,9 +175,10 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
         host_s += 2 * params.pcie_latency_us / 1e6 + io_bytes / (params.pcie_gbps * 1e9)
     bandwidth = device.memory_bandwidth_gbps * 1e9 * params.memory_efficiency / busy_cores
     per_layer = []
+    conv_s = misc_s = 0.0
     for layer in layers:
         if runs_on_host(layer, device):
-            time_s = _host_time_s(layer, device, batch, params)
+            time_s = host_time_s(layer, device, batch, params)
             host_s += time_s
             per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs,
                                            time_s * 1e6, "host"))
@@ -182,10 +187,22 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
         for n in passes:
             t, b, bound, util = _dpu_pass(layer, device, n, bandwidth, params)
             time_s, nbytes = time_s + t, nbytes + b
-        dpu_s += time_s
+        if layer.kind in CONV_KINDS:
+            conv_s += time_s
+        else:
+            misc_s += time_s
         per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs,
                                        time_s * 1e6, bound, util, nbytes))
+    dpu_s += overlapped(conv_s, misc_s, params.misc_overlap)
     return _Call(dpu_s, host_s, tuple(per_layer))
+
+
+def overlapped(conv_s: float, misc_s: float, overlap: float) -> float:
+    """DPU time of a call whose conv-array work takes `conv_s` and whose pooling, element-wise
+    and depthwise work on their own engines takes `misc_s`: the engines run side by side on
+    different tiles (the DPU's scheduler issues each engine's instructions as their inputs are
+    ready), so a share `overlap` of the shorter one hides under the longer."""
+    return conv_s + misc_s - overlap * min(conv_s, misc_s)
 
 
 def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float,
@@ -195,11 +212,11 @@ def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float
     if layer.kind == "other" or layer.op_type in FUSED_OP_TYPES:
         return 0.0, 0.0, "compute", 0.0
     cycles, util = tiled_cycles(layer, device, params.alu_pp_share)
-    f_hz = device.clock_mhz * 1e6
-    compute_s = cycles / (f_hz * params.compute_efficiency)
-    nbytes = offchip_bytes(layer, n, device.onchip_buffer_kb * 1024, params.activation_buffer_share)
+    compute_s = cycles / (layer_clock_hz(layer, device) * params.compute_efficiency)
+    nbytes = offchip_bytes(layer, n, device.onchip_buffer_kb * 1024, params.activation_buffer_share,
+                           device.feature_buffer_kb * 1024)
     memory_s = nbytes / bandwidth_bps
-    overhead_s = params.layer_overhead_cycles / f_hz
+    overhead_s = params.layer_overhead_cycles / (device.control_clock_mhz * 1e6)
     if overhead_s > max(compute_s, memory_s):
         bound = "overhead"
     else:
@@ -207,12 +224,20 @@ def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float
     return max(compute_s, memory_s) + overhead_s, nbytes, bound, util
 
 
+def layer_clock_hz(layer: LayerCost, device: FpgaDevice) -> float:
+    """The clock a layer's cycles run at: the MAC array's for conv / gemm, the ALU's (the PL
+    clock of a Versal DPU) for depthwise, pooling and element-wise ops."""
+    return (device.clock_mhz if layer.kind in ("conv", "gemm") else device.control_clock_mhz) * 1e6
+
+
 def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> tuple[float, float]:
     """DPU cycles of one instance of a layer, and the share of MAC lanes doing useful work.
 
     Conv / gemm use the PP x ICP x OCP array, each dimension rounded up to whole tiles (per
-    group for grouped convs). Depthwise conv, pooling and element-wise ops run on the ALU:
-    ICP channels x (PP * alu_pp_share) pixels, one MAC or element operation per lane per cycle.
+    group for grouped convs). Depthwise conv, pooling and element-wise ops run on their own
+    engines: the device's `misc_engines` lanes (channels x pixels, from the DPU's prototxt),
+    else ICP channels x (PP * alu_pp_share) pixels; one MAC or element operation per lane per
+    cycle.
     """
     if layer.kind in ("conv", "gemm"):
         groups = max(1, layer.groups)
@@ -222,23 +247,29 @@ def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> t
                   * max(1, layer.kernel_h) * max(1, layer.kernel_w))
         lanes = device.pp * device.icp * device.ocp
         return float(cycles), layer.macs / (cycles * lanes) if cycles else 0.0
-    alu_pp = max(1, int(device.pp * alu_pp_share))
+    alu_cp, alu_pp = device.misc_engines.get(layer.kind) or (device.icp, max(1, int(device.pp * alu_pp_share)))
     if layer.kind == "depthwise":
-        cycles = (math.ceil(layer.c_out / device.icp) * max(1, layer.h_out)
+        cycles = (math.ceil(layer.c_out / alu_cp) * max(1, layer.h_out)
                   * math.ceil(max(1, layer.w_out) / alu_pp) * max(1, layer.kernel_h)
                   * max(1, layer.kernel_w))
-        return float(cycles), layer.macs / (cycles * alu_pp * device.icp) if cycles else 0.0
-    return layer.macs / (alu_pp * device.icp), 0.0  # pool, eltwise: element operations
+        return float(cycles), layer.macs / (cycles * alu_pp * alu_cp) if cycles else 0.0
+    return layer.macs / (alu_pp * alu_cp), 0.0  # pool, eltwise: element operations
 
 
-def offchip_bytes(layer: LayerCost, n: int, onchip_bytes: float, activation_share: float) -> float:
+def offchip_bytes(layer: LayerCost, n: int, onchip_bytes: float, activation_share: float,
+                  feature_buffer_bytes: float = 0.0) -> float:
     """Bytes a layer moves off-chip for `n` instances side by side (one per batch engine).
 
     Feature maps live off-chip between layers, so each instance reads its input and writes its
     output once; the engines share one copy of the weights. When neither the inputs nor the
     weights fit their share of the on-chip banks, the smaller re-read wins: the weights once
-    per input tile, or the inputs once per weight tile.
+    per input tile, or the inputs once per weight tile. A DPU whose batch engines each have
+    their own feature-map banks (`feature_buffer_bytes`, a Versal DPUCVDX8G) keeps a layer's
+    maps there when its input and output fit; the graph's own inputs and outputs still move.
     """
+    if feature_buffer_bytes and layer.input_bytes + layer.output_bytes <= feature_buffer_bytes:
+        inputs, outputs = n * layer.graph_input_bytes, n * layer.graph_output_bytes
+        return float(inputs + outputs + layer.weight_bytes)
     inputs, outputs, weights = n * layer.input_bytes, n * layer.output_bytes, layer.weight_bytes
     act_buf = max(1.0, activation_share * onchip_bytes)
     weight_buf = max(1.0, (1 - activation_share) * onchip_bytes)
@@ -258,7 +289,7 @@ def _dominant(call: _Call) -> str:
     return max(totals, key=lambda b: totals[b])
 
 
-def _host_time_s(layer: LayerCost, device: FpgaDevice, batch: int, params: DpuParams) -> float:
+def host_time_s(layer: LayerCost, device: FpgaDevice, batch: int, params: DpuParams) -> float:
     """Seconds one call spends on a layer the DPU lacks (host CPU, plus PCIe round trip)."""
     link = device.host_link
     work = batch * (layer.macs + layer.input_bytes + layer.output_bytes)
@@ -269,7 +300,7 @@ def _host_time_s(layer: LayerCost, device: FpgaDevice, batch: int, params: DpuPa
     return time_s
 
 
-def _link_bytes(layer: LayerCost, device: FpgaDevice) -> int:
+def link_bytes(layer: LayerCost, device: FpgaDevice) -> int:
     """Bytes per instance crossing the host link for a layer: graph I/O and host-layer data."""
     host = layer.input_bytes + layer.output_bytes if runs_on_host(layer, device) else 0
     return layer.graph_input_bytes + layer.graph_output_bytes + host

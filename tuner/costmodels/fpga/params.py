@@ -3,7 +3,7 @@
 Hardware facts (parallelism, clocks, bandwidths, buffers) live in the device catalog with their
 sources. What no datasheet gives (how close a DPU gets to its peak, what a layer or a call costs
 beyond its arithmetic) is a free parameter here. `experiments/fpga_calibrate.py` fits the ones
-marked `fitted` on shared/reference/fpga_calibration.csv only, and writes them to
+marked `fitted` on tuner/catalog/fpga_published.csv only (shared and per board), and writes them to
 `tuner/catalog/dpu_params.yaml`; the others keep the prior written below and say why.
 """
 
@@ -22,6 +22,8 @@ from tuner.errors import field_error
 
 PARAMS_FILE = CATALOG_DIR / "dpu_params.yaml"
 HOST_LINKS = ("shared_ddr", "pcie")
+# What a board's own published figures may set (the rest is shared by every board).
+BOARD_FITTED = ("compute_efficiency", "memory_efficiency", "layer_overhead_cycles")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,12 @@ class DpuParams:
             quantisation and copy, reading the outputs); overlapped by other threads when the
             board is loaded, so it adds to latency, not to throughput.
         host_ops_per_s: host CPU rate for layers the DPU lacks (MACs + bytes touched per s).
+        host_threads: host threads whose work overlaps for one DPU core's calls, by host link: a
+            loaded board's throughput is capped by host time / threads, not host time.
         host_layer_overhead_us: switching one subgraph between DPU and CPU.
         pcie_gbps / pcie_latency_us: effective host<->card transfer rate and latency.
+        boards: per catalog device, the values its own published figures calibrated
+            (BOARD_FITTED only); a device without an entry uses the values above.
         fitted: names of the parameters fitted by experiments/fpga_calibrate.py.
         fit: how they were fitted (rows, method, error), as written by the calibration.
     """
@@ -59,15 +65,27 @@ class DpuParams:
         default_factory=lambda: {"shared_ddr": 0.4, "pcie": 0.4})
     host_ops_per_s: dict[str, float] = field(
         default_factory=lambda: {"shared_ddr": 0.5e9, "pcie": 2.0e9})
+    host_threads: dict[str, float] = field(default_factory=lambda: {"shared_ddr": 1.0, "pcie": 8.0})
     host_layer_overhead_us: float = 50.0
+    misc_overlap: float = 1.0
     pcie_gbps: float = 12.0
     pcie_latency_us: float = 10.0
+    boards: dict[str, dict[str, float]] = field(default_factory=dict)
     fitted: tuple[str, ...] = ()
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> DpuParams:
         """A copy with `changes` applied (e.g. candidate values during a fit)."""
         return dataclasses.replace(self, **changes)
+
+    def for_device(self, device_key: str) -> DpuParams:
+        """The parameters a device is priced with: its own calibration where it has one."""
+        own: dict[str, Any] = dict(self.boards.get(device_key) or {})
+        return dataclasses.replace(self, **own, boards={}) if own else self
+
+    def calibrated(self, device_key: str) -> bool:
+        """Whether the device's own published figures calibrated it."""
+        return device_key in self.boards
 
 
 # Where each prior comes from (written beside the value in dpu_params.yaml).
@@ -81,13 +99,16 @@ PRIOR_NOTES: dict[str, str] = {
     "host_call_overhead_ms": "prior 0.4 ms per call; fitted for shared_ddr only where "
                              "1-thread latencies exist (ZCU104); pcie stays the prior",
     "host_ops_per_s": "not fitted: Arm A53 core ~0.5 G simple ops/s, x86 server core ~2 G",
+    "host_threads": "not fitted: edge boards 1 (a few Arm cores, as fitted before); PCIe cards 8 (the Model Zoo's "
+                    "multi-thread runs on an x86 server use 8-20 threads, e.g. 'Thread num = 20' in its U200 table)",
     "host_layer_overhead_us": "not fitted: 50 us to hand a subgraph to the CPU and back",
     "pcie_gbps": "not fitted: PCIe Gen3 x16 in practice (~12 GB/s)",
     "pcie_latency_us": "not fitted: ~10 us per DMA transfer",
 }
 _NUMBERS = tuple(f.name for f in dataclasses.fields(DpuParams)
-                 if f.name not in ("fitted", "fit", "host_call_overhead_ms", "host_ops_per_s"))
-_PER_LINK = ("host_call_overhead_ms", "host_ops_per_s")
+                 if f.name not in ("fitted", "fit", "boards", "host_call_overhead_ms", "host_ops_per_s",
+                                   "host_threads"))
+_PER_LINK = ("host_call_overhead_ms", "host_ops_per_s", "host_threads")
 
 
 def load_params(path: Path | None = None) -> DpuParams:
@@ -130,7 +151,17 @@ def _load(path_str: str, _mtime_ns: int, _size: int) -> DpuParams:
         else:
             raise field_error(f"{path}: params", name, f"Known parameters: {[*_NUMBERS, *_PER_LINK]}.",
                               "Remove or rename it.")
-    return DpuParams(**changes, fitted=tuple(raw.get("fitted", ())), fit=dict(raw.get("fit", {})))
+    boards = raw.get("boards") or {}
+    if not isinstance(boards, dict):
+        raise field_error(f"{path}: boards", boards, "It must map device keys to parameters.",
+                          "Write e.g. {zcu104: {compute_efficiency: 0.9}}, or rerun experiments/fpga_calibrate.py.")
+    per_board: dict[str, dict[str, float]] = {}
+    for key, values in boards.items():
+        if not isinstance(values, dict) or set(values) - set(BOARD_FITTED):
+            raise field_error(f"{path}: boards.{key}", values, f"A board may set only {list(BOARD_FITTED)}.",
+                              "Remove the other keys, or rerun experiments/fpga_calibrate.py.")
+        per_board[str(key)] = {k: _positive(path, f"boards.{key}.{k}", v) for k, v in values.items()}
+    return DpuParams(**changes, boards=per_board, fitted=tuple(raw.get("fitted", ())), fit=dict(raw.get("fit", {})))
 
 
 def _positive(path: Path, name: str, value: Any) -> float:
@@ -146,6 +177,7 @@ def save_params(params: DpuParams, path: Path, header: str) -> None:
         "fitted": list(params.fitted),
         "fit": params.fit,
         "params": {name: getattr(params, name) for name in (*_NUMBERS, *_PER_LINK)},
+        "boards": params.boards,
         "notes": {name: ("fitted (see fit)" if name in params.fitted else PRIOR_NOTES.get(name, ""))
                   for name in (*_NUMBERS, *_PER_LINK)},
     }
