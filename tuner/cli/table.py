@@ -67,9 +67,9 @@ COLUMNS: tuple[tuple[str, Callable[[TrialRecord], str]], ...] = (
 DISTURBED_LEGEND = ("DISTURBED: while it was measured, other processes on this machine took more of the trial's "
                     "cores than its measurement allows; its figures may be low (tuner show --json: interference)")
 BAND_LEGEND = ("ESTIMATED xA/xB: the FPGA cost model's expected error on that board, typical/worst factor either way "
-               "(x1.2: within 1/1.2 to 1.2 times the figure); uncalibrated: the board has no published figures of "
-               "its own, so its band is that of boards a fit never saw (tuner show --json: error_band; "
-               "docs/fpga_model.md)")
+               "(x1.2: within 1/1.2 to 1.2 times the figure), from published figures the fit did not use; "
+               "uncalibrated: the board has no published figures of its own, so it carries the widest band of the "
+               "boards that have (tuner show --json: error_band; docs/fpga_model.md)")
 
 
 def legends(records: list[TrialRecord] | tuple[TrialRecord, ...]) -> list[str]:

@@ -67,8 +67,8 @@ def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict
     if any(t.metrics and t.metrics.estimated for t in record.front):
         lines += ["", f"Feasible front with the FPGA estimates ({len(record.front)} trials; ESTIMATED rows come from "
                       "the FPGA cost model, not a measurement, with its expected error on that board: typical and "
-                      "worst factor either way; uncalibrated = a board with no published figures of its own, whose "
-                      "band is that of boards a fit never saw):", "", *_table(record.front)]
+                      "worst factor either way; uncalibrated = a board with no published figures of its own, which "
+                      "carries the widest band of the boards that have):", "", *_table(record.front)]
     if promotions:
         lines += ["", "Promotions (newest last):", ""]
         lines += [f"- trial #{p.get('trial')} at {p.get('time', '?')} by {p.get('user', '?')}"

@@ -262,7 +262,8 @@ def _finish(ctx: LoopContext, fut: Future, trial, config, key: str, secs: float,
 
 
 def _figures(m: Metrics) -> str:
-    """"measured", or "ESTIMATED x1.15/x1.46 (typical/worst, calibrated)": an estimate with its expected error."""
+    """"measured", or "ESTIMATED x1.15/x1.46 (typical/worst)" ("... uncalibrated (typical/worst)"): an
+    estimate with its expected error."""
     if not m.estimated:
         return "measured"
     band = m.error_band
