@@ -2,7 +2,9 @@
 
 Every figure this package produces is an estimate: `graph` turns an ONNX model into per-layer
 costs, `devices` loads the sourced DPU catalog, `dpu_model` prices layers on a device with the free
-parameters of `params` (fitted by `calibration` on AMD's published ZCU104 / U50 figures).
+parameters of `params`. `calibration` reads AMD's published figures of every board and predicts
+them, `fitting` fits the parameters on them (shared and per board) and cross-validates, and
+`bands` gives each board's expected error from that validation.
 """
 
 from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
