@@ -214,3 +214,59 @@ def test_watch_needs_the_token_only_to_verify_an_applied_switch_on_an_authentica
     _watcher(digest, token=None, verify_s=0)._check_token()  # no verification: the live figures verify it
     _watcher(digest, token=None, apply=False)._check_token()  # watching alone reads Prometheus, not the endpoint
     _watcher(None, token=None)._check_token()  # an open endpoint needs no token
+
+
+def _study_with_active_promotion(autoscaling: dict | None):
+    import optuna
+
+    study = optuna.create_study(directions=["maximize"])
+    deployment = {"name": "ModelServer", "max_ongoing_requests": 8, "user_config": {}}
+    entry = {"trial": 3, "cluster": "http://127.0.0.1:8265", "active": True,
+             "serve_config": {"applications": [{"name": APP, "deployments": [deployment]}],
+                              "http_options": {"host": "127.0.0.1", "port": 8123}}}
+    if autoscaling is not None:
+        entry["autoscaling"] = autoscaling
+    study.set_user_attr("promotions", [entry])
+    return study
+
+
+def test_watch_reads_the_autoscaling_range_the_deployment_was_promoted_with() -> None:
+    from tuner.deploy.autoscale import Traffic
+    from tuner.deploy.watch import active_deployment
+
+    fixed = active_deployment(_study_with_active_promotion(None))
+    assert fixed.traffic is None and fixed.cluster_cpus is None and fixed.port == 8123
+    scaled = active_deployment(_study_with_active_promotion(
+        {"traffic": {"low_rps": 50, "high_rps": 400, "upscale_delay_s": 3, "downscale_delay_s": 60},
+         "cluster_cpus": 2, "min_replicas": 1}))
+    assert scaled.traffic == Traffic(50.0, 400.0, 3.0, 60.0) and scaled.cluster_cpus == 2
+
+
+def test_an_applied_switch_carries_the_token_shadow_and_autoscaling_range_over(monkeypatch, tmp_path) -> None:
+    """The switch's wiring: what promote is asked for (promote and deploy themselves run for real in
+    tests/test_watch.py and tests/test_autoscale.py)."""
+    import tuner.deploy.promote as promote_module
+    import tuner.deploy.rollout as rollout_module
+    from tuner.deploy.autoscale import Traffic
+    from tuner.deploy.watch import Deployment, Watcher, WatchOptions
+
+    asked: dict = {}
+
+    def fake_promote(study, out, number, **kwargs):
+        asked.update(kwargs, number=number)
+        return type("P", (), {"autoscaling": None})()
+
+    monkeypatch.setattr(promote_module, "promote", fake_promote)
+    monkeypatch.setattr(rollout_module, "deploy_promotion", lambda *a, **k: None)
+    watcher = Watcher.__new__(Watcher)
+    watcher.study, watcher.log, watcher.cluster = None, lambda _: None, object()
+    watcher.options = WatchOptions(out=tmp_path / "applied.yaml")
+    traffic = Traffic(50.0, 400.0)
+    watcher.dep = Deployment(3, APP, "http://127.0.0.1:8265", 8, "127.0.0.1", 8123, "ab" * 32, 0.1, traffic, 2)
+    monkeypatch.setattr(Watcher, "_load", lambda self: None)
+    fit = TrialRecord(7, "COMPLETE", TrialConfig("cpu", 16, "int8", 1, 1),
+                      rec(7, 1500, 2.0, 0.05).metrics)
+    watcher.switch(fit)
+    assert asked["number"] == 7 and asked["traffic"] == traffic and asked["cluster_cpus"] == 2
+    assert asked["auth_token_sha256"] == "ab" * 32 and asked["no_auth"] is False
+    assert asked["shadow_fraction"] == 0.1 and asked["port"] == 8123

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from tuner.deploy.autoscale import Traffic
 from tuner.deploy.drift import Fidelity, Promoted, Verdict, judge, label
 from tuner.deploy.livemetrics import LiveFigures, Scrape, figures, scrape
 from tuner.errors import TunerError
@@ -83,6 +84,8 @@ class Deployment:
     port: int
     auth_token_sha256: str | None = None  # the replicas' bearer token digest, if they require one
     shadow_fraction: float | None = None  # share of live instances also run through fp32, if any
+    traffic: Traffic | None = None  # promote --traffic-rps: the range its autoscaling_config was derived for
+    cluster_cpus: int | None = None  # ... and the cluster's CPUs it was planned on
 
 
 def active_deployment(study: optuna.Study) -> Deployment:
@@ -95,10 +98,13 @@ def active_deployment(study: optuna.Study) -> Deployment:
     app = entry["serve_config"]["applications"][0]
     http = entry["serve_config"].get("http_options") or {}
     settings = app["deployments"][0].get("user_config") or {}
+    scaled = entry.get("autoscaling") or {}
+    traffic = Traffic(**{k: float(v) for k, v in scaled["traffic"].items()}) if scaled.get("traffic") else None
     return Deployment(int(entry["trial"]), app["name"], entry["cluster"],
                       int(app["deployments"][0]["max_ongoing_requests"]),
                       str(http.get("host", "127.0.0.1")), int(http.get("port", 8000)),
-                      settings.get("auth_token_sha256"), settings.get("shadow_fraction") or None)
+                      settings.get("auth_token_sha256"), settings.get("shadow_fraction") or None,
+                      traffic, int(scaled["cluster_cpus"]) if traffic is not None else None)
 
 
 def candidates(records: Sequence[TrialRecord]) -> list[TrialRecord]:
@@ -236,11 +242,18 @@ class Watcher:
 
         self.log(f"applying: promoting trial {label(fit)}")
         # What the running deployment was promoted with carries over: its bearer token's digest (or,
-        # without one, the choice to expose it anyway) and its fp32 shadow (not for an fp32 trial).
+        # without one, the choice to expose it anyway), its fp32 shadow (not for an fp32 trial) and its
+        # autoscaling traffic range (the new trial's autoscaling_config is derived from its own capacity).
         shadow = self.dep.shadow_fraction if fit.config is not None and fit.config.precision != "fp32" else None
         promotion = promote(self.study, self.options.out, fit.number, host=self.dep.host, port=self.dep.port,
                             auth_token_sha256=self.dep.auth_token_sha256,
-                            no_auth=self.dep.auth_token_sha256 is None, shadow_fraction=shadow)
+                            no_auth=self.dep.auth_token_sha256 is None, shadow_fraction=shadow,
+                            traffic=self.dep.traffic, cluster_cpus=self.dep.cluster_cpus)
+        plan = promotion.autoscaling
+        if plan is not None:
+            self.log(f"  autoscaling carried over (--traffic-rps {plan.traffic.text}): min_replicas {plan.min_replicas}, "
+                     f"max_replicas {plan.max_replicas}, target_ongoing_requests {plan.target_ongoing_requests:g}, "
+                     f"from trial #{fit.number}'s measured capacity")
         local = getattr(self.cluster, "temp_dir", None) is not None
         deploy_promotion(self.study, promotion, address=None if local else self.dep.cluster_url,
                          verify_s=self.options.verify_s, tolerance=0.10, log=self.log,
