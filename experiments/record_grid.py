@@ -61,7 +61,7 @@ def merge_runs(runs: list[dict]) -> dict:
         return runs[0] | {"runs": len(runs)}
     row = dict(ok[0])
     for k in METRIC_KEYS:
-        if k != "estimated" and all(r.get(k) is not None for r in ok):
+        if k not in ("estimated", "error_band") and all(r.get(k) is not None for r in ok):
             row[k] = statistics.median(r[k] for r in ok)
     for k in RUN_KEYS:
         row[f"{k}_runs"] = ";".join(str(r.get(k)) for r in ok)
@@ -111,8 +111,9 @@ def main() -> None:
             try:
                 outcome = make_outcome(config, runner.run(config), model, prices, constraints)
                 d = outcome.details
+                band = outcome.metrics.error_band  # an FPGA estimate's band, as JSON in its CSV cell
                 row |= outcome.metrics.to_dict() | {
-                    "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
+                    "error_band": json.dumps(band.to_dict()) if band else None, "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
                     "requests": d.get("requests"), "throughput_cv": d.get("throughput_cv"),
                     "trial_wall_s": d.get("trial_wall_s"),
                     "disturbed": (d.get("interference") or {}).get("disturbed")}
