@@ -113,7 +113,8 @@ def main() -> None:
                 d = outcome.details
                 band = outcome.metrics.error_band  # an FPGA estimate's band, as JSON in its CSV cell
                 row |= outcome.metrics.to_dict() | {
-                    "error_band": json.dumps(band.to_dict()) if band else None, "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
+                    "error_band": json.dumps(band.to_dict()) if band else None,
+                    "feasible": outcome.feasible, "runnable": True, "stable": d.get("stable"),
                     "requests": d.get("requests"), "throughput_cv": d.get("throughput_cv"),
                     "trial_wall_s": d.get("trial_wall_s"),
                     "disturbed": (d.get("interference") or {}).get("disturbed")}
