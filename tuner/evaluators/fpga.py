@@ -16,7 +16,6 @@ from tuner.config import TrialConfig
 from tuner.costmodels.fpga.bands import band_for
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
-from tuner.costmodels.fpga.params import load_params
 from tuner.costmodels.graph import LayerCost, analyze_graph
 from tuner.errors import field_error
 from tuner.evaluators.base import EstimateEvaluator
@@ -112,7 +111,6 @@ def _details(result: FpgaEstimate, device: FpgaDevice, all_layers: bool) -> dict
         "engines_used": result.engines_used,
         "power_w": result.power_w,
         "error_band": band_for(device.key).to_dict(),
-        "calibrated": load_params().calibrated(device.key),
         "top_layers": [_layer_dict(layer) for layer in top],
     }
     if all_layers:

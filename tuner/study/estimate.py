@@ -17,7 +17,7 @@ from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.params import load_params
 from tuner.errors import TunerError, field_error
 from tuner.evaluators.fpga import evaluate_fpga
-from tuner.metrics import METRIC_KEYS, ErrorBand
+from tuner.metrics import METRIC_KEYS
 from tuner.models.inputs import ModelOptions
 from tuner.prices import PriceTable, load_prices
 
@@ -134,12 +134,11 @@ def estimate_model(opts: EstimateOptions, log: Callable[[str], None] = print) ->
     cost = None
     if price is not None:
         cost = price["usd_per_hour"] / (perf.throughput_rps * 3600.0) * 1e6
-    band = ErrorBand.from_dict(perf.details["error_band"])
     values = {
         "throughput_rps": perf.throughput_rps, "latency_p50_ms": perf.latency_p50_ms,
         "latency_p95_ms": perf.latency_p95_ms, "latency_p99_ms": perf.latency_p99_ms,
         "accuracy": variant.accuracy, "cost_usd_per_million": cost, "estimated": True,
-        "error_band": band.to_dict() if band else None,
+        "error_band": perf.details["error_band"],
     }
     metrics = {key: values[key] for key in METRIC_KEYS}  # the order of `tuner show --json`
     details = dict(perf.details)

@@ -26,11 +26,12 @@ from tuner.costmodels.fpga.dpu_model import (
     CONV_KINDS,
     FUSED_OP_TYPES,
     estimate,
+    host_call_fixed_s,
     host_time_s,
     layer_clock_hz,
-    link_bytes,
     offchip_bytes,
     overlapped,
+    pcie_cap_rps,
     runs_on_host,
     tiled_cycles,
 )
@@ -167,17 +168,11 @@ class RowTerms:
                                for n in passes for lay in timed])
             conv = np.array([lay.kind in CONV_KINDS for _ in passes for lay in timed], dtype=bool)
             self.cores.append((seconds, nbytes, conv, self._host_s(layers, device, params)))
-        moved = sum(link_bytes(lay, device) for lay in layers) if device.host_link == "pcie" else 0
-        self.pcie_cap = params.pcie_gbps * 1e9 / moved if moved else math.inf
+        self.pcie_cap = pcie_cap_rps(list(layers), device, params)
 
     def _host_s(self, layers: Sequence[LayerCost], device: FpgaDevice, params: DpuParams) -> float:
-        link = device.host_link
-        host_s = params.host_call_overhead_ms[link] / 1e3
-        if link == "pcie":
-            io = self.batch * sum(lay.graph_input_bytes + lay.graph_output_bytes for lay in layers)
-            host_s += 2 * params.pcie_latency_us / 1e6 + io / (params.pcie_gbps * 1e9)
-        return host_s + sum(host_time_s(lay, device, self.batch, params) for lay in layers
-                            if runs_on_host(lay, device))
+        return host_call_fixed_s(list(layers), device, self.batch, params) + sum(
+            host_time_s(lay, device, self.batch, params) for lay in layers if runs_on_host(lay, device))
 
     def fps(self, compute_efficiency: float, memory_efficiency: float, layer_overhead_cycles: float,
             call_overhead_us: float, misc_overlap: float) -> float:

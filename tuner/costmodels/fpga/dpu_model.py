@@ -127,11 +127,9 @@ def estimate(
     threads = params.host_threads[device.host_link]
     throughput_rps = sum(batch_size / max(c.dpu_s, c.host_s / threads) for c in calls)
     limited_by = "host_cpu" if slowest.host_s / threads > slowest.dpu_s else _LIMITS[_dominant(slowest)]
-    if device.host_link == "pcie":
-        moved = sum(link_bytes(layer, device) for layer in layers)
-        pcie_cap = params.pcie_gbps * 1e9 / moved if moved else math.inf
-        if throughput_rps > pcie_cap:
-            throughput_rps, limited_by = pcie_cap, "pcie"
+    cap = pcie_cap_rps(layers, device, params)
+    if throughput_rps > cap:
+        throughput_rps, limited_by = cap, "pcie"
 
     macs = sum(layer.macs for layer in layers if layer.kind in ("conv", "depthwise", "gemm"))
     return FpgaEstimate(
@@ -167,12 +165,8 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
           params: DpuParams) -> _Call:
     """One call of `batch` instances on a core with `engines` batch engines."""
     passes = [engines] * (batch // engines) + ([batch % engines] if batch % engines else [])
-    link = device.host_link
     dpu_s = params.call_overhead_us / 1e6
-    host_s = params.host_call_overhead_ms[link] / 1e3
-    if link == "pcie":
-        io_bytes = batch * sum(lay.graph_input_bytes + lay.graph_output_bytes for lay in layers)
-        host_s += 2 * params.pcie_latency_us / 1e6 + io_bytes / (params.pcie_gbps * 1e9)
+    host_s = host_call_fixed_s(layers, device, batch, params)
     bandwidth = device.memory_bandwidth_gbps * 1e9 * params.memory_efficiency / busy_cores
     per_layer = []
     conv_s = misc_s = 0.0
@@ -195,6 +189,24 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
                                        time_s * 1e6, bound, util, nbytes))
     dpu_s += overlapped(conv_s, misc_s, params.misc_overlap)
     return _Call(dpu_s, host_s, tuple(per_layer))
+
+
+def host_call_fixed_s(layers: list[LayerCost], device: FpgaDevice, batch: int, params: DpuParams) -> float:
+    """Host-side seconds of one call before any host layer: the runtime's overhead, and on a PCIe
+    card the round trip of the graph's inputs and outputs."""
+    host_s = params.host_call_overhead_ms[device.host_link] / 1e3
+    if device.host_link == "pcie":
+        io_bytes = batch * sum(lay.graph_input_bytes + lay.graph_output_bytes for lay in layers)
+        host_s += 2 * params.pcie_latency_us / 1e6 + io_bytes / (params.pcie_gbps * 1e9)
+    return host_s
+
+
+def pcie_cap_rps(layers: list[LayerCost], device: FpgaDevice, params: DpuParams) -> float:
+    """The inferences per second a PCIe card's host link can carry (inf for a board with its own CPU)."""
+    if device.host_link != "pcie":
+        return math.inf
+    moved = sum(link_bytes(layer, device) for layer in layers)
+    return params.pcie_gbps * 1e9 / moved if moved else math.inf
 
 
 def overlapped(conv_s: float, misc_s: float, overlap: float) -> float:
@@ -227,7 +239,7 @@ def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float
 def layer_clock_hz(layer: LayerCost, device: FpgaDevice) -> float:
     """The clock a layer's cycles run at: the MAC array's for conv / gemm, the ALU's (the PL
     clock of a Versal DPU) for depthwise, pooling and element-wise ops."""
-    return (device.clock_mhz if layer.kind in ("conv", "gemm") else device.control_clock_mhz) * 1e6
+    return (device.clock_mhz if layer.kind in CONV_KINDS else device.control_clock_mhz) * 1e6
 
 
 def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> tuple[float, float]:
@@ -239,7 +251,7 @@ def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> t
     else ICP channels x (PP * alu_pp_share) pixels; one MAC or element operation per lane per
     cycle.
     """
-    if layer.kind in ("conv", "gemm"):
+    if layer.kind in CONV_KINDS:
         groups = max(1, layer.groups)
         c_in, c_out = max(1, layer.c_in // groups), max(1, layer.c_out // groups)
         cycles = (groups * math.ceil(c_in / device.icp) * math.ceil(c_out / device.ocp)
