@@ -6,8 +6,8 @@ The first trial of a layout starts its actors (cold); later ones reuse them (war
 most trials of a study do. Target: <= 10% (engine level).
 
 At the served level (`--level served`, what `measure: served` runs) a trial deploys or
-reconfigures the Ray Serve application, sends 1 s of untimed load, then runs the protocol over
-HTTP; by default it also times its engine ceiling first. Reported: `overhead` of the served part
+reconfigures the Ray Serve application, sends untimed load until its rate settles (0.5-1 s), then
+runs the protocol over HTTP; by default it also times its engine ceiling first. Reported: `overhead` of the served part
 ((its wall - its measuring) / its measuring; target <= 15%) and `overhead_with_ceiling` of the whole
 trial (wall outside both levels' measuring windows over both levels' measuring time).
 
@@ -60,6 +60,7 @@ def main() -> None:
                 if args.level == "served":
                     measuring = d["measuring_s"] + (d.get("engine") or {}).get("measuring_s", 0.0)
                     row.update(deploy_s=d["deploy_s"], replicas_restarted=d["replicas_restarted"],
+                               prewarm_s=d["prewarm_s"],
                                whole_wall_s=round(whole_s, 3),
                                overhead_with_ceiling=round((whole_s - measuring) / measuring, 4))
                 rows.append(row)

@@ -232,6 +232,7 @@ class ModelServer:
             "inputs": [meta.to_v2() for meta in self._inputs],
             "outputs": [meta.to_v2() for meta in self._outputs],
             "parameters": {"precision": self._current().precision, "batch_size": self._current().batch_size,
+                           "threads_per_replica": self._current().threads_per_replica,
                            "max_body_bytes": self._max_body_bytes,
                            "providers": self._session.get_providers() if self._session else []},
         }

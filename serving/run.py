@@ -29,6 +29,9 @@ from serving.serve_config import load_serve_config
 from tuner.errors import field_error
 
 _POLL_INTERVAL_S = 0.5
+#: Consecutive 200s on the ready path, _READY_GAP_S apart, before the endpoint is announced.
+READY_IN_A_ROW = 3
+_READY_GAP_S = 0.3
 _SHUTDOWN_GRACE_S = 30.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Ray's `serve` CLI, made robust to how we start it: SIGINT gets Python's default handler back
@@ -74,19 +77,28 @@ def _check_port_free(config: dict[str, Any], config_path: Path) -> None:
 
 def _announce_when_ready(url: str, name: str, child: subprocess.Popen, timeout_s: float,
                          out: TextIO) -> None:
-    """Poll GET /v2/health/ready; print the infer URL on the first 200."""
-    started, warned = time.monotonic(), False
+    """Poll GET /v2/health/ready; print the infer URL after READY_IN_A_ROW 200s in a row.
+
+    One 200 is not enough: while HAProxy reloads its config (the application's routes), its old
+    process still accepts some new connections for a moment and answers them 404 (seen in CI: a
+    200 on the ready path, then 404 on infer).
+    """
+    started, warned, in_a_row = time.monotonic(), False, 0
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via http_proxy
     while child.poll() is None:
         try:
             with opener.open(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
+                in_a_row = in_a_row + 1 if response.status == 200 else 0
+                if in_a_row >= READY_IN_A_ROW:
                     print(f"\ntuner: ready: POST {url}/v2/models/{name}/infer "
                           f"(metadata: GET {url}/v2/models/{name}; Ctrl-C to stop)", file=out,
                           flush=True)
                     return
         except (urllib.error.URLError, OSError):
-            pass
+            in_a_row = 0
+        if in_a_row:
+            time.sleep(_READY_GAP_S)
+            continue
         if not warned and time.monotonic() - started > timeout_s:
             warned = True
             print(f"\ntuner: {url}/v2/health/ready has not answered 200 after {timeout_s:.0f} s; "

@@ -90,13 +90,14 @@ class TrialServe:
         return Applied(time.perf_counter() - t0, want, restarted)
 
     def _serves(self, model_name: str, settings: dict[str, Any]) -> bool:
-        """Whether the endpoint answers with the new settings (batch size and precision)."""
+        """Whether the endpoint answers with the new settings (batch size, precision, threads)."""
         try:
             with urllib.request.urlopen(f"{self.base_url}/v2/models/{model_name}", timeout=2) as r:
                 params = json.loads(r.read())["parameters"]
         except (urllib.error.URLError, OSError, ValueError, KeyError):
             return False
-        return (params.get("batch_size"), params.get("precision")) == (settings["batch_size"], settings["precision"])
+        want = (settings["batch_size"], settings["precision"], settings["threads_per_replica"])
+        return (params.get("batch_size"), params.get("precision"), params.get("threads_per_replica")) == want
 
     def remove(self, name: str) -> None:
         """Delete application `name` (its replicas stop and give back their resources)."""

@@ -130,15 +130,18 @@ def stop(proc: subprocess.Popen) -> str:
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    """Wait until `url` answers 200 while `proc` runs."""
+    """Wait until `url` answers 200 three times in a row (0.3 s apart) while `proc` runs: as
+    `tuner serve` does before it announces the endpoint (serving.run: HAProxy's reload)."""
     deadline = time.monotonic() + timeout_s
+    in_a_row = 0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"process exited early:\n{proc.stdout.read()}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
+            in_a_row = in_a_row + 1 if requests.get(url, timeout=2).status_code == 200 else 0
         except requests.RequestException:
-            pass
-        time.sleep(0.5)
+            in_a_row = 0
+        if in_a_row >= 3:
+            return
+        time.sleep(0.3 if in_a_row else 0.5)
     raise AssertionError(f"{url} not ready after {timeout_s} s")

@@ -49,11 +49,12 @@ def metadata(runner: RayRunner) -> dict:
 def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, cluster) -> None:
     runner = served(model, cluster)
     try:
-        result = runner.run(TrialConfig("cpu", 4, "fp32", 1, 1))
+        result = runner.run(TrialConfig("cpu", 4, "fp32", 2, 1))
         d = result.details
         assert d["level"] == "served" and d["requests_failed"] == 0
         assert result.throughput_rps > 0 and 0 < result.latency_p50_ms <= result.latency_p95_ms <= result.latency_p99_ms
-        assert d["concurrency"] == d["serve_deployment"]["max_ongoing_requests"]  # 1 replica x its limit
+        assert d["concurrency"] == 2 * d["serve_deployment"]["max_ongoing_requests"]  # 2 replicas x its limit
+        assert len(d["stack"]["replica_pids"]) == 2
         assert d["binary"] is True and d["instances_per_request"] == 1
         engine = d["engine"]["throughput_rps"]
         assert d["serving_efficiency"] == pytest.approx(result.throughput_rps / engine, abs=1e-4)  # 4 decimals
@@ -62,11 +63,15 @@ def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, c
         assert d["stack"]["endpoint"].startswith("http://127.0.0.1:")
         assert metadata(runner)["batch_size"] == 4
 
-        # Same threads, another batch size and precision: Serve reconfigures the replica in place.
+        # One replica fewer, another batch size, precision and thread count: Serve stops one replica
+        # and reconfigures the one it keeps in place.
         before = replica_pids()
-        second = runner.run(TrialConfig("cpu", 8, "fp16", 1, 1))
-        assert second.details["replicas_restarted"] is False and replica_pids() == before
-        assert (metadata(runner)["batch_size"], metadata(runner)["precision"]) == (8, "fp16")
+        second = runner.run(TrialConfig("cpu", 8, "fp16", 1, 2))
+        kept = second.details["stack"]["replica_pids"]
+        assert second.details["replicas_restarted"] is False and len(kept) == 1 and set(kept) < before
+        assert second.details["requests_failed"] == 0
+        params = metadata(runner)
+        assert (params["batch_size"], params["precision"], params["threads_per_replica"]) == (8, "fp16", 2)
         assert second.details["deploy_s"] < 10
     finally:
         runner.shutdown()

@@ -189,7 +189,7 @@ def test_metadata_describes_inputs_outputs_and_deployment(server: Server) -> Non
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
     (output,) = meta["outputs"]
     assert output["datatype"] == "FP32" and output["shape"] == [-1, 10]
-    assert meta["parameters"] == {"precision": "fp32", "batch_size": BATCH,
+    assert meta["parameters"] == {"precision": "fp32", "batch_size": BATCH, "threads_per_replica": 1,
                                   "max_body_bytes": DIGITS_BODY_LIMIT, "providers": ["CPUExecutionProvider"]}
 
 

@@ -107,7 +107,7 @@ def window_length_s(settings: MeasurementSettings, requests_per_s: float) -> flo
 
 
 def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSettings, load: LoadSpec,
-                 probe: bool = True) -> PerfResult:
+                 probe: bool = True, warmed_rate_rps: float | None = None) -> PerfResult:
     """Drive all replicas window by window and summarise.
 
     Args:
@@ -117,19 +117,22 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
         load: offline (closed loop) or server (Poisson arrivals at `target_rps`).
         probe: watch each window for other work on the trial's cores (False: no probe, as for a
             load test of a deployment that is not tuner's to judge).
+        warmed_rate_rps: the caller has warmed the replicas up already and measured this request
+            rate at the end (the served level's prewarm): no warm-up here; windows are sized from it.
     """
     wall0 = time.perf_counter()
     infos: list[dict[str, Any]] = broadcast("info", ())
     n = len(infos)
     watch = interference.probe_for(infos) if probe else None
     left_out: list[interference.WindowInterference] = []
-    warm = broadcast("run_for", (settings.warmup_s, 2))  # discarded: first runs, allocator growth
+    # Discarded: first runs, allocator growth; it also gives the rate that sizes the windows.
+    warm = broadcast("run_for", (settings.warmup_s, 2)) if warmed_rate_rps is None else []
     if load.mode == "server":
         assert load.target_rps is not None  # LoadSpec refuses server mode without a rate
         rate = float(load.target_rps)
         window = window_length_s(settings, rate)
     else:
-        rate = sum(len(w.latencies_s) / w.elapsed_s for w in warm)
+        rate = sum(len(w.latencies_s) / w.elapsed_s for w in warm) if warmed_rate_rps is None else warmed_rate_rps
         window = window_length_s(settings, rate)
     measure0 = time.perf_counter()
     windows: list[tuple[float, float, list[WindowSample], interference.WindowInterference | None]] = []
@@ -175,7 +178,7 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
         "latency_p99_ci_ms": percentile_ci_ms(lat, 0.99),
         "window_throughput_rps": [round(float(w[0]), 3) for w in windows],
         "throughput_cv": float(tputs.std() / tputs.mean()) if tputs.mean() > 0 else 0.0,
-        "warmup_s": settings.warmup_s,
+        "warmup_s": settings.warmup_s if warmed_rate_rps is None else 0.0,
         "measuring_s": round(measuring_s, 3),
         "protocol_wall_s": round(time.perf_counter() - wall0, 3),
         "replicas": infos,

@@ -24,13 +24,18 @@ from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
 from tuner.runner.base import TrialFailed
+from tuner.spec.measurement import LoadSpec
 
 if TYPE_CHECKING:
     from tuner.runner.trial import RayRunner
 
 APP_NAME = "tuner-trial"
-#: Untimed load before the protocol's warm-up, in seconds.
-PREWARM_S = 1.0
+#: Untimed load before the protocol's warm-up: steps of PREWARM_STEP_S until two in a row agree
+#: on the request rate within PREWARM_AGREE (a replica that has just started or loaded a new
+#: session is slow at first), at least two steps and at most PREWARM_MAX_S.
+PREWARM_STEP_S = 0.25
+PREWARM_MAX_S = 1.0
+PREWARM_AGREE = 0.2
 #: A served trial in which more than this share of requests fails cannot serve its load.
 FAILED_SHARE_MAX = 0.01
 
@@ -66,6 +71,31 @@ def engine_summary(engine: PerfResult) -> dict[str, Any]:
             "latency_p95_ms": engine.latency_p95_ms, "latency_p99_ms": engine.latency_p99_ms,
             "stable": engine.details.get("stable"), "requests": engine.details.get("requests"),
             "measuring_s": engine.details.get("measuring_s"), "trial_wall_s": engine.details.get("trial_wall_s")}
+
+
+def prewarm(bench: ServedBench, load: LoadSpec) -> tuple[float, float | None]:
+    """Untimed load until the endpoint's rate settles (see PREWARM_STEP_S): the served level's
+    warm-up. Returns (its seconds, the request rate of its last step; None in server mode).
+
+    Connections open and the replicas' first batches form before the windows, which are sized
+    from the rate seen at the end of it (a cold start read 10x too slow). In server mode the rate
+    is the load's own, so two steps open the connections and fill the batches.
+    """
+    t0 = time.perf_counter()
+    if load.mode != "offline":
+        assert load.target_rps is not None  # LoadSpec refuses server mode without a rate
+        bench.serve_for(2 * PREWARM_STEP_S, load.target_rps, 0.0, 0)
+        return time.perf_counter() - t0, None
+    last = None
+    while True:
+        window = bench.run_for(PREWARM_STEP_S, 1)
+        rate = len(window.latencies_s) / window.elapsed_s if window.elapsed_s > 0 else 0.0
+        if last is not None and rate > 0 and abs(rate - last) <= PREWARM_AGREE * max(rate, last):
+            break
+        if time.perf_counter() - t0 + PREWARM_STEP_S > PREWARM_MAX_S:
+            break
+        last = rate
+    return time.perf_counter() - t0, rate
 
 
 class ServedTrials:
@@ -117,16 +147,9 @@ class ServedTrials:
         bench.concurrency = concurrency
         bench.prepare(f"{serve.base_url}/{r.model.name}", Endpoint(serve.base_url, r.model.name), r.model.inputs,
                       r.served.instances_per_request)
-        # Connections open and the replicas' first batches form before the protocol's own warm-up,
-        # which sizes the windows from the rate it sees (a cold start read 10x too slow).
-        if r.load.mode == "offline":
-            bench.run_for(PREWARM_S, 1)
-        else:
-            assert r.load.target_rps is not None
-            bench.serve_for(PREWARM_S, r.load.target_rps, 0.0, 0)
+        prewarm_s, warmed_rate = prewarm(bench, r.load)
         bench.reset_failures()
         replicas = replica_pids()
-        time.sleep(0.2)  # let a reload of HAProxy (a new config) finish before sampling its process
         proxies = stack_processes()["proxy"]
         bench.stack_pids = tuple(sorted({*proxies, *replicas}))
         cpu0 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
@@ -135,7 +158,9 @@ class ServedTrials:
         def broadcast(method: str, args: tuple | list) -> list:
             return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
 
-        result = run_protocol(broadcast, r.settings, r.load)
+        # The prewarm was the warm-up (server mode keeps the protocol's: its windows are sized from
+        # the offered rate, and the warm-up fills the batches at it).
+        result = run_protocol(broadcast, r.settings, r.load, warmed_rate_rps=warmed_rate)
         wall = time.perf_counter() - wall0
         cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
         sent, failed, by_kind, errors = bench.failures()
@@ -143,12 +168,14 @@ class ServedTrials:
             raise TrialFailed(f"the endpoint failed {failed} of {sent} requests at this load ({by_kind}; first: "
                               f"{'; '.join(errors[:2])})", infeasible=True)
         cores = {name: round(_used(a, b) / wall, 3) for name, a, b in zip(("proxy", "replicas", "client"), cpu0, cpu1)}
+        # stack's replica pids: those alive at the end (a downscale's surplus replicas have left by then).
         result.details.update(
-            level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted, prewarm_s=PREWARM_S,
+            level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted,
+            prewarm_s=round(prewarm_s, 3),
             concurrency=concurrency if r.load.mode == "offline" else None,
             instances_per_request=r.served.instances_per_request, binary=r.served.binary,
             requests_failed=failed, failed_by_kind=by_kind, stack_cores_used=cores,
-            stack={"proxy_pids": proxies, "replica_pids": sorted(replicas), "endpoint": serve.base_url,
+            stack={"proxy_pids": proxies, "replica_pids": sorted(replicas & replica_pids()), "endpoint": serve.base_url,
                    "client": result.details["replicas"][0]},
             serve_deployment={k: v for k, v in deployment.items() if k != "user_config"},
             ray_cpus_declared=0,
