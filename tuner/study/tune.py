@@ -178,6 +178,12 @@ def tune(opts: TuneOptions, log=print) -> optuna.Study:
             stopper = Stopper(list(space.objectives), opts.timeout_s, opts.patience)
             ctx = LoopContext(study, space, info, runner, model, prices, space.constraints.to_constraints(),
                               load, hardware, opts.remeasure, log, stopper, level)
+            if not cluster.started_here:
+                log("note: on an existing cluster, served figures (the served level and the finalists) go through "
+                    "the Serve mode its nodes were started with; tuner's own clusters, and promote --deploy, run "
+                    "Serve's fast path. Start the nodes with RAY_SERVE_ENABLE_HA_PROXY=1 "
+                    "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for figures that match it; each served trial records its "
+                    "serve_path")
             if level == "served" and opts.parallel > 1:
                 log("note: served trials take their whole node and run one at a time; --parallel applies to FPGA "
                     "estimates beside them")
