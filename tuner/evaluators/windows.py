@@ -125,15 +125,16 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
     n = len(infos)
     watch = interference.probe_for(infos) if probe else None
     left_out: list[interference.WindowInterference] = []
-    # Discarded: first runs, allocator growth; it also gives the rate that sizes the windows.
-    warm = broadcast("run_for", (settings.warmup_s, 2)) if warmed_rate_rps is None else []
+    warmup_s = settings.warmup_s if warmed_rate_rps is None else 0.0
+    if warmed_rate_rps is None:  # discarded: first runs, allocator growth; its rate sizes the windows
+        warm = broadcast("run_for", (settings.warmup_s, 2))
+        warmed_rate_rps = sum(len(w.latencies_s) / w.elapsed_s for w in warm)
     if load.mode == "server":
         assert load.target_rps is not None  # LoadSpec refuses server mode without a rate
         rate = float(load.target_rps)
-        window = window_length_s(settings, rate)
     else:
-        rate = sum(len(w.latencies_s) / w.elapsed_s for w in warm) if warmed_rate_rps is None else warmed_rate_rps
-        window = window_length_s(settings, rate)
+        rate = warmed_rate_rps
+    window = window_length_s(settings, rate)
     measure0 = time.perf_counter()
     windows: list[tuple[float, float, list[WindowSample], interference.WindowInterference | None]] = []
     stable = False
@@ -178,7 +179,7 @@ def run_protocol(broadcast: Callable[[str, Any], list], settings: MeasurementSet
         "latency_p99_ci_ms": percentile_ci_ms(lat, 0.99),
         "window_throughput_rps": [round(float(w[0]), 3) for w in windows],
         "throughput_cv": float(tputs.std() / tputs.mean()) if tputs.mean() > 0 else 0.0,
-        "warmup_s": settings.warmup_s if warmed_rate_rps is None else 0.0,
+        "warmup_s": warmup_s,
         "measuring_s": round(measuring_s, 3),
         "protocol_wall_s": round(time.perf_counter() - wall0, 3),
         "replicas": infos,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tuner.runner.trial import RayRunner
 
 APP_NAME = "tuner-trial"
-#: Untimed load before the protocol's warm-up: steps of PREWARM_STEP_S until two in a row agree
+#: The served level's warm-up, untimed: steps of PREWARM_STEP_S until two in a row agree
 #: on the request rate within PREWARM_AGREE (a replica that has just started or loaded a new
 #: session is slow at first), at least two steps and at most PREWARM_MAX_S.
 PREWARM_STEP_S = 0.25
