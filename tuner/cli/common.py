@@ -1,8 +1,13 @@
-"""What several commands share: the --storage and load flags, and picking the study to read."""
+"""What several commands share: the --storage and load flags, picking the study to read, and keeping a
+--json command's standard output for its JSON."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -67,6 +72,23 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 
     return ModelOptions(parse_input_shapes(args.input_shape), parse_batch_axes(args.batch_axis),
                         parse_fixed(args.fixed_input), args.fidelity, args.calibration_data)
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While the block runs, whatever is written to standard output goes to standard error, at the
+    file-descriptor level: Ray prints some messages of its own there from its threads and its C++
+    core (e.g. a retried ServeController.graceful_shutdown during serve.shutdown), and a --json
+    command's standard output must hold its JSON alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def pick_study(name: str | None, storage: str | None) -> optuna.Study:
