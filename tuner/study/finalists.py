@@ -1,6 +1,9 @@
 """Finalists: before a study ends, its best measured candidates are measured again,
 interleaved (A B C A B C ...), so drift of the machine hits all of them alike. Their reported
-metrics become the medians of all their measurements, with the spread.
+metrics become the medians of these re-measurements, with the spread. The first measurement is
+left out of the median: it is the one that made the trial a finalist, so it is biased high (the
+winner's curse: of many noisy measurements, the best are the luckiest). It stays in the record
+as `first_measurement`.
 
 Optuna's stored values stay as first measured (a finished trial cannot change); the
 re-measurement is kept in the study's user attribute ``finalists`` and `tuner show`, the
@@ -46,9 +49,9 @@ def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[s
 def remeasure_finalists(ctx: LoopContext, k: int, repeats: int, runner: Runner | None = None,
                         level: str | None = None) -> dict[str, Any]:
     """Re-measure up to `k` finalists `repeats` times each, interleaved, with `runner` measuring at
-    `level` (default: the study's runner and level); store and return. The medians are what the
-    front, show and promote use. A first measurement made at another level (the search at the
-    engine level, finalists served) is not part of the median.
+    `level` (default: the study's runner and level); store and return. The medians of the
+    re-measurements are what the front, show and promote use; the first measurement, which
+    selected the trial, is not part of them (see the module's docstring).
 
     A lucky single measurement must not win by luck: when the medians reorder the front so that a
     trial not yet re-measured enters the top `k`, it is re-measured too (at most
@@ -70,10 +73,9 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
                level: str) -> dict[str, Any]:
     ctx.log(f"\nre-measuring {len(finalists)} finalist(s) {repeats} more time(s) at the {level} level, interleaved: "
             f"{', '.join('#' + str(f.number) for f in finalists)}")
-    samples = {f.number: [f.metrics.to_dict()] if f.metrics and (f.level or "engine") == level else []
-               for f in finalists}
-    disturbed = {f.number: int(bool(samples[f.number]) and f.interference is not None and f.interference.disturbed)
-                 for f in finalists}
+    # Only the re-measurements count: the first, which selected the trial, is biased high.
+    samples: dict[int, list[dict[str, float]]] = {f.number: [] for f in finalists}
+    disturbed = {f.number: 0 for f in finalists}
     configs = {f.number: f.config for f in finalists if f.config}
     for r in range(repeats):
         for number, config in configs.items():
@@ -92,7 +94,7 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
     stored = dict(ctx.study.user_attrs.get("finalists", {}))
     for number, rows in samples.items():
         if not rows:
-            ctx.log(f"  #{number}: no {level} measurement succeeded; its figures stay as first measured")
+            ctx.log(f"  #{number}: no {level} re-measurement succeeded; its figures stay as first measured")
             continue
         median, spread, cv = summarise(rows)
         metrics = Metrics(median["throughput_rps"], median["latency_p50_ms"], median["latency_p95_ms"],
@@ -108,7 +110,7 @@ def _remeasure(ctx: LoopContext, finalists: list[TrialRecord], repeats: int, run
             "feasible": is_feasible(constraints),
             "level": level,
         }
-        ctx.log(f"  #{number}: median of {len(rows)}: {median['throughput_rps']:,.0f} inf/s "
+        ctx.log(f"  #{number}: median of {len(rows)} re-measurement(s): {median['throughput_rps']:,.0f} inf/s "
                 f"(range {spread['throughput_rps'][0]:,.0f}-{spread['throughput_rps'][1]:,.0f}, cv {cv:.1%}), "
                 f"p95 {median['latency_p95_ms']:.3f} ms"
                 + (f"; {disturbed[number]} of {len(rows)} measurements DISTURBED by other work" if disturbed[number]
