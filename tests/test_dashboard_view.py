@@ -110,7 +110,7 @@ def test_the_measured_companion_draws_tuners_figures_and_front(served: dict) -> 
     assert set(by_search) == {0, 1, 4}
     assert all(t["constraints"] and all(v <= 0 for v in t["constraints"]) for t in measured["trials"])
     assert float(by_search[1]["values"][0]) == 3900.0  # the finalist's median, not its first 4,000
-    assert _attr(by_search[1], "figures") == "median of 4 measurements (finalist)"
+    assert _attr(by_search[1], "figures") == "median of 4 re-measurements (finalist)"
     # the dashboard's Pareto set is tuner's measured front of make_study (#4 is dominated by #1)
     assert {int(_attr(t, "search_trial")) for t in measured["best_trials"]} == {0, 1}
     assert measured["objective_names"] == ["throughput_rps", "latency_p95_ms", "cost_usd_per_million"]

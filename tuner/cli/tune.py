@@ -72,7 +72,7 @@ def print_front(study: optuna.Study) -> None:
     complete = sum(r.state == "COMPLETE" for r in record.trials)
     print(f"\nFeasible Pareto front of {study.study_name!r} ({len(front)} of {complete} complete trials; "
           "ESTIMATED rows come from the FPGA cost model, not a measurement; finalists show the median "
-          "of their measurements):")
+          "of their re-measurements):")
     print(format_table(fastest_first(front)) if front
           else "(empty: no feasible trial yet)")
     for line in legends(front):

@@ -138,7 +138,7 @@ def _how(p: TrialPoint) -> Safe:
         band = f"; expected error {band_text(p.error_band)}" if p.error_band else ""
         return Safe(f' <span class="est">(est.: FPGA cost model, not measured{esc(band)})</span>')
     if p.remeasured:
-        return esc(f" (median of {p.remeasured.samples} measurements)")
+        return esc(f" (median of {p.remeasured.samples} re-measurements)")
     return Safe("")
 
 
@@ -257,7 +257,7 @@ def render(report: Report, plot_div: str, files: PlotFiles) -> str:
         "<h2>Chosen configuration</h2>", _chosen(report.chosen, report.chosen_problem),
         "<h2>Pareto front</h2>", _plots(plot_div, files),
         "<h2>Feasible Pareto trials</h2>",
-        "<p>Finalists show the median of their measurements with the range in parentheses; rows marked "
+        "<p>Finalists show the median of their re-measurements with the range in parentheses; rows marked "
         "<span class=est>(est.)</span> are FPGA cost-model estimates, each with its expected error on that board "
         "(typical and worst factor either way, from published figures the model's fit did not see; "
         "<i>uncalibrated</i>: a board with no published figures of its own, whose band is that of boards a "

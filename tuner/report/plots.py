@@ -86,7 +86,7 @@ def hover_text(p: TrialPoint) -> str:
                                  quote=False))
     if p.remeasured:
         lo, hi = p.remeasured.spread.get("throughput_rps", (m.throughput_rps, m.throughput_rps))
-        lines.append(f"median of {p.remeasured.samples} measurements (throughput {lo:,.0f}–{hi:,.0f})")
+        lines.append(f"median of {p.remeasured.samples} re-measurements (throughput {lo:,.0f}–{hi:,.0f})")
     return "<br>".join(lines)
 
 

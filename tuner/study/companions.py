@@ -123,7 +123,7 @@ def _add(companion: optuna.Study, row: TrialRecord, params: dict[str, Any], dist
     m = row.metrics
     companion.enqueue_trial(params)
     trial = companion.ask(dists)
-    figures = (f"median of {row.remeasured.samples} measurements (finalist)" if row.remeasured
+    figures = (f"median of {row.remeasured.samples} re-measurements (finalist)" if row.remeasured
                else "ESTIMATED" if m.estimated else "its one measurement")
     for key, value in (("search_trial", row.number), ("figures", figures), ("level", row.level or ""),
                        ("configuration", row.config.label()), *m.to_dict().items(), ("feasible", row.feasible),

@@ -59,7 +59,7 @@ def study_note(record: StudyRecord, promotions: list[dict], approvals: list[dict
     measured = measured_front(record.trials, record.objectives)
     lines = [f"**{record.study}** is the search's record: its plots draw each trial as first measured, FPGA "
              f"estimates among them. **{record.study}.measured** holds tuner's figures (feasible measured trials, "
-             f"finalists as the median of their measurements; its Pareto set is the measured front below) and "
+             f"finalists as the median of their re-measurements; its Pareto set is the measured front below) and "
              f"**{record.study}.estimated** the FPGA trials, ESTIMATED by the cost model.", "",
              _chosen(record, promotions, slo_ms), "",
              f"Measured front ({len(measured)} trials: what promote chooses from on a machine with CPUs and GPUs):",

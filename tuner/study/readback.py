@@ -7,7 +7,8 @@ The driver writes these user attributes on every trial (also what the dashboard 
 for a configuration whose earlier measurement was reused.
 
 Reported metrics are the first measurement, except for finalists (study attribute
-``finalists``): there, the median of all their measurements. `pareto` is the front of the
+``finalists``): there, the median of their re-measurements
+(the first measurement, which selected them, left out: `tuner.study.finalists`). `pareto` is the front of the
 reported metrics among feasible, COMPLETE, non-reused trials of one measurement level (served
 when the study has served figures: `tuner.front.levels`).
 """
