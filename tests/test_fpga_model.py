@@ -183,6 +183,18 @@ def test_tiled_cycles_of_conv_depthwise_and_fc() -> None:
     assert cycles == 32 * 63  # one row: 1 of 8 pixel lanes busy
 
 
+def test_channel_augmentation_folds_kernel_columns_of_a_thin_first_layer() -> None:
+    stem = conv("stem", 3, 64, 112, k=7)  # 3 of 16 ICP lanes without augmentation
+    plain = dataclasses.replace(DEVICES["zcu104"], channel_augmentation=0)
+    assert tiled_cycles(stem, plain, 0.5)[0] == 1 * 4 * 112 * 14 * 7 * 7
+    # channel_num 32: all 7 columns fold into 21 channels (2 ICP tiles), kernel width 1
+    assert tiled_cycles(stem, DEVICES["zcu104"], 0.5)[0] == 2 * 4 * 112 * 14 * 7 * 1
+    # DPUCADF8H channel_num 16: 5 columns fold into 15 channels, kernel width ceil(7/5) = 2
+    assert tiled_cycles(stem, DEVICES["u200"], 0.5)[0] == 1 * 4 * 112 * 14 * 7 * 2
+    wide = conv("c", 64, 64, 56)  # enough input channels: unchanged
+    assert tiled_cycles(wide, DEVICES["zcu104"], 0.5) == tiled_cycles(wide, plain, 0.5)
+
+
 def test_off_chip_bytes_reread_only_when_nothing_fits() -> None:
     layer = conv("c", 256, 256, 56)  # 802 KB in and out, 590 KB weights
     assert offchip_bytes(layer, 1, 4e6, 0.5) == layer.input_bytes + layer.output_bytes + layer.weight_bytes

@@ -58,6 +58,9 @@ class FpgaDevice:
             (or a device without the field) uses ICP x PP * alu_pp_share.
         feature_buffer_kb: feature-map banks of each batch engine of its own (a Versal
             DPUCVDX8G); a layer whose maps fit them keeps them on-chip. 0: maps go off-chip.
+        channel_augmentation: the conv engine's channel_augmentation channel_num (ISA prototxt): a
+            conv with fewer input channels than ICP folds kernel columns into up to this many
+            channels (the 3-channel first layer). 0: no augmentation.
         pl_clock_mhz: a Versal DPU's programmable-logic clock, where its controller and its
             pooling, element-wise and depthwise engines run while the AI Engines do the
             convolutions at `clock_mhz`. None: one clock for everything (the PL DPUs).
@@ -84,6 +87,7 @@ class FpgaDevice:
     pl_clock_mhz: float | None = None
     misc_engines: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
     feature_buffer_kb: float = 0.0
+    channel_augmentation: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     unverified: frozenset[str] = frozenset()
 
@@ -156,6 +160,7 @@ class _DeviceSpec(BaseModel):
     pl_clock_mhz: _Float | None = None
     misc_engines: _MiscEngines | None = None
     feature_buffer_kb: _Float | None = None
+    channel_augmentation: _Int | None = None
 
     @model_validator(mode="after")
     def _engines_match_cores(self) -> _DeviceSpec:
@@ -234,7 +239,7 @@ def _schema_error(path: Path, exc: ValidationError) -> TunerError:
             f"{path}: {where}", where.rsplit(".", 1)[-1],
             "Unknown key: a device has description, price_key, dpu, arch, pp, icp, ocp, cores, "
             "batch_engines, clock_mhz, memory_bandwidth_gbps, onchip_buffer_kb, host_link and "
-            "optional power_w, pool_kernel_max, pl_clock_mhz, misc_engines and feature_buffer_kb; each "
+            "optional power_w, pool_kernel_max, pl_clock_mhz, misc_engines, feature_buffer_kb and channel_augmentation; each "
             "parameter has value, source and "
             "optional unverified.",
             "Remove or rename the key.",
@@ -257,7 +262,7 @@ _FIXES = {
 def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
     params = ("dpu", "arch", "pp", "icp", "ocp", "cores", "batch_engines", "clock_mhz",
               "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max",
-              "pl_clock_mhz", "misc_engines", "feature_buffer_kb")
+              "pl_clock_mhz", "misc_engines", "feature_buffer_kb", "channel_augmentation")
     sourced = {name: getattr(spec, name) for name in params if getattr(spec, name) is not None}
     engines = spec.batch_engines.value
     per_core = tuple(engines) if isinstance(engines, list) else (engines,) * spec.cores.value
@@ -280,6 +285,7 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
         pool_kernel_max=spec.pool_kernel_max.value if spec.pool_kernel_max is not None else None,
         pl_clock_mhz=spec.pl_clock_mhz.value if spec.pl_clock_mhz is not None else None,
         feature_buffer_kb=spec.feature_buffer_kb.value if spec.feature_buffer_kb is not None else 0.0,
+        channel_augmentation=spec.channel_augmentation.value if spec.channel_augmentation is not None else 0,
         misc_engines={kind: (lanes.channel_parallel, lanes.pixel_parallel)
                       for kind, lanes in (spec.misc_engines.value.items() if spec.misc_engines else ())},
         sources={name: s.source for name, s in sourced.items()},

@@ -254,9 +254,10 @@ def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> t
     if layer.kind in CONV_KINDS:
         groups = max(1, layer.groups)
         c_in, c_out = max(1, layer.c_in // groups), max(1, layer.c_out // groups)
+        c_in, kernel_w = augmented(c_in, max(1, layer.kernel_w), groups, device)
         cycles = (groups * math.ceil(c_in / device.icp) * math.ceil(c_out / device.ocp)
                   * max(1, layer.h_out) * math.ceil(max(1, layer.w_out) / device.pp)
-                  * max(1, layer.kernel_h) * max(1, layer.kernel_w))
+                  * max(1, layer.kernel_h) * kernel_w)
         lanes = device.pp * device.icp * device.ocp
         return float(cycles), layer.macs / (cycles * lanes) if cycles else 0.0
     alu_cp, alu_pp = device.misc_engines.get(layer.kind) or (device.icp, max(1, int(device.pp * alu_pp_share)))
@@ -268,6 +269,21 @@ def tiled_cycles(layer: LayerCost, device: FpgaDevice, alu_pp_share: float) -> t
     return layer.macs / (alu_pp * alu_cp), 0.0  # pool, eltwise: element operations
 
 
+def augmented(c_in: int, kernel_w: int, groups: int, device: FpgaDevice) -> tuple[int, int]:
+    """(input channels, kernel width) a conv's tiles run with after channel augmentation.
+
+    A DPU with `channel_augmentation` (its prototxt's channel_num) folds `f` kernel columns of
+    a layer with fewer input channels than ICP into `f * c_in <= channel_num` channels, so the
+    3-channel first layer of most CNNs fills more of the ICP lanes (PG338 "Channel
+    Augmentation"): a 7x7 kernel on 3 channels runs as 2 columns of 15 channels, not 7 of 3.
+    """
+    num = device.channel_augmentation
+    if not num or groups != 1 or c_in >= device.icp or kernel_w == 1:
+        return c_in, kernel_w
+    fold = min(kernel_w, max(1, num // c_in))
+    return c_in * fold, math.ceil(kernel_w / fold)
+
+
 def offchip_bytes(layer: LayerCost, n: int, onchip_bytes: float, activation_share: float,
                   feature_buffer_bytes: float = 0.0) -> float:
     """Bytes a layer moves off-chip for `n` instances side by side (one per batch engine).
@@ -276,7 +292,7 @@ def offchip_bytes(layer: LayerCost, n: int, onchip_bytes: float, activation_shar
     output once; the engines share one copy of the weights. When neither the inputs nor the
     weights fit their share of the on-chip banks, the smaller re-read wins: the weights once
     per input tile, or the inputs once per weight tile. A DPU whose batch engines each have
-    their own feature-map banks (`feature_buffer_bytes`, a Versal DPUCVDX8G) keeps a layer's
+    their own feature-map banks (`feature_buffer_bytes`: DPUCVDX8G, DPUCVDX8H, DPUCADF8H) keeps a layer's
     maps there when its input and output fit; the graph's own inputs and outputs still move.
     """
     if feature_buffer_bytes and layer.input_bytes + layer.output_bytes <= feature_buffer_bytes:
