@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 
 from tuner.cli.common import load_args, model_args, model_options, stdout_to_stderr
 from tuner.config import ALLOWED_PRECISIONS, PLATFORMS, PRECISIONS, TrialConfig
@@ -57,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
     opts = MeasureOptions(config, args.model, model_options(args), args.space,
                           args.ray_address, args.load_mode, args.target_rps, args.measure, args.num_gpus,
                           args.gpu_backend)
+    # With --json, progress and Ray's own messages go to stderr: stdout is the JSON alone.
+    with stdout_to_stderr() if args.json else nullcontext():
+        result = measure(opts, log=print)
     if args.json:
-        with stdout_to_stderr():  # progress and Ray's own messages: stdout is the JSON alone
-            result = measure(opts, log=print)
         print(json.dumps(result, indent=2))
         return 0
-    result = measure(opts, log=print)
     m, meas = result["metrics"], result["measurement"]
     kind = "ESTIMATED by the FPGA cost model" if m["estimated"] else f"measured, {result['level']} level"
     print(f"{config.label()} ({kind}):")
