@@ -141,6 +141,17 @@ def test_when_nothing_serves_the_demand_the_fastest_within_the_slo_is_named() ->
     assert fitting([HUGE], demand_rps=10, slo_ms=5.0) is None
 
 
+def test_an_overload_offers_no_switch_to_a_configuration_that_serves_less() -> None:
+    """Overloaded on the fastest configuration: the next fastest is named, not offered, so
+    `watch --apply` does not move the load onto something slower."""
+    v = judge(live(3500, ongoing=60), promoted(BIG, slots=64), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "overload" and v.fit is None
+    assert "no configuration of the study serves more (the fastest is #0" in v.message
+    # The same load on SMALL: BIG serves more, so it is offered.
+    v = judge(live(1500, ongoing=31), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
+    assert v.kind == "overload" and v.fit is BIG
+
+
 def test_every_slot_busy_at_a_low_rate_is_a_burst_not_an_overload() -> None:
     v = judge(live(100, ongoing=32), promoted(SMALL), [SMALL, BIG], slo_ms=5.0)
     assert v.kind == "ok", v.message

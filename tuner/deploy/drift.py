@@ -25,7 +25,9 @@ The rules (`tuner watch`; thresholds are module constants, documented in the REA
 The configuration that fits the observed load: among the study's feasible, servable, measured
 trials (one measurement level, `tuner.front.levels`) meeting the SLO, those whose capacity
 times `HEADROOM` covers the demand, the cheapest per hour; none covers it: the one with the
-highest capacity. Cost per hour = cost per million x throughput x 3600 / 1e6 (what the trial's
+highest capacity. On an overload a configuration that serves no more than the promoted one
+is named but not offered (the verdict's `fit` is None): switching to it would serve less.
+Cost per hour = cost per million x throughput x 3600 / 1e6 (what the trial's
 machines cost, busy or not).
 """
 
@@ -149,13 +151,16 @@ def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecor
         # Saturated: the demand is at least what is served, and more when requests are refused.
         demand = max(live.inferences_per_s, cap) + (live.errors_per_s if refused else 0.0)
         fit = fitting(others, demand, slo_ms)
+        advice = _advice(fit, promoted)
+        if fit is not None and fit.metrics is not None and fit.metrics.throughput_rps <= cap:
+            fit = None  # named in the advice, but switching to it would serve less: nothing to apply
         why = []
         why.append(where)
         if slots >= SATURATED_SHARE:
             why.append(f"{live.ongoing_requests:.0f} of {promoted.request_slots} request slots busy")
         if refused:
             why.append(f"{live.errors_per_s:,.1f} req/s refused (503: queue full)")
-        return Verdict("overload", "OVERLOAD: " + "; ".join(why) + _advice(fit, promoted), fit, demand)
+        return Verdict("overload", "OVERLOAD: " + "; ".join(why) + advice, fit, demand)
     if fidelity is not None and accuracy_floor is not None and fidelity.compared >= FIDELITY_MIN_INSTANCES \
             and fidelity.upper_95() < accuracy_floor:
         exact = [r for r in others if r.config is not None and r.config.precision == "fp32"]
