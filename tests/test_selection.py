@@ -102,25 +102,3 @@ def test_engine_figures_never_stand_beside_served_ones() -> None:
     assert choose(marked, "fastest", {"cpu"}, objectives=objectives).trial.number == 2
     # Without served figures, the engine level is the study's level.
     assert [r.number for r in mark_pareto([engine, estimate], objectives) if r.pareto] == [0]
-
-
-def finalist(number, cost, tput, p95, tput_range, cost_range) -> TrialRecord:
-    from dataclasses import replace
-
-    from tuner.record import Remeasured
-    spread = {"throughput_rps": tput_range, "cost_usd_per_million": cost_range,
-              "latency_p50_ms": (p95 / 2, p95 / 2), "latency_p95_ms": (p95, p95), "latency_p99_ms": (p95, p95)}
-    return replace(rec(number, "cpu", cost, tput, p95), remeasured=Remeasured(3, spread, 0.1, None))
-
-
-def test_a_finalist_is_ranked_at_the_worst_of_its_re_measurements() -> None:
-    """The figures of digits-cnn trials #7 and #14 of a real study: #7's median is faster and
-    cheaper, but its re-measurements spanned 1,238-1,811 inf/s; #14's repeated within 2%."""
-    wide = finalist(7, 0.0247, 1718, 2.0, (1238, 1811), (0.0235, 0.0343))
-    steady = finalist(14, 0.0296, 1434, 1.0, (1420, 1450), (0.0293, 0.0299))
-    c = choose([wide, steady], "cheapest", {"cpu"})
-    assert c.trial.number == 14 and [r.number for r in c.runners_up] == [7]
-    assert choose([wide, steady], "fastest", {"cpu"}).trial.number == 14  # 1,420 > 1,238 at the worst
-    # Without re-measurements the medians alone rank: #7.
-    assert choose([rec(7, "cpu", 0.0247, 1718, 2.0), rec(14, "cpu", 0.0296, 1434, 1.0)], "cheapest",
-                  {"cpu"}).trial.number == 7

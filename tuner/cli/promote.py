@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from tuner.cli.common import pick_study, study_arg
-from tuner.front.selection import POLICIES, ranked_metrics
-from tuner.record import TrialRecord
+from tuner.front.selection import POLICIES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -120,15 +119,6 @@ def rayservice_options(args: argparse.Namespace):
                              no_auth=args.no_auth)
 
 
-def _worst(r: TrialRecord) -> str:
-    """A finalist's ranking figures (the worst of its re-measurements), when they differ from the median."""
-    if r.remeasured is None or not r.remeasured.spread or r.remeasured.samples < 2:
-        return ""
-    w = ranked_metrics(r)
-    return (f"; ranked at the worst of its {r.remeasured.samples} re-measurements: {w.throughput_rps:,.0f} inf/s, "
-            f"p95 {w.latency_p95_ms:.3f} ms, ${w.cost_usd_per_million:.5f}/M")
-
-
 def run(args: argparse.Namespace) -> int:
     from serving.auth import endpoint_token
     from tuner.deploy.autoscale import parse_traffic
@@ -155,12 +145,12 @@ def run(args: argparse.Namespace) -> int:
               f"servable trial #{t.number} instead.")
     print(f"promoted trial #{t.number}: {c.label()} ({result.choice.reason})")
     print(f"  measured: {m.throughput_rps:,.0f} inf/s, p95 {m.latency_p95_ms:.3f} ms, "
-          f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million" + _worst(t))
+          f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million")
     for r in result.choice.runners_up:
         if r.config and r.metrics:
             print(f"  runner-up #{r.number}: {r.config.platform} {r.config.precision} b{r.config.batch_size} "
                   f"{r.config.replicas}x{r.config.threads_per_replica}: {r.metrics.throughput_rps:,.0f} inf/s, "
-                  f"p95 {r.metrics.latency_p95_ms:.3f} ms, ${r.metrics.cost_usd_per_million:.5f}/M" + _worst(r))
+                  f"p95 {r.metrics.latency_p95_ms:.3f} ms, ${r.metrics.cost_usd_per_million:.5f}/M")
     if result.autoscaling is not None:
         print(result.autoscaling.describe())
     if shadow is not None:

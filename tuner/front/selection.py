@@ -9,12 +9,6 @@ Policies (`tuner promote --policy`):
   objective is scaled to [0, 1] over the front: the balanced compromise.
 Only platforms this machine can serve are eligible; a better trial on another platform (an
 FPGA estimate) is reported, not silently dropped.
-
-A finalist is ranked at the worst end of its re-measurements (its lowest throughput, its highest
-latencies and cost per million; `ranked_metrics`), as an estimate competes at the pessimistic
-end of its error band: a configuration whose figure does not repeat is not what a deployment
-gets, and the one that is promoted is verified against its median. The SLO and the budget are
-checked on the figures shown (the medians).
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tuner.errors import TunerError
 from tuner.front.levels import comparable
@@ -59,25 +53,6 @@ def _m(r: TrialRecord) -> Metrics:
     return r.metrics
 
 
-def ranked_metrics(r: TrialRecord) -> Metrics:
-    """The figures a trial is ranked by: a finalist's worst re-measurement of each metric (see
-    the module's docstring), any other trial's own figures."""
-    m = _m(r)
-    spread = r.remeasured.spread if r.remeasured is not None else {}
-    if not spread:
-        return m
-
-    def high(key: str, shown: float) -> float:
-        return spread[key][1] if key in spread else shown
-
-    return replace(m, throughput_rps=spread["throughput_rps"][0] if "throughput_rps" in spread else m.throughput_rps,
-                   latency_p50_ms=high("latency_p50_ms", m.latency_p50_ms),
-                   latency_p95_ms=high("latency_p95_ms", m.latency_p95_ms),
-                   latency_p99_ms=high("latency_p99_ms", m.latency_p99_ms),
-                   cost_usd_per_million=high("cost_usd_per_million", m.cost_usd_per_million))
-
-
-
 def rank_key(policy: str) -> RankKey:
     """The sort key of a policy that ranks trials one by one (all but ``knee``)."""
     key = POLICIES[policy][1]
@@ -88,10 +63,10 @@ def rank_key(policy: str) -> RankKey:
 def _knee_distances(front: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, float]:
     scaled: dict[int, list[float]] = {r.number: [] for r in front}
     for k in objectives:
-        vals = [getattr(ranked_metrics(r), k) for r in front]
+        vals = [getattr(_m(r), k) for r in front]
         lo, hi = min(vals), max(vals)
         for r in front:
-            x = (getattr(ranked_metrics(r), k) - lo) / (hi - lo) if hi > lo else 0.0
+            x = (getattr(_m(r), k) - lo) / (hi - lo) if hi > lo else 0.0
             scaled[r.number].append(1.0 - x if OBJECTIVE_DIRECTIONS[k] == "maximize" else x)
     return {n: math.sqrt(sum(v * v for v in vs)) for n, vs in scaled.items()}
 
@@ -114,7 +89,7 @@ def _rank(records: Sequence[TrialRecord], policy: str, objectives: Sequence[str]
         distance = _knee_distances(records, objectives)
         return sorted(records, key=lambda r: distance[r.number])
     key = rank_key(policy)
-    return sorted(records, key=lambda r: key(ranked_metrics(r)))
+    return sorted(records, key=lambda r: key(_m(r)))
 
 
 def measured_front(records: Sequence[TrialRecord], objectives: Sequence[str],

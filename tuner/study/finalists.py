@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.front.selection import DEFAULT_POLICY, measured_front, rank_key, ranked_metrics
+from tuner.front.selection import DEFAULT_POLICY, measured_front, rank_key
 from tuner.metrics import METRIC_KEYS, Metrics, is_feasible
 from tuner.record import Interference, TrialRecord
 from tuner.runner.base import Runner, TrialFailed
@@ -31,11 +31,10 @@ EXTRA_ROUNDS = 2
 
 def pick_finalists(records: Sequence[TrialRecord], k: int, objectives: Sequence[str]) -> list[TrialRecord]:
     """The `k` best trials of the front of measured (not estimated) feasible trials, in the
-    default promotion policy's order (finalists at the worst of their re-measurements, as promote
-    ranks them): what promote would choose from."""
+    default promotion policy's order: what promote would choose from."""
     front = measured_front(records, objectives)
     key = rank_key(DEFAULT_POLICY)
-    return sorted(front, key=lambda r: key(ranked_metrics(r)))[:k]
+    return sorted(front, key=lambda r: key(r.metrics))[:k]  # type: ignore[arg-type]
 
 
 def summarise(samples: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, list[float]], float]:
@@ -54,7 +53,7 @@ def remeasure_finalists(ctx: LoopContext, k: int, repeats: int, runner: Runner |
     re-measurements are what the front, show and promote use; the first measurement, which
     selected the trial, is not part of them (see the module's docstring).
 
-    A lucky single measurement must not win by luck: when the re-measurements reorder the front so that a
+    A lucky single measurement must not win by luck: when the medians reorder the front so that a
     trial not yet re-measured enters the top `k`, it is re-measured too (at most
     `EXTRA_ROUNDS` more times)."""
     runner = runner or ctx.runner
