@@ -102,3 +102,19 @@ def test_engine_figures_never_stand_beside_served_ones() -> None:
     assert choose(marked, "fastest", {"cpu"}, objectives=objectives).trial.number == 2
     # Without served figures, the engine level is the study's level.
     assert [r.number for r in mark_pareto([engine, estimate], objectives) if r.pareto] == [0]
+
+
+def test_with_re_measured_finalists_a_trial_measured_once_is_reported_not_chosen() -> None:
+    """Digits-cnn today: #8 measured once at 2,688 inf/s, finalist #12's median 2,535; served
+    afresh #8 gave 1,822-2,370 inf/s. Promote chooses among what was measured repeatedly."""
+    from dataclasses import replace
+
+    from tuner.record import Remeasured
+    once = rec(8, "cpu", 0.00439, 2688, 36.6)
+    finalist = replace(rec(12, "cpu", 0.00466, 2535, 19.6), remeasured=Remeasured(3, {}, 0.18, None))
+    c = choose([once, finalist], "cheapest", {"cpu"})
+    assert c.trial.number == 12 and c.better_measured_once is once
+    assert "among the re-measured finalists" in c.reason and [r.number for r in c.runners_up] == [8]
+    # A study without finalists (--finalists 0) chooses among everything.
+    c = choose([once, rec(12, "cpu", 0.00466, 2535, 19.6)], "cheapest", {"cpu"})
+    assert c.trial.number == 8 and c.better_measured_once is None

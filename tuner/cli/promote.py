@@ -143,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: trial #{b.number} ({b.platform}, ESTIMATED) ranks first by this policy, "
               f"but {b.platform} trials cannot be served on this machine; promoting the best "
               f"servable trial #{t.number} instead.")
+    if result.choice.better_measured_once:
+        b = result.choice.better_measured_once
+        print(f"note: trial #{b.number} ranks first by this policy on its one measurement, but it was not "
+              f"re-measured (a single figure that wins is the luckiest of many); promoting the best re-measured "
+              f"trial #{t.number} instead (--trial {b.number} promotes it anyway).")
     print(f"promoted trial #{t.number}: {c.label()} ({result.choice.reason})")
     print(f"  measured: {m.throughput_rps:,.0f} inf/s, p95 {m.latency_p95_ms:.3f} ms, "
           f"accuracy {m.accuracy:.4f}, ${m.cost_usd_per_million:.5f} per million")

@@ -8,7 +8,9 @@ Policies (`tuner promote --policy`):
 - ``knee``: the trial closest to the ideal point (best of every objective) once each
   objective is scaled to [0, 1] over the front: the balanced compromise.
 Only platforms this machine can serve are eligible; a better trial on another platform (an
-FPGA estimate) is reported, not silently dropped.
+FPGA estimate) is reported, not silently dropped. When the study re-measured finalists, the
+choice is among them: a trial measured once that ranks above them is reported, not chosen (the
+one measurement that put it there is the luckiest of many; `tuner.study.finalists`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Choice:
     reason: str
     runners_up: list[TrialRecord] = field(default_factory=list)
     better_unservable: TrialRecord | None = None
+    better_measured_once: TrialRecord | None = None  # ranks above the choice on one measurement
 
 
 def _m(r: TrialRecord) -> Metrics:
@@ -132,12 +135,16 @@ def choose(records: Sequence[TrialRecord], policy: str, servable: AbstractSet[st
             f"Every eligible Pareto trial runs on {sorted({_platform(r) for r in others})}, which this "
             f"machine cannot serve (servable: {sorted(servable)}). Pick a servable trial with --trial N (tuner show lists them).")
     ok = _rank(eligible, policy, names)
-    best = ok[0]
+    repeated = [r for r in ok if r.remeasured is not None]
+    best = repeated[0] if repeated else ok[0]
+    once = ok[0] if ok[0] is not best else None
     ranked = _rank([best, *others], policy, names)
     better = ranked[0] if ranked[0] is not best else None
     limits = "".join([f", p95 <= {slo_ms} ms" if slo_ms is not None else "",
                       f", cost <= ${max_cost}/M" if max_cost is not None else ""])
-    return Choice(best, f"policy {policy!r}: {rule}{limits}", ok[1:4], better)
+    among = ", among the re-measured finalists" if repeated else ""
+    return Choice(best, f"policy {policy!r}: {rule}{limits}{among}", [r for r in ok if r is not best][:3],
+                  better, once)
 
 
 def explicit(records: Sequence[TrialRecord], number: int, servable: AbstractSet[str]) -> Choice:
