@@ -152,7 +152,7 @@ def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecor
         demand = max(live.inferences_per_s, cap) + (live.errors_per_s if refused else 0.0)
         fit = fitting(others, demand, slo_ms)
         advice = _advice(fit, promoted)
-        if fit is not None and fit.metrics is not None and fit.metrics.throughput_rps <= cap:
+        if fit is not None and not _serves_more(fit, promoted):
             fit = None  # named in the advice, but switching to it would serve less: nothing to apply
         why = []
         why.append(where)
@@ -189,11 +189,15 @@ def judge(live: LiveFigures, promoted: Promoted, candidates: Sequence[TrialRecor
     return Verdict("ok", f"ok: {where}", None, live.inferences_per_s)
 
 
+def _serves_more(fit: TrialRecord, promoted: Promoted) -> bool:
+    """`fit` was measured to serve more than the promoted trial's capacity."""
+    return fit.metrics is not None and fit.metrics.throughput_rps > promoted.capacity_rps
+
+
 def _advice(fit: TrialRecord | None, promoted: Promoted) -> str:
     if fit is None:
         return "; no other configuration of the study meets the SLO"
-    m = fit.metrics
-    assert m is not None
-    if m.throughput_rps <= promoted.capacity_rps:
+    assert fit.metrics is not None
+    if not _serves_more(fit, promoted):
         return f"; no configuration of the study serves more (the fastest is {label(fit)})"
     return f"; trial {label(fit)} fits this load"
