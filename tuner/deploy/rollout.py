@@ -71,6 +71,9 @@ class Verification:
     windows: int = 0  # measuring windows the figures come from (the trial's protocol)
     stable: bool | None = None  # whether the last windows agreed within stable_pct
     measuring_s: float = 0.0  # time under load in those windows
+    window_throughput_rps: tuple[float, ...] = ()  # every measuring window's, in order
+    tuned_range_rps: tuple[float, float] | None = None  # [min, max] of the trial's re-measurements
+    tuned_samples: int = 0  # how many re-measurements that range is of (0: measured once)
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -160,10 +163,15 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
     t_ratio = served.throughput_rps / tuned.throughput_rps if tuned.throughput_rps else 0.0
     p_ratio = served.latency_p95_ms / tuned.latency_p95_ms if tuned.latency_p95_ms else float("inf")
     passed = failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
+    again = trial.remeasured
+    tuned_range = again.spread.get("throughput_rps") if again is not None else None
     return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
                         failed, tuple(errors), plan.level, plan.concurrency, plan.instances,
                         int(details.get("windows") or 0), bool(details.get("stable")),
-                        float(details.get("measuring_s") or 0.0))
+                        float(details.get("measuring_s") or 0.0),
+                        tuple(float(x) for x in details.get("window_throughput_rps") or ()),
+                        (float(tuned_range[0]), float(tuned_range[1])) if tuned_range else None,
+                        again.samples if again is not None and tuned_range else 0)
 
 
 def describe(v: Verification) -> str:
@@ -172,6 +180,14 @@ def describe(v: Verification) -> str:
     note = ("" if v.tuned_level == "served" else f"\n  note: the trial was measured at the {v.tuned_level} level, "
             "which leaves out the serving stack; tune with --measure served to compare like with like")
     how += f", {v.windows} windows in {v.measuring_s:.1f} s{'' if v.stable else ', not stable'}"
+    if v.window_throughput_rps:
+        how += f" ({min(v.window_throughput_rps):,.0f}-{max(v.window_throughput_rps):,.0f} inf/s per window)"
+    if v.tuned_range_rps is not None:
+        low, high = v.tuned_range_rps
+        where = "within" if low <= v.served.throughput_rps <= high else \
+            ("below" if v.served.throughput_rps < low else "above")
+        note += (f"\n  the trial's own {v.tuned_samples} re-measurements ranged {low:,.1f}-{high:,.1f} inf/s; "
+                 f"the served figure is {where} that range")
     return (f"verification ({v.mode} load, {how}): served {s.throughput_rps:,.1f} inf/s, "
             f"p95 {s.latency_p95_ms:.2f} ms; tuned ({v.tuned_level}) {t.throughput_rps:,.1f} inf/s, "
             f"p95 {t.latency_p95_ms:.2f} ms; "

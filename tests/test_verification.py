@@ -1,0 +1,35 @@
+"""What a verification prints: beside the verdict, how much its own windows varied and where the
+served figure falls in the trial's re-measured range, so that a FAILED verdict on a noisy machine
+can be told from a deployment that serves less than its trial."""
+
+from __future__ import annotations
+
+from tuner.deploy.rollout import Figures, Verification, describe
+
+TUNED = Figures(2535.0, 11.7, 19.58, 23.3)
+
+
+def verification(served_rps: float, tuned_range: tuple[float, float] | None) -> Verification:
+    served = Figures(served_rps, 12.0, 21.0, 25.0, 10_000)
+    ratio = served_rps / TUNED.throughput_rps
+    return Verification(ratio >= 0.9, "offline", 10.0, 0.1, served, TUNED, ratio, 21.0 / 19.58, 0,
+                        concurrency=32, windows=4, stable=False, measuring_s=8.1,
+                        window_throughput_rps=(1657.2, 2342.9, 1900.0, 1811.0), tuned_range_rps=tuned_range,
+                        tuned_samples=0 if tuned_range is None else 3)
+
+
+def test_the_windows_range_is_printed() -> None:
+    text = describe(verification(1836.5, None))
+    assert "4 windows in 8.1 s, not stable (1,657-2,343 inf/s per window)" in text
+    assert "re-measurements" not in text  # a trial measured once has no range to compare with
+
+
+def test_a_served_figure_is_placed_in_the_trials_re_measured_range() -> None:
+    below = describe(verification(1836.5, (1942.0, 3054.0)))
+    assert "FAILED" in below
+    assert "the trial's own 3 re-measurements ranged 1,942.0-3,054.0 inf/s; the served figure is below that range" \
+        in below
+    within = describe(verification(2100.0, (1942.0, 3054.0)))
+    assert "FAILED" in within and "the served figure is within that range" in within
+    above = describe(verification(3100.0, (1942.0, 3054.0)))
+    assert "PASSED" in above and "the served figure is above that range" in above
