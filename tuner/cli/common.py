@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +12,7 @@ import optuna
 
 from tuner.errors import TunerError
 from tuner.models.inputs import ModelOptions
+from tuner.streams import fd_redirected
 from tuner.study.storage import DEFAULT_STORAGE, load_study, open_storage, study_names
 
 
@@ -80,15 +79,8 @@ def stdout_to_stderr() -> Iterator[None]:
     file-descriptor level: Ray prints some messages of its own there from its threads and its C++
     core (e.g. a retried ServeController.graceful_shutdown during serve.shutdown), and a --json
     command's standard output must hold its JSON alone."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
+    with fd_redirected(1, 2):
         yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def pick_study(name: str | None, storage: str | None) -> optuna.Study:

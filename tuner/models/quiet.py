@@ -8,33 +8,27 @@ model's variants; what tuner itself prints is untouched (it goes to stdout).
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tuner.streams import fd_redirected
 
 
 @contextmanager
 def warnings_to(path: Path) -> Iterator[Path]:
     """Send fd 2 and Python logging to `path` (appended) until the block ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved_fd = os.dup(2)
     root = logging.getLogger()
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     saved_handlers, saved_level = root.handlers[:], root.level
-    with open(path, "ab") as f:
-        os.dup2(f.fileno(), 2)
-    root.handlers = [handler]
-    root.setLevel(logging.INFO)
     try:
-        yield path
+        with open(path, "ab") as f, fd_redirected(2, f.fileno()):
+            root.handlers = [handler]
+            root.setLevel(logging.INFO)
+            yield path
     finally:
-        sys.stderr.flush()
-        os.dup2(saved_fd, 2)
-        os.close(saved_fd)
         handler.close()
         root.handlers, root.level = saved_handlers, saved_level
 
