@@ -9,13 +9,14 @@ from tuner.deploy.rollout import Figures, Verification, describe
 TUNED = Figures(2535.0, 11.7, 19.58, 23.3)
 
 
-def verification(served_rps: float, tuned_range: tuple[float, float] | None) -> Verification:
+def verification(served_rps: float, tuned_range: tuple[float, float] | None,
+                 p95_range: tuple[float, float] | None = None) -> Verification:
     served = Figures(served_rps, 12.0, 21.0, 25.0, 10_000)
     ratio = served_rps / TUNED.throughput_rps
     return Verification(ratio >= 0.9, "offline", 10.0, 0.1, served, TUNED, ratio, 21.0 / 19.58, 0,
                         concurrency=32, windows=4, stable=False, measuring_s=8.1,
                         window_throughput_rps=(1657.2, 2342.9, 1900.0, 1811.0), tuned_range_rps=tuned_range,
-                        tuned_samples=0 if tuned_range is None else 3)
+                        tuned_samples=0 if tuned_range is None else 3, tuned_range_p95_ms=p95_range)
 
 
 def test_the_windows_range_is_printed() -> None:
@@ -33,3 +34,9 @@ def test_a_served_figure_is_placed_in_the_trials_re_measured_range() -> None:
     assert "FAILED" in within and "the served figure is within that range" in within
     above = describe(verification(3100.0, (1942.0, 3054.0)))
     assert "PASSED" in above and "the served figure is above that range" in above
+
+
+def test_the_served_p95_is_placed_in_the_trials_re_measured_p95_range() -> None:
+    """In server mode the throughput is the offered rate; the p95 is what decides."""
+    text = describe(verification(505.5, (493.5, 502.6), (9.58, 10.2)))
+    assert "the served figure is above that range; their p95 9.58-10.20 ms, the served p95 above it" in text

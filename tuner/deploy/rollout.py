@@ -74,6 +74,7 @@ class Verification:
     window_throughput_rps: tuple[float, ...] = ()  # every measuring window's, in order
     tuned_range_rps: tuple[float, float] | None = None  # [min, max] of the trial's re-measurements
     tuned_samples: int = 0  # how many re-measurements that range is of (0: measured once)
+    tuned_range_p95_ms: tuple[float, float] | None = None  # the same for their p95
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -165,13 +166,19 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
     passed = failed == 0 and t_ratio >= 1 - tolerance and p_ratio <= 1 + tolerance
     again = trial.remeasured
     tuned_range = again.spread.get("throughput_rps") if again is not None else None
+    p95_range = again.spread.get("latency_p95_ms") if again is not None else None
     return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
                         failed, tuple(errors), plan.level, plan.concurrency, plan.instances,
                         int(details.get("windows") or 0), bool(details.get("stable")),
                         float(details.get("measuring_s") or 0.0),
                         tuple(float(x) for x in details.get("window_throughput_rps") or ()),
                         (float(tuned_range[0]), float(tuned_range[1])) if tuned_range else None,
-                        again.samples if again is not None and tuned_range else 0)
+                        again.samples if again is not None and tuned_range else 0,
+                        (float(p95_range[0]), float(p95_range[1])) if p95_range else None)
+
+
+def _placed(value: float, low: float, high: float) -> str:
+    return "within" if low <= value <= high else ("below" if value < low else "above")
 
 
 def describe(v: Verification) -> str:
@@ -184,10 +191,12 @@ def describe(v: Verification) -> str:
         how += f" ({min(v.window_throughput_rps):,.0f}-{max(v.window_throughput_rps):,.0f} inf/s per window)"
     if v.tuned_range_rps is not None:
         low, high = v.tuned_range_rps
-        where = "within" if low <= v.served.throughput_rps <= high else \
-            ("below" if v.served.throughput_rps < low else "above")
         note += (f"\n  the trial's own {v.tuned_samples} re-measurements ranged {low:,.1f}-{high:,.1f} inf/s; "
-                 f"the served figure is {where} that range")
+                 f"the served figure is {_placed(v.served.throughput_rps, low, high)} that range")
+        if v.tuned_range_p95_ms is not None:
+            low, high = v.tuned_range_p95_ms
+            note += (f"; their p95 {low:.2f}-{high:.2f} ms, the served p95 "
+                     f"{_placed(v.served.latency_p95_ms, low, high)} it")
     return (f"verification ({v.mode} load, {how}): served {s.throughput_rps:,.1f} inf/s, "
             f"p95 {s.latency_p95_ms:.2f} ms; tuned ({v.tuned_level}) {t.throughput_rps:,.1f} inf/s, "
             f"p95 {t.latency_p95_ms:.2f} ms; "
