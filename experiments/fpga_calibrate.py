@@ -7,7 +7,8 @@ Data: tuner/catalog/fpga_published.csv only (AMD Model Zoo tables; experiments/f
 Fitted (tuner.costmodels.fpga.fitting), by scipy least squares on log(predicted / published
 multi-thread fps), bounded:
     shared:    compute_efficiency, memory_efficiency, layer_overhead_cycles, call_overhead_us,
-               then host_call_overhead_ms.shared_ddr on the edge boards' 1-thread latencies
+               then host_call_overhead_ms.shared_ddr on the edge boards' 1-thread latencies,
+               and host_ops_per_s.pcie on the PCIe rows that have host layers (a grid search)
     per board: compute_efficiency, memory_efficiency, layer_overhead_cycles on its own rows,
                pulled towards the shared values
 Every other parameter keeps its prior (tuner/costmodels/fpga/params.py says why). The reference

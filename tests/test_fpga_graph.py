@@ -295,3 +295,17 @@ def test_qdq_quantized_resnet18_keeps_macs_and_weights(resnet18_path, resnet18_l
         layer.weight_bytes for layer in fp32_weighted
     )
     assert all(layer.dpu_supported for layer in layers)
+
+
+@pytest.mark.parametrize(("attrs", "excluded"), [
+    ({"pads": [1, 1, 1, 1]}, True),  # ONNX's default count_include_pad=0: divides by valid cells
+    ({"pads": [1, 1, 1, 1], "count_include_pad": 1}, False),
+    ({}, False),  # no padding: nothing to leave out
+    ({"auto_pad": "SAME_UPPER"}, True),  # TensorFlow's SAME average pool
+    ({"auto_pad": "VALID"}, False),
+])
+def test_average_pool_says_whether_it_leaves_padding_out(attrs: dict, excluded: bool) -> None:
+    pool = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[1, 1], **attrs)
+    model = _model([pool], {"x": [1, 8, 12, 12]}, ["y"])
+    (layer,) = analyze_graph(model, {"x": [1, 8, 12, 12]})
+    assert layer.kind == "pool" and layer.pad_excluded is excluded

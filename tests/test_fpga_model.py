@@ -147,6 +147,21 @@ def test_pool_window_beyond_the_dpu_limit_runs_on_host() -> None:
     assert dpu_model.runs_on_host(gap(14), u50) and not dpu_model.runs_on_host(gap(14), u200)
 
 
+def test_an_average_pool_that_leaves_padding_out_runs_on_host_where_the_dpu_counts_padding() -> None:
+    def avg(pad_excluded: bool) -> LayerCost:  # a 3x3 stride-1 branch pool on 35 x 35 x 288
+        return LayerCost("avg", "AveragePool", "pool", 288 * 35 * 35 * 9, 0, 288 * 35 * 35,
+                         288 * 35 * 35, True, c_in=288, c_out=288, h_out=35, w_out=35,
+                         kernel_h=3, kernel_w=3, pad_excluded=pad_excluded)
+
+    u200, zcu102 = DEVICES["u200"], DEVICES["zcu102"]
+    assert u200.avg_pool_counts_padding and not zcu102.avg_pool_counts_padding  # PG400 vs PG338
+    assert estimate([avg(True)], u200, 4, 1).host_layers == ("avg",)
+    assert estimate([avg(False)], u200, 4, 1).host_layers == ()
+    assert estimate([avg(True)], zcu102, 1, 1).host_layers == ()
+    slower = estimate([*SMALL_NET, avg(True)], u200, 4, 1)
+    assert slower.host_ms > estimate([*SMALL_NET, avg(False)], u200, 4, 1).host_ms
+
+
 def test_host_work_overlaps_the_dpu_in_throughput_but_not_in_latency() -> None:
     device = DEVICES["zcu104"]
     # Explicit host overheads: the shipped (fitted) one may itself exceed this small net's DPU time.

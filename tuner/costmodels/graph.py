@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from onnx import helper, numpy_helper
@@ -70,6 +71,8 @@ class LayerCost:
         groups: convolution groups.
         graph_input_bytes / graph_output_bytes: the part of input_bytes / output_bytes that
             are graph inputs / outputs (what crosses the host link every call).
+        pad_excluded: an average pool with padding that divides by the valid cells only
+            (ONNX count_include_pad=0, the default; TensorFlow's SAME average pool).
     """
 
     name: str
@@ -89,6 +92,7 @@ class LayerCost:
     groups: int = 1
     graph_input_bytes: int = 0
     graph_output_bytes: int = 0
+    pad_excluded: bool = False
 
 
 def analyze_graph(
@@ -230,7 +234,7 @@ def _layer(
     op = node.op_type
     act_in = [i for i in node.input if i and i not in static]
     const_in = [i for i in node.input if i and i in static]
-    io = {
+    io: dict[str, Any] = {
         "input_bytes": sum(_numel(shapes, i) for i in act_in),
         "output_bytes": sum(_numel(shapes, o) for o in node.output if o),
         "weight_bytes": sum(_numel(shapes, i) for i in const_in) if op in _WEIGHTED_OPS else 0,
@@ -256,7 +260,7 @@ def _layer(
     return LayerCost(name, op, "other", 0, dpu_supported=False, **io)
 
 
-def _hw(shape: list[int]) -> dict[str, int]:
+def _hw(shape: list[int]) -> dict[str, Any]:
     """Output height/width of an NC(H)W tensor (1-D spatial: h = 1)."""
     if len(shape) >= 4:
         return {"h_out": shape[-2], "w_out": shape[-1]}
@@ -316,12 +320,25 @@ def _pool(name: str, node: onnx.NodeProto, shapes: dict, consts: dict, io: dict)
         if node.op_type == "ReduceMean":
             supported = _reduces_spatial(node, attrs, consts, len(x))
     macs = math.prod(y) * math.prod(kernel)
+    pad_excluded = node.op_type == "AveragePool" and not attrs.get("count_include_pad", 0) and _padded(attrs, x, y)
     return LayerCost(
-        name, node.op_type, "pool", macs, dpu_supported=supported,
+        name, node.op_type, "pool", macs, dpu_supported=supported, pad_excluded=pad_excluded,
         c_in=x[1] if len(x) > 1 else 0, c_out=y[1] if len(y) > 1 else 0, **_hw(y),
         kernel_h=kernel[0] if len(kernel) >= 2 else 1, kernel_w=kernel[-1] if kernel else 1,
         **io,
     )
+
+
+def _padded(attrs: dict, x: list[int], y: list[int]) -> bool:
+    """Whether a MaxPool / AveragePool reads padded cells: explicit `pads`, or an auto_pad SAME
+    whose windows reach past the input ((out - 1) * stride + kernel > in on some axis)."""
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        kernel = list(attrs["kernel_shape"])
+        strides = list(attrs.get("strides", [1] * len(kernel)))
+        return any((o - 1) * st + k > i for i, o, st, k in zip(x[2:], y[2:], strides, kernel))
+    return auto == "NOTSET" and any(attrs.get("pads", []))
 
 
 def _reduces_spatial(node: onnx.NodeProto, attrs: dict, consts: dict, rank: int) -> bool:

@@ -230,7 +230,9 @@ def inception_v1_tf() -> nn.Module:
 
 
 def _avg_proj(c_in: int, c_out: int) -> nn.Module:
-    return nn.Sequential(nn.AvgPool2d(3, 1, 1), _cbr(c_in, c_out))
+    # TF-slim's branch pool is avg_pool2d(3, stride 1, padding SAME), which divides by the valid
+    # cells only: count_include_pad=False, as the Model Zoo's tf_inceptionv3 computes it.
+    return nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), _cbr(c_in, c_out))
 
 
 def _v3_a(c_in: int, pool: int) -> nn.Module:

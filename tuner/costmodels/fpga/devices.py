@@ -61,6 +61,11 @@ class FpgaDevice:
         channel_augmentation: the conv engine's channel_augmentation channel_num (ISA prototxt): a
             conv with fewer input channels than ICP folds kernel columns into up to this many
             channels (the 3-channel first layer). 0: no augmentation.
+        avg_pool_counts_padding: the DPU's average pool always divides by the whole window,
+            padded cells included (PG400 for DPUCADF8H: "The padded values are counted in any
+            case"), so an average pool that must leave padding out (TensorFlow's SAME, ONNX's
+            count_include_pad=0) is beyond its limits and runs on the host CPU (UG1414: an
+            operator beyond the limits is assigned to the CPU). False: the DPU runs both.
         pl_clock_mhz: a Versal DPU's programmable-logic clock, where its controller and its
             pooling, element-wise and depthwise engines run while the AI Engines do the
             convolutions at `clock_mhz`. None: one clock for everything (the PL DPUs).
@@ -88,6 +93,7 @@ class FpgaDevice:
     misc_engines: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
     feature_buffer_kb: float = 0.0
     channel_augmentation: int = 0
+    avg_pool_counts_padding: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     unverified: frozenset[str] = frozenset()
 
@@ -115,6 +121,10 @@ class _Int(_Sourced):
 
 class _Float(_Sourced):
     value: float = Field(gt=0)
+
+
+class _Bool(_Sourced):
+    value: bool
 
 
 class _Str(_Sourced):
@@ -161,6 +171,7 @@ class _DeviceSpec(BaseModel):
     misc_engines: _MiscEngines | None = None
     feature_buffer_kb: _Float | None = None
     channel_augmentation: _Int | None = None
+    avg_pool_counts_padding: _Bool | None = None
 
     @model_validator(mode="after")
     def _engines_match_cores(self) -> _DeviceSpec:
@@ -262,7 +273,8 @@ _FIXES = {
 def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
     params = ("dpu", "arch", "pp", "icp", "ocp", "cores", "batch_engines", "clock_mhz",
               "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max",
-              "pl_clock_mhz", "misc_engines", "feature_buffer_kb", "channel_augmentation")
+              "pl_clock_mhz", "misc_engines", "feature_buffer_kb", "channel_augmentation",
+              "avg_pool_counts_padding")
     sourced = {name: getattr(spec, name) for name in params if getattr(spec, name) is not None}
     engines = spec.batch_engines.value
     per_core = tuple(engines) if isinstance(engines, list) else (engines,) * spec.cores.value
@@ -286,6 +298,7 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
         pl_clock_mhz=spec.pl_clock_mhz.value if spec.pl_clock_mhz is not None else None,
         feature_buffer_kb=spec.feature_buffer_kb.value if spec.feature_buffer_kb is not None else 0.0,
         channel_augmentation=spec.channel_augmentation.value if spec.channel_augmentation is not None else 0,
+        avg_pool_counts_padding=bool(spec.avg_pool_counts_padding and spec.avg_pool_counts_padding.value),
         misc_engines={kind: (lanes.channel_parallel, lanes.pixel_parallel)
                       for kind, lanes in (spec.misc_engines.value.items() if spec.misc_engines else ())},
         sources={name: s.source for name, s in sourced.items()},

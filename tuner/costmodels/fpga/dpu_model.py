@@ -147,8 +147,11 @@ def estimate(
 
 
 def runs_on_host(layer: LayerCost, device: FpgaDevice) -> bool:
-    """Whether the DPU of `device` lacks this layer (op type, or a pool window too large)."""
+    """Whether the DPU of `device` lacks this layer (op type, a pool window too large, or an
+    average pool that leaves padding out on a DPU that always counts it)."""
     if not layer.dpu_supported:
+        return True
+    if layer.pad_excluded and device.avg_pool_counts_padding:
         return True
     limit = device.pool_kernel_max
     return layer.kind == "pool" and limit is not None and max(layer.kernel_h, layer.kernel_w) > limit

@@ -3,7 +3,8 @@
 Two levels:
 
 - **shared** (`FITTED`): compute and memory efficiency, per-layer and per-call overheads, fitted
-  on every row given, then the edge boards' host overhead on their 1-thread latencies;
+  on every row given, then the edge boards' host overhead on their 1-thread latencies and the
+  PCIe host's rate for layers the DPU lacks on the PCIe rows that have such layers;
 - **per board** (`BOARD_FITTED`): a board with published figures gets its own compute
   efficiency, memory efficiency and layer overhead, fitted on its rows with a pull towards the
   shared values (weight `BOARD_PRIOR_WEIGHT` on the log ratio), so a board with few rows stays
@@ -26,6 +27,7 @@ import numpy as np
 
 from tuner.costmodels.fpga.calibration import CalibrationRow, RowTerms, error_factor, geomean, predict
 from tuner.costmodels.fpga.devices import FpgaDevice
+from tuner.costmodels.fpga.dpu_model import runs_on_host
 from tuner.costmodels.fpga.params import BOARD_FITTED, DpuParams
 from tuner.costmodels.graph import LayerCost
 
@@ -37,6 +39,8 @@ _SCALES = {"compute_efficiency": 0.2, "memory_efficiency": 0.2,
 PRIOR_WEIGHT = 0.05  # pulls shared parameters the rows cannot identify back to their prior
 BOARD_PRIOR_WEIGHT = 0.5  # pulls a board's own values towards the shared ones (per log unit)
 UNVERIFIED_MEMORY_EFFICIENCY_MAX = 4.0
+HOST_RATE_MIN, HOST_RATE_MAX = 0.02e9, 10e9  # host ops/s bounds of the PCIe host-rate fit
+HOST_RATE_GRID = 121  # log-spaced points between them (5% apart)
 
 Layers = dict[str, Sequence[LayerCost]]
 
@@ -49,16 +53,21 @@ def _terms(rows: Sequence[CalibrationRow], layers: Layers, devices: dict[str, Fp
 def fit_shared(rows: Sequence[CalibrationRow], layers: Layers, devices: dict[str, FpgaDevice], start: DpuParams,
                log: Callable[[str], None] = lambda _: None) -> DpuParams:
     """Fit the FITTED parameters to the rows' throughput (no board level), then the edge host
-    overhead to their latency, twice (a host-bound row's throughput depends on the host
-    overhead): least squares on log errors (scipy, bounded, three starts), with a weak pull
+    overhead to their latency and the PCIe host rate to the rows with host layers, twice (a
+    host-bound row's throughput depends on both): least squares on log errors (scipy, bounded, three starts), with a weak pull
     towards the prior so that what the rows cannot identify stays at its prior."""
     params = start.replace(boards={})
     lat_rows = [r for r in rows if r.lat_ms and devices[r.device].host_link == "shared_ddr"]
-    for _ in range(2 if lat_rows else 1):
+    host_rows = [r for r in rows if devices[r.device].host_link == "pcie"
+                 and any(runs_on_host(lay, devices[r.device]) for lay in layers[r.arch])]
+    for _ in range(2 if lat_rows or host_rows else 1):
         params = _fit_throughput(rows, layers, devices, params, start, log)
         if lat_rows:
             params = _fit_host_overhead(lat_rows, layers, devices, params)
-    fitted = [*FITTED, *(["host_call_overhead_ms.shared_ddr"] if lat_rows else [])]
+        if host_rows:
+            params = _fit_host_rate(host_rows, layers, devices, params, start)
+    fitted = [*FITTED, *(["host_call_overhead_ms.shared_ddr"] if lat_rows else []),
+              *(["host_ops_per_s.pcie"] if host_rows else [])]
     return params.replace(fitted=tuple(fitted))
 
 
@@ -127,7 +136,8 @@ def calibrate(rows: Sequence[CalibrationRow], layers: Layers, devices: dict[str,
         "rows": [f"{r.row_id} {r.device} {r.model}" for r in rows],
         "method": "scipy.optimize.least_squares (bounded, 3 starts) on log(predicted / published multi-thread "
                   f"fps), prior weight {PRIOR_WEIGHT}; host_call_overhead_ms.shared_ddr then on log 1-thread "
-                  f"latency; per board {list(BOARD_FITTED)} on its rows, pulled to the shared values with weight "
+                  f"latency; host_ops_per_s.pcie on the PCIe rows with host layers ({HOST_RATE_GRID}-point "
+                  f"log grid); per board {list(BOARD_FITTED)} on its rows, pulled to the shared values with weight "
                   f"{BOARD_PRIOR_WEIGHT} per log unit",
         "fps_geomean_error_factor": round(geomean(factors), 4),
         "fps_worst_error_factor": round(max(factors), 4),
@@ -199,3 +209,22 @@ def _fit_host_overhead(rows: Sequence[CalibrationRow], layers: Layers, devices: 
 
     x0 = [params.host_call_overhead_ms["shared_ddr"]]
     return with_value(least_squares(residuals, x0, bounds=([0.0], [20.0])).x)
+
+
+def _fit_host_rate(rows: Sequence[CalibrationRow], layers: Layers, devices: dict[str, FpgaDevice],
+                   params: DpuParams, start: DpuParams) -> DpuParams:
+    """The PCIe host's rate for layers the DPU lacks, on the throughput of the rows that have
+    such layers (the only rows it moves), weakly pulled to its prior. A grid in log space, not a
+    gradient: a row is flat in the rate until its host part is the bottleneck."""
+    prior = math.log(start.host_ops_per_s["pcie"])
+
+    def with_rate(rate: float) -> DpuParams:
+        return params.replace(host_ops_per_s={**params.host_ops_per_s, "pcie": rate})
+
+    def cost(log_rate: float) -> float:
+        p = with_rate(math.exp(log_rate))
+        errs = [math.log(predict(r, layers[r.arch], devices, p).fps / r.fps_multi) for r in rows]
+        return sum(e * e for e in errs) + (PRIOR_WEIGHT * (log_rate - prior)) ** 2
+
+    grid = np.linspace(math.log(HOST_RATE_MIN), math.log(HOST_RATE_MAX), HOST_RATE_GRID)
+    return with_rate(float(math.exp(min(grid, key=cost))))

@@ -98,7 +98,9 @@ PRIOR_NOTES: dict[str, str] = {
     "activation_buffer_share": "not fitted: half the banks for feature maps (assumption)",
     "host_call_overhead_ms": "prior 0.4 ms per call; fitted for shared_ddr only where "
                              "1-thread latencies exist (ZCU104); pcie stays the prior",
-    "host_ops_per_s": "not fitted: Arm A53 core ~0.5 G simple ops/s, x86 server core ~2 G",
+    "host_ops_per_s": "prior: Arm A53 core ~0.5 G simple ops/s, x86 server core ~2 G; pcie fitted (a grid in log "
+                      "space, weak pull to the prior) on the PCIe rows whose graphs have host layers (average pools "
+                      "that leave padding out on DPUCADF8H, pools too large for the DPU); shared_ddr stays the prior",
     "host_threads": "not fitted: edge boards 1 (a few Arm cores, as fitted before); PCIe cards 8 (the Model Zoo's "
                     "multi-thread runs on an x86 server use 8-20 threads, e.g. 'Thread num = 20' in its U200 table)",
     "host_layer_overhead_us": "not fitted: 50 us to hand a subgraph to the CPU and back",
