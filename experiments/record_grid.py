@@ -13,7 +13,14 @@ measurement in order ("a;b;c"), and `throughput_cv` is the spread across passes.
 counts measurements that other work disturbed (`tuner.evaluators.interference`).
 Writes experiments/results/grid_<model>.csv and grid_<model>.json (machine, space, cluster).
 
+Every measurement is appended to grid_<model>.partial.jsonl as it is taken (its pass, its
+configuration, its figures, when it was taken). A recording that is stopped (a long grid, a
+session that ends) continues with `--resume`: the same seed gives the same orders, and what the
+file holds is not measured again. Without `--resume` an existing partial file is refused, so a
+recording is never overwritten by accident. The file is removed when the grid is written.
+
     python experiments/record_grid.py --model digits-cnn [--space default] [--limit N] [--repeats 3]
+    python experiments/record_grid.py --model resnet18 --repeats 3 --resume   # continue a stopped one
 """
 
 from __future__ import annotations
@@ -74,6 +81,29 @@ def merge_runs(runs: list[dict]) -> dict:
     return row
 
 
+def _plain(value):
+    """A numpy scalar as its Python value (json cannot write numpy integers)."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _key(row: dict) -> tuple:
+    return tuple(row.get(k) for k in (*CONFIG_KEYS, "device"))
+
+
+def load_partial(path, grid: list) -> list[dict]:
+    """The rows a stopped recording measured, each with its `_config` from `grid` again."""
+    by_key = {_key({k: getattr(c, k) for k in CONFIG_KEYS} | {"device": c.device}): c for c in grid}
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        row = json.loads(line)
+        config = by_key.get(_key(row))
+        if config is None:
+            raise SystemExit(f"{path}:{n}: configuration {_key(row)} is not in this grid (another --space, "
+                             "--seed or --limit?). Resume with the arguments it was started with, or move the file away.")
+        rows.append(row | {"_config": config})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="digits-cnn")
@@ -81,7 +111,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="measure only the first N (for a trial run)")
     parser.add_argument("--seed", type=int, default=0, help="order of measurement")
     parser.add_argument("--repeats", type=int, default=1, help="measure the whole grid this many times, interleaved")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped recording from grid_<model>.partial.jsonl (same arguments)")
     args = parser.parse_args()
+    partial = RESULTS / f"grid_{args.model}.partial.jsonl"
+    if partial.exists() and not args.resume:
+        raise SystemExit(f"{partial} holds a stopped recording. Continue it with --resume (and the arguments it "
+                         "was started with), or move the file away to start again.")
     space = load_space(args.space)
     prices = load_prices(space.prices)
     devices = load_devices()
@@ -103,7 +139,15 @@ def main() -> None:
         runner = RayRunner(model, space.measurement, space.load, devices, cluster)
         constraints = space.constraints.to_constraints()
         measured = [(p, c) for p, order in enumerate(passes) for c in order]
+        resumed = 0
+        if partial.exists():
+            rows = load_partial(partial, grid)
+            resumed = len(rows)
+            print(f"resuming: {len(rows)} of {len(measured)} measurements from {partial}", flush=True)
+        done = {(r["_pass"], r["_config"]) for r in rows}
         for i, (p, config) in enumerate(measured):
+            if (p, config) in done:
+                continue
             if p > 0 and config.platform == "fpga":  # an estimate is the same every time: no need to repeat it
                 rows.append(next(r for r in rows if r["_config"] == config) | {"_pass": p})
                 continue
@@ -120,7 +164,10 @@ def main() -> None:
                     "disturbed": (d.get("interference") or {}).get("disturbed")}
             except TrialFailed as exc:
                 row |= {k: None for k in METRIC_KEYS} | {"feasible": False, "runnable": False, "failure": exc.reason}
+            row["measured_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             rows.append(row)
+            with open(partial, "a") as f:  # a stop (or a crash) keeps every measurement taken
+                f.write(json.dumps({k: v for k, v in row.items() if k != "_config"}, default=_plain) + "\n")
             write_rows(RESULTS / f"grid_{args.model}.partial.csv", rows)  # a crash keeps what was measured
             print(f"[{i + 1}/{len(measured)}] pass {p + 1}: {config.label()}: {row.get('throughput_rps')} inf/s, "
                   f"p95 {row.get('latency_p95_ms')} ms", flush=True)
@@ -139,9 +186,12 @@ def main() -> None:
             "cluster": cluster_desc, "fp32_accuracy": model.fp32_accuracy, "accuracy_metric": model.accuracy_metric,
             "accuracy": {p: v.accuracy for p, v in model.variants.items()}, "configurations": len(grid),
             "repeats": args.repeats, "truth": "median of the repeats" if args.repeats > 1 else "one measurement",
-            "wall_s": round(time.perf_counter() - t0, 1)}
+            "wall_s": round(time.perf_counter() - t0, 1), "resumed_measurements": resumed,
+            "measured_utc": [min(r["measured_utc"] for r in rows if "measured_utc" in r),
+                             max(r["measured_utc"] for r in rows if "measured_utc" in r)]}
     (RESULTS / f"grid_{args.model}.json").write_text(json.dumps(meta, indent=2) + "\n")
     (RESULTS / f"grid_{args.model}.partial.csv").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
     print(f"wrote {RESULTS / f'grid_{args.model}.csv'} ({len(rows)} rows, {meta['wall_s']} s)")
 
 
