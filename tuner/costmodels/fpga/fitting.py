@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.costmodels.fpga.calibration import CalibrationRow, RowTerms, error_factor, geomean, predict
+from tuner.costmodels.fpga.calibration import (
+    CalibrationRow,
+    RowTerms,
+    error_factor,
+    geomean,
+    predict,
+    predict_fps,
+)
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import runs_on_host
 from tuner.costmodels.fpga.params import BOARD_FITTED, DpuParams
@@ -54,8 +61,9 @@ def fit_shared(rows: Sequence[CalibrationRow], layers: Layers, devices: dict[str
                log: Callable[[str], None] = lambda _: None) -> DpuParams:
     """Fit the FITTED parameters to the rows' throughput (no board level), then the edge host
     overhead to their latency and the PCIe host rate to the rows with host layers, twice (a
-    host-bound row's throughput depends on both): least squares on log errors (scipy, bounded, three starts), with a weak pull
-    towards the prior so that what the rows cannot identify stays at its prior."""
+    host-bound row's throughput depends on both): least squares on log errors (scipy, bounded,
+    three starts; the host rate on a log grid), with a weak pull towards the prior so that what
+    the rows cannot identify stays at its prior."""
     params = start.replace(boards={})
     lat_rows = [r for r in rows if r.lat_ms and devices[r.device].host_link == "shared_ddr"]
     host_rows = [r for r in rows if devices[r.device].host_link == "pcie"
@@ -223,7 +231,7 @@ def _fit_host_rate(rows: Sequence[CalibrationRow], layers: Layers, devices: dict
 
     def cost(log_rate: float) -> float:
         p = with_rate(math.exp(log_rate))
-        errs = [math.log(predict(r, layers[r.arch], devices, p).fps / r.fps_multi) for r in rows]
+        errs = [math.log(predict_fps(r, layers[r.arch], devices, p) / r.fps_multi) for r in rows]
         return sum(e * e for e in errs) + (PRIOR_WEIGHT * (log_rate - prior)) ** 2
 
     grid = np.linspace(math.log(HOST_RATE_MIN), math.log(HOST_RATE_MAX), HOST_RATE_GRID)
