@@ -13,8 +13,11 @@ nearby), and its spread comes from how wrong the model was on configurations it 
   the errors over a small grid.
 - `predict_log(c)` gives the mean and standard deviation of log call time; throughput and p95
   follow from it (throughput = replicas x batch / call time). `interval(c, 0.90)` is a predictive
-  interval of throughput; experiments/calibration.py checks, on the recorded grids, that 90%
-  intervals fitted on a subset hold 85-95% of the held-out configurations.
+  interval of throughput (of a new measurement); `noise=False` gives the true value's instead:
+  the GP's noise term less a measurement's own noise (`MEASURED_SD_LOG`), since what is left of
+  it is particular to each configuration and so part of its true value. experiments/calibration.py
+  checks both on the recorded grids: 90% intervals fitted on a subset should hold 85-95% of the
+  held-out configurations' measurements and medians.
 
 Below `MIN_OBSERVATIONS` measurements there is nothing to learn the errors from: the spread is the
 structural model's prior one (`SpeedModel.uncertainty`).
@@ -28,7 +31,7 @@ from itertools import product
 import numpy as np
 
 from tuner.config import TrialConfig
-from tuner.search.surrogate import Observation, SpeedModel
+from tuner.search.surrogate import MEASURED_SD_LOG, Observation, SpeedModel
 
 MIN_OBSERVATIONS = 4
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -76,27 +79,34 @@ class Posterior:
         assert best is not None
         _, self.length, self.signal, self.noise, self._L, self._alpha = best
 
-    def predict_log(self, c: TrialConfig) -> tuple[float, float]:
-        """Mean and standard deviation of log(call seconds) for `c`."""
+    def predict_log(self, c: TrialConfig, noise: bool = True) -> tuple[float, float]:
+        """Mean and standard deviation of log(call seconds) for `c`: of a new measurement of it
+        (`noise`), or of its true value (without a measurement's own noise)."""
         mean = math.log(self.model.predict_call_s(c))
         if not self.fitted:
             return mean, math.log1p(self.model.uncertainty(c))
         k = self.signal * _rbf(features(c)[None], self.X, self.length)[0]
         v = np.linalg.solve(self._L, k)
-        var = self.signal - float(v @ v) + self.noise
+        # The fitted noise is the errors' part that is not smooth across configurations: a new
+        # measurement's noise (`MEASURED_SD_LOG`) plus what is particular to each configuration,
+        # which belongs to its true value.
+        particular = max(self.noise - MEASURED_SD_LOG**2, 0.0)
+        var = self.signal - float(v @ v) + (self.noise if noise else particular)
         return mean + float(k @ self._alpha), math.sqrt(max(var, 1e-8))
 
-    def predict(self, c: TrialConfig) -> tuple[float, float, float]:
-        """(throughput_rps, latency_p95_ms, sd of log throughput) at the posterior mean."""
-        mean, sd = self.predict_log(c)
+    def predict(self, c: TrialConfig, noise: bool = True) -> tuple[float, float, float]:
+        """(throughput_rps, latency_p95_ms, sd of log throughput) at the posterior mean; the sd
+        of a new measurement (`noise`) or of the true value."""
+        mean, sd = self.predict_log(c, noise)
         call = math.exp(mean)
         tput, p95, _ = self.model.predict(c)
         scale = call / self.model.predict_call_s(c)  # the GP's correction of the call time
         return tput / scale, p95 * scale, sd
 
-    def interval(self, c: TrialConfig, level: float = 0.90) -> tuple[float, float]:
-        """The central `level` predictive interval of throughput (inf/s)."""
-        mean, sd = self.predict_log(c)
+    def interval(self, c: TrialConfig, level: float = 0.90, noise: bool = True) -> tuple[float, float]:
+        """The central `level` interval of throughput (inf/s): of a new measurement of `c`
+        (`noise`, the predictive interval), or of its true value."""
+        mean, sd = self.predict_log(c, noise)
         per_call = c.replicas * c.batch_size
         z = Z[level]
         return per_call / math.exp(mean + z * sd), per_call / math.exp(mean - z * sd)

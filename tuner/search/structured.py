@@ -13,7 +13,9 @@
 5. Then propose the configuration with the largest hypervolume improvement over the
    feasible front found so far, predicted optimistically: at the posterior's upper bound
    (`OPTIMISM_SD` standard deviations of log throughput), so unexplored regions are tried when
-   they might matter and not otherwise. With a p95 SLO,
+   they might matter and not otherwise. The bound is on the true value, without the noise of a
+   new measurement (`ACQUIRE_NOISE`): hoping for a lucky measurement of a configuration already
+   well predicted buys nothing. With a p95 SLO,
    first the configuration predicted (optimistically) to meet it most cheaply, while one may
    still beat the cheapest found: that is the configuration promote will choose.
 """
@@ -40,6 +42,8 @@ OBJ = list(OBJECTIVES)
 MEASURED = ("cpu", "gpu")
 #: How optimistic the acquisition is: the posterior's mean plus this many standard deviations.
 OPTIMISM_SD = 1.0
+#: Whether that spread includes the measurement noise the posterior fitted (no: the true value's).
+ACQUIRE_NOISE = False
 
 
 class StructuredSampler(optuna.samplers.BaseSampler):
@@ -109,7 +113,7 @@ class StructuredSampler(optuna.samplers.BaseSampler):
             return (dict(est), 0.0) if est else None
         if not model.model.obs:
             return None  # no measurement of this platform yet to predict from (its seed comes first)
-        tput, p95, sd = model.predict(c)
+        tput, p95, sd = model.predict(c, noise=ACQUIRE_NOISE)
         u = float(np.expm1(OPTIMISM_SD * sd))
         cost = self.ctx.usd_per_hour(c) / (tput * 3600) * 1e6 if self.ctx.usd_per_hour else 1.0 / tput
         return {"throughput_rps": tput, "latency_p95_ms": p95, "cost_usd_per_million": cost}, u

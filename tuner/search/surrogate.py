@@ -1,4 +1,4 @@
-"""A structural model of CPU serving speed, fitted on the trials measured so far. Pure numpy.
+"""A structural model of CPU serving speed, fitted on the trials measured so far (numpy, scipy).
 
 What is known about CNN serving on a CPU, written as a model of the time per model call:
 
@@ -9,8 +9,9 @@ What is known about CNN serving on a CPU, written as a model of the time per mod
 - f_layout (replicas x threads) scales every precision and batch alike: more threads shorten
   a call, more replicas slow each one down a little (shared caches and memory).
 Throughput then follows as replicas * batch / time, and the p95 latency as time times a
-tail factor per layout. The model is fitted in log space by alternating least squares; with
-one measured batch size for a precision it borrows the overhead share (a/b) of the others.
+tail factor per layout. The model is fitted jointly in log space by least squares, with weak
+priors for what the data leaves open: with one measured batch size a precision borrows the
+overhead share (a/b) of the others.
 Each prediction carries an uncertainty that grows with how little was measured near it.
 
 The same form is fitted, separately, on a study's GPU trials (`SpeedModel(obs, platform="gpu")`):
@@ -23,8 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from tuner.config import TrialConfig
+
+#: Weights of the priors beside the data (per log unit): each precision's log(a/b) towards the
+#: shared one, the shared one towards 0, and a measured layout's factor towards its prior. A
+#: data residual counts in units of a measurement's typical noise, `MEASURED_SD_LOG`: 5%, from
+#: the repeated grids here (median throughput CV across passes 2.5% digits-cnn, 4.5% resnet18;
+#: engine repeatability, quiet, 4.8%; docs/search.md, docs/measurement.md).
+SHARE_PRIOR_WEIGHT, MU_PRIOR_WEIGHT, LAYOUT_PRIOR_WEIGHT = 0.3, 0.1, 0.05
+MEASURED_SD_LOG = 0.05
 
 
 @dataclass(frozen=True)
@@ -43,19 +53,11 @@ def _layout(c: TrialConfig) -> tuple[int, int]:
     return (c.replicas, c.threads_per_replica)
 
 
-def _fit_line(batches: np.ndarray, times: np.ndarray, share: float | None) -> tuple[float, float]:
-    """Fit time = a + b * batch (a, b >= 0); with one batch size, a = share of the time at batch 1."""
-    if len(set(batches.tolist())) >= 2:
-        A = np.stack([np.ones_like(batches), batches], 1)
-        (a, b), *_ = np.linalg.lstsq(A, times, rcond=None)
-        if a < 0 or b <= 0:  # keep the physical form; fall back to a pure slope / pure constant
-            b = max(float(np.mean(times / batches)), 1e-12)
-            a = 0.0
-        return float(max(a, 0.0)), float(b)
-    bt, t = float(batches[0]), float(np.mean(times))
-    s = 0.5 if share is None else share  # a / (a + b) at batch 1
-    b = t / (s / (1 - s) + bt) if s < 1 else t / bt
-    return float(b * s / (1 - s)) if s < 1 else 0.0, float(b)
+def _prior_layout_factor(lay: tuple[int, int]) -> float:
+    """An unseen layout's factor on the call time, against 1x1: threads help sublinearly,
+    replicas contend a little (priors)."""
+    r, t = lay
+    return (1.0 / t ** 0.7) * (1.1 if r > 1 else 1.0)
 
 
 class SpeedModel:
@@ -71,30 +73,47 @@ class SpeedModel:
             self._fit()
 
     def _fit(self) -> None:
-        layouts = {_layout(o.config) for o in self.obs}
-        self.layout_f = {lay: 1.0 for lay in layouts}
-        for _ in range(8):
-            share = self._pooled_share()
-            by_p: dict[str, list[Observation]] = {}
-            for o in self.obs:
-                by_p.setdefault(o.config.precision, []).append(o)
-            for p, obs in by_p.items():
-                b = np.array([o.config.batch_size for o in obs], float)
-                t = np.array([o.call_s / self.layout_f[_layout(o.config)] for o in obs])
-                self.lines[p] = _fit_line(b, t, share)
-            for lay in layouts:
-                ratios = [o.call_s / self._base(o.config) for o in self.obs if _layout(o.config) == lay]
-                self.layout_f[lay] = float(np.exp(np.mean(np.log(ratios))))
-            ref = self.layout_f.get((1, 1))
-            if ref:  # identifiability: 1x1 is the unit layout
-                self.layout_f = {lay: f / ref for lay, f in self.layout_f.items()}
-        for lay in layouts:
+        """Joint least squares in log space over every observation of the platform.
+
+        Parameters: log a_p and log b_p per precision, log f per measured layout (1x1 is the
+        unit layout, measured or not), and a shared log(a/b). Beside the data, weak priors keep
+        what the data does not determine near the model's form: each precision's log(a/b) near
+        the shared one (so a precision measured at one batch size borrows the others' overhead
+        share), the shared one near 0 (a/b = 1), and each layout's factor near the prior of an
+        unseen layout. (An alternating fit of lines and layout factors, used before, could stop
+        far from the optimum when layouts and batch sizes were measured apart.)
+        """
+        precisions = sorted({o.config.precision for o in self.obs})
+        layouts = sorted({_layout(o.config) for o in self.obs} - {(1, 1)})
+        n_p, n_l = len(precisions), len(layouts)
+        pi = np.array([precisions.index(o.config.precision) for o in self.obs])
+        li = np.array([layouts.index(_layout(o.config)) if _layout(o.config) != (1, 1) else -1 for o in self.obs])
+        batch = np.array([o.config.batch_size for o in self.obs], float)
+        y = np.log([o.call_s for o in self.obs])
+        prior_f = np.log([_prior_layout_factor(lay) for lay in layouts])
+
+        def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+            return x[:n_p], x[n_p:2 * n_p], x[2 * n_p:2 * n_p + n_l], float(x[-1])
+
+        def residuals(x: np.ndarray) -> np.ndarray:
+            la, lb, lf, mu = unpack(x)
+            f = np.where(li >= 0, np.concatenate([lf, [0.0]])[li], 0.0)
+            pred = np.logaddexp(la[pi], lb[pi] + np.log(batch)) + f
+            return np.concatenate([(y - pred) / MEASURED_SD_LOG, SHARE_PRIOR_WEIGHT * (la - lb - mu), [MU_PRIOR_WEIGHT * mu],
+                                   LAYOUT_PRIOR_WEIGHT * (lf - prior_f)])
+
+        start_b = np.array([np.median([o.call_s / (o.config.batch_size + 1) for o in self.obs
+                                       if o.config.precision == p]) for p in precisions])
+        x0 = np.concatenate([np.log(start_b), np.log(start_b), prior_f, [0.0]])
+        x = least_squares(residuals, x0, method="trf").x
+        la, lb, lf, _ = unpack(x)
+        self.lines = {p: (float(np.exp(la[i])), float(np.exp(lb[i]))) for i, p in enumerate(precisions)}
+        self.layout_f = {lay: float(np.exp(lf[i])) for i, lay in enumerate(layouts)}
+        if any(_layout(o.config) == (1, 1) for o in self.obs):
+            self.layout_f[(1, 1)] = 1.0
+        for lay in {_layout(o.config) for o in self.obs}:
             tails = [o.latency_p95_ms / 1e3 / self.predict_call_s(o.config) for o in self.obs if _layout(o.config) == lay]
             self.tail[lay] = float(np.exp(np.mean(np.log(tails))))
-
-    def _pooled_share(self) -> float | None:
-        shares = [a / (a + b) for a, b in self.lines.values() if a + b > 0]
-        return float(np.median(shares)) if shares else None
 
     def _base(self, c: TrialConfig) -> float:
         a, b = self.lines.get(c.precision) or self._borrowed_line()
@@ -108,9 +127,7 @@ class SpeedModel:
         lay = _layout(c)
         if lay in self.layout_f:
             return self.layout_f[lay]
-        r, t = lay
-        # unseen layout: threads help sublinearly, replicas contend a little (priors)
-        return (1.0 / t ** 0.7) * (1.1 if r > 1 else 1.0)
+        return _prior_layout_factor(lay)
 
     def predict_call_s(self, c: TrialConfig) -> float:
         return self._base(c) * self._layout_factor(c)
