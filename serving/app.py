@@ -5,8 +5,9 @@ config's ``args``, which Ray validates into `ServeArgs` from `build_app`'s type 
 reason this module does not use ``from __future__ import annotations``: Ray needs the real
 class in the signature, not a string).
 
-Concurrent requests are batched by `@serve.batch`, counted in instances rather than requests,
-so one ONNX Runtime call never sees more than `batch_size` instances.
+Concurrent requests are batched by `serving.batcher` (not Ray Serve's ``@serve.batch``: see
+there why), counted in instances rather than requests, so one ONNX Runtime call never sees more
+than `batch_size` instances.
 
 Requests are JSON or binary (the binary tensor data extension, `serving.v2.wire`). A replica
 answers every problem with a V2 error body ``{"error": message}``: 400 for a bad request,
@@ -47,6 +48,7 @@ from starlette.responses import JSONResponse, Response
 import tuner
 from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
 from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
+from serving.batcher import Batcher
 from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, describe_model, load_session
 from serving.shadow import Shadow, shadow_for
@@ -115,11 +117,6 @@ def _instances(request: Tensors) -> int:
     return int(next(iter(request.values())).shape[0])
 
 
-def _count_instances(requests: list[Tensors]) -> int:
-    """Batch size in instances, so one session call never exceeds batch_size instances."""
-    return sum(_instances(r) for r in requests)
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
@@ -152,6 +149,7 @@ class ModelServer:
         self._shadow: Shadow | None = None  # the fp32 comparison (serving.shadow); None: off
         self._per_instance_s: float | None = None  # moving average of ONNX Runtime time per instance
         self._inline_pause, self._slow_inline = 0, 0  # calls kept off the loop; slow calls on it seen
+        self._batcher: Batcher[Tensors, Tensors] = Batcher(self._infer_batch, _instances)
         if settings is not None:
             self.reconfigure(settings.model_dump())
 
@@ -178,11 +176,9 @@ class ModelServer:
         self._inputs, self._outputs = inputs, outputs
         self._model_dtypes = {i.name: ORT_TYPES[i.type] for i in session.get_inputs()}
         self._max_body_bytes = settings.max_body_bytes or max_body_bytes_for(inputs, settings.batch_size)
-        if self._metrics is None or old is None or old.batch_size != settings.batch_size:
-            self._metrics = ServerMetrics(self._args.model_name, settings.batch_size)
-        # @serve.batch wraps the method in an object with these setters; its type hint says callable.
-        self._infer_batch.set_max_batch_size(settings.batch_size)  # type: ignore[attr-defined]
-        self._infer_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        if self._metrics is None:
+            self._metrics = ServerMetrics(self._args.model_name)
+        self._batcher.configure(settings.batch_size, settings.batch_wait_timeout_s)
         self._shadow = shadow_for(settings, self._shadow, [i.name for i in inputs], self._record_shadow)
         self._settings, self._session = settings, session
         self._per_instance_s, self._inline_pause, self._slow_inline = None, 0, 0  # new model or batch: learn again
@@ -318,7 +314,7 @@ class ModelServer:
         parsed = parse_request(body, header_length, self._inputs,
                                [o.name for o in self._outputs], self._current().batch_size)
         try:
-            results = await self._infer_batch(parsed.tensors)
+            results = await self._batcher.submit(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page
             logger.exception("Inference failed")
             return _error(500, f"Inference failed: {type(exc).__name__}: {exc}")
@@ -327,9 +323,8 @@ class ModelServer:
                                         parsed.id, binary)
         return Response(encoded.body, headers=encoded.headers)
 
-    # The real limits are set per replica in __init__; decorator arguments are fixed at import.
-    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0, batch_size_fn=_count_instances)
     async def _infer_batch(self, requests: list[Tensors]) -> list[Tensors]:
+        """One batch of requests (`self._batcher` forms it): ONNX Runtime on them, the metrics, the shadow."""
         # A worker thread keeps the event loop (health checks, request parsing) responsive while a
         # long call runs; a call shorter than the hand-off to that thread runs on the loop itself.
         timings: list[tuple[int, float]] = []

@@ -18,7 +18,7 @@ import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
+from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, pace, request_spec, send_one
 
 _RETRY_PAUSE_S = 0.01
 
@@ -89,23 +89,18 @@ class WindowClient:
 
     async def _poisson(self, seconds: float, rate_rps: float, seed: int) -> Window:
         loop = asyncio.get_running_loop()
-        rng = np.random.default_rng(seed)
         outcomes: list[Outcome] = []
         tasks: set[asyncio.Task] = set()
         start = loop.time()
-        arrival = start
-        while True:
-            arrival += rng.exponential(1.0 / rate_rps)
-            if arrival >= start + seconds:
-                break
-            delay = arrival - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+
+        def launch(arrival: float) -> None:
             task = asyncio.create_task(send_one(self._session, self.spec, self._sent, arrival))
             self._sent += 1
             task.add_done_callback(lambda t: outcomes.append(t.result()))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+
+        await pace(loop, rate_rps, seed, start, start + seconds, launch)  # timed arrivals: see `pace`
         if tasks:
             await asyncio.gather(*tasks)
         return self._window(outcomes, max(seconds, max((o.end for o in outcomes), default=start) - start))

@@ -59,7 +59,16 @@ def serving_env(base: dict[str, str] | None = None, haproxy_dir: str | None = No
     values win."""
     own = haproxy_env(haproxy_dir) if haproxy_dir else {}
     given = dict(os.environ if base is None else base)
-    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **own, **(users_own(given) if own else given)}
+    return {"RAY_worker_niceness": "0", **SERVE_FAST_PATH, **telemetry_env(), **own,
+            **(users_own(given) if own else given)}
+
+
+def telemetry_env() -> dict[str, str]:
+    """Ray's metrics export as on every cluster tuner starts, the tuning one included: a served
+    trial then runs beside the same metrics work as the deployment it predicts (Ray's metrics
+    agent spends CPU per exported observation, in a burst at each export; see `serving.metrics`)."""
+    return {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS),
+            "RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS": ",".join(f"{b:g}" for b in LATENCY_BOUNDARIES_MS)}
 
 
 #: Ray Serve's high-throughput path (Ray >= 2.55): HAProxy (C) as the HTTP ingress, each replica
@@ -132,9 +141,7 @@ def local_cluster(start: bool = True, num_gpus: int | None = None) -> ServeClust
            f"--temp-dir={temp_dir}", f"--metrics-export-port={metrics}",
            "--disable-usage-stats"] + ([f"--num-gpus={num_gpus}"] if num_gpus is not None else [])
     # HAProxy's files under temp_dir: stop_local_cluster's sweep of temp_dir reaches it too.
-    env = {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS),
-           "RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS": ",".join(f"{b:g}" for b in LATENCY_BOUNDARIES_MS),
-           **serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")}
+    env = serving_env(_env(), haproxy_dir=f"{temp_dir}/hap")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if out.returncode != 0:
         raise TunerError(f"Could not start a local Ray cluster for serving: {out.stderr.strip()[-600:]}")

@@ -266,3 +266,12 @@ def test_serving_clusters_run_serves_fast_path_unless_the_user_chose() -> None:
 def test_access_log_is_off_unless_asked(model_file: Path) -> None:
     assert _deployment(_config(model_file)).logging_config.enable_access_log is False
     assert _deployment(_config(model_file, access_log=True)).logging_config.enable_access_log is True
+
+
+def test_tuning_and_serving_clusters_export_rays_metrics_alike_unless_the_user_chose() -> None:
+    from serving.deploy import METRICS_REPORT_INTERVAL_MS, serving_env
+
+    env = serving_env({})  # what RayCluster (tuning) and local_cluster (serving) both start Ray with
+    assert env["RAY_metrics_report_interval_ms"] == str(METRICS_REPORT_INTERVAL_MS)
+    assert env["RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS"].startswith("0.25,0.5,")
+    assert serving_env({"RAY_metrics_report_interval_ms": "10000"})["RAY_metrics_report_interval_ms"] == "10000"

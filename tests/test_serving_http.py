@@ -375,8 +375,8 @@ def test_application_metrics_reach_rays_prometheus_endpoint(server: Server) -> N
     ports = _metrics_ports(server)
     deadline, text = time.monotonic() + 60, ""
     wanted = ['ray_tuner_infer_requests_total{', 'status="200"', 'status="400"',
-              "ray_tuner_infer_batch_size_bucket{", "ray_tuner_infer_request_latency_ms_bucket{",
-              "ray_tuner_infer_batch_latency_ms_count{"]
+              "ray_tuner_infer_batches_total{", "ray_tuner_infer_request_latency_ms_bucket{",
+              "ray_tuner_infer_batch_seconds_total{"]
     while not all(w in text for w in wanted):  # Ray exports every few seconds
         assert time.monotonic() < deadline, ([w for w in wanted if w not in text], ports,
                                              [x for x in text.splitlines() if "tuner" in x][:5], text[:300])
