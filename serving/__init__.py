@@ -4,7 +4,8 @@ Protocol (KServe V2 REST), and the tools to run, deploy and drive it.
 - `v2/`: the protocol itself (types, request parsing, bodies on the wire). Pure.
 - `args`: the application's typed args in the Serve config, and the limits derived from them.
 - `model`: a replica's ONNX Runtime session (the options the trial measured) and tensor metadata.
-- `app`: the Ray Serve application (`build_app(ServeArgs)`), batching with `@serve.batch`.
+- `app`: the Ray Serve application (`build_app(ServeArgs)`), batching with `serving.batcher`.
+- `batcher`: a replica's dynamic batching (concurrent requests joined into one model call).
 - `auth`: optional bearer-token authentication (token files, digests, the non-loopback rule). Pure.
 - `metrics`: the application's Prometheus metrics (`ray.serve.metrics`).
 - `serve_config`: generate (from a TrialConfig), write, load and check the Serve config YAML.

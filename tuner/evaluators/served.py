@@ -12,7 +12,7 @@ carrying `instances_per_request` instances (1 by default: what clients send). Th
 - server: Poisson arrivals at the load's `target_rps`, latency from each scheduled arrival.
 
 Figures are end to end: the client, HAProxy (or Serve's proxy), the replica's HTTP handling,
-`@serve.batch`, ONNX Runtime, and the way back. No Ray import here.
+the replica's batcher, ONNX Runtime, and the way back. No Ray import here.
 """
 
 from __future__ import annotations
