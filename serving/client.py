@@ -18,7 +18,8 @@ import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, pace, request_spec, send_one
+from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
+from serving.pacing import pace
 
 _RETRY_PAUSE_S = 0.01
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -35,6 +34,7 @@ import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
+from serving.pacing import pace
 from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
@@ -184,50 +184,6 @@ async def send_one(session: aiohttp.ClientSession, spec: RequestSpec, i: int, t0
         kind, message = "other", f"{type(exc).__name__}: {exc}"
     end = loop.time()
     return Outcome(False, end - t0, end, None, kind, message)
-
-
-_PACER_STEP_S = 0.1  # longest blocking sleep of the pacer, so that a stop is noticed
-
-
-def pace(loop: asyncio.AbstractEventLoop, rate_rps: float, seed: int, start: float, until: float,
-         launch: Callable[[float], None], keep_going: Callable[[], bool] = lambda: True) -> asyncio.Future:
-    """Call `launch(arrival)` on `loop` at Poisson arrival times (`rate_rps`, from `start`, before
-    `until`, both on `loop.time()`'s clock) while `keep_going()`; the returned future (of `loop`) is
-    done after the last launch.
-
-    The arrivals are timed by a thread that sleeps with the OS's clock and hands each one to the
-    loop (`call_soon_threadsafe` wakes its selector at once). An ``asyncio.sleep`` wakes late: the
-    loop's epoll wait rounds its timeout up to whole milliseconds, so a Poisson stream timed by it
-    arrives 0.67 ms late at the median and 1.1 ms at p95 (measured here at 500 req/s, idle machine),
-    and latency counted from the scheduled arrival would include the client's own timer. With
-    the thread: 0.14 ms and 0.24 ms.
-    """
-    finished = loop.create_future()
-
-    def finish() -> None:
-        if not finished.done():
-            finished.set_result(None)
-
-    def run() -> None:
-        rng = np.random.default_rng(seed)
-        arrival = start
-        try:
-            while True:
-                arrival += rng.exponential(1.0 / rate_rps)
-                if arrival >= until:
-                    return
-                while (delay := arrival - loop.time()) > 0:
-                    if not keep_going():
-                        return
-                    time.sleep(min(delay, _PACER_STEP_S))
-                if not keep_going():
-                    return
-                loop.call_soon_threadsafe(launch, arrival)
-        finally:
-            loop.call_soon_threadsafe(finish)  # after every launch: the loop runs them in order
-
-    threading.Thread(target=run, name="tuner-pacer", daemon=True).start()
-    return finished
 
 
 async def _drive(spec: RequestSpec, stop: threading.Event | None,
