@@ -126,8 +126,11 @@ def test_fast_row_terms_equal_the_model_itself() -> None:
     """The fits evaluate RowTerms, users get estimate(): they must be one model."""
     params = DpuParams().replace(compute_efficiency=0.7, memory_efficiency=0.45, layer_overhead_cycles=6000.0,
                                  call_overhead_us=250.0)
+    residual = [_conv("a", 64, 256, 56, 1), _conv("b", 64, 256, 56, 1),  # a block's last conv and its shortcut
+                LayerCost("add", "Add", "eltwise", 256 * 56 * 56, 0, 2 * 256 * 56 * 56, 256 * 56 * 56, True,
+                          256, 256, 56, 56)]  # cascaded into "b" on the VCK5000
     for device in ("zcu102", "u50", "u280", "u250", "vck190", "vck5000"):  # edge, HBM, uneven, DDR, PL clock, PEs
-        for arch, layers in SYNTHETIC.items():
+        for arch, layers in {**SYNTHETIC, "residual": residual}.items():
             row = cal.CalibrationRow("x", device, device, arch, arch, 1.0, DEVICES[device].clock_mhz, 1.0, None, "")
             fast = cal.RowTerms(row, layers, DEVICES, params).fps(
                 *(getattr(params, name) for name in fitting.FITTED))

@@ -165,3 +165,13 @@ def test_pool_window_limits_are_sourced_per_dpu_family() -> None:
     assert devices["u200"].pool_kernel_max == 16 and "PG400" in devices["u200"].sources["pool_kernel_max"]
     assert "pool_kernel_max" in devices["zcu104"].unverified  # assumed, see its source
     assert devices["vck190"].pool_kernel_max is None  # no limit known: every pool on the DPU
+
+
+def test_only_the_dpucvdx8h_cascades_its_element_wise_engine_behind_the_conv() -> None:
+    devices = load_devices()
+    vck5000 = devices["vck5000"]
+    assert vck5000.conv_eltwise_cascade == 8  # DPUCVDX8H_ISA1_F2W2_8PE.prototxt eltwise conv_cascade
+    assert "conv_cascade" in vck5000.sources["conv_eltwise_cascade"]
+    assert "conv_eltwise_cascade" not in vck5000.unverified
+    # DPUCVDX8G (its ISA3 prototxts have no conv_cascade) and the PL DPUs: the add is a layer of its own
+    assert all(d.conv_eltwise_cascade == 0 for key, d in devices.items() if key != "vck5000")

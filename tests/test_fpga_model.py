@@ -162,6 +162,68 @@ def test_an_average_pool_that_leaves_padding_out_runs_on_host_where_the_dpu_coun
     assert slower.host_ms > estimate([*SMALL_NET, avg(False)], u200, 4, 1).host_ms
 
 
+def add(name: str, c: int, hw: int) -> LayerCost:
+    """An element-wise add of two c x hw x hw maps."""
+    return LayerCost(name, "Add", "eltwise", c * hw * hw, 0, 2 * c * hw * hw, c * hw * hw, True,
+                     c_in=c, c_out=c, h_out=hw, w_out=hw)
+
+
+def relu(name: str, c: int, hw: int) -> LayerCost:
+    return LayerCost(name, "Relu", "eltwise", c * hw * hw, 0, c * hw * hw, c * hw * hw, True,
+                     c_in=c, c_out=c, h_out=hw, w_out=hw)
+
+
+# A ResNet-50 bottleneck at 56 x 56: its 256-channel add reads 1.6 MB and writes 0.8 MB, more than
+# a PE's 2 MB of feature banks; cascaded, the last conv reads 0.2 + 0.8 MB and writes 0.8 MB.
+BOTTLENECK = [conv("c1", 256, 64, 56, 1), relu("r1", 64, 56), conv("c2", 64, 64, 56),
+              relu("r2", 64, 56), conv("c3", 64, 256, 56, 1), add("add", 256, 56), relu("r3", 256, 56)]
+
+
+def test_an_add_fed_by_a_conv_runs_in_its_pass_where_the_eltwise_engine_is_cascaded() -> None:
+    vck5000 = DEVICES["vck5000"]
+    plain = dataclasses.replace(vck5000, conv_eltwise_cascade=0)
+    assert dpu_model.cascaded_adds(BOTTLENECK, vck5000) == {5: 4}
+    assert dpu_model.cascaded_adds(BOTTLENECK, plain) == {}
+    assert dpu_model.cascaded_adds(BOTTLENECK, DEVICES["vck190"]) == {}  # DPUCVDX8G: no cascade
+    fused, alone = (estimate(BOTTLENECK, d, 8, 1) for d in (vck5000, plain))
+    by_name = {lay.name: lay for lay in fused.per_layer}
+    assert by_name["add"].time_us == 0.0  # timed inside c3's pass
+    assert {lay.name: lay for lay in alone.per_layer}["add"].time_us > 0
+    # c3 also reads the add's other operand and writes the add's output: 1.8 MB, within the banks
+    assert by_name["c3"].offchip_bytes == BOTTLENECK[4].weight_bytes
+    assert dpu_model.with_cascade(BOTTLENECK[4], BOTTLENECK[5]).input_bytes == 64 * 56 * 56 + 256 * 56 * 56
+    # the add no longer spills its maps to DDR in a pass of its own
+    assert sum(lay.offchip_bytes for lay in fused.per_layer) < sum(lay.offchip_bytes for lay in alone.per_layer)
+
+
+def test_only_an_add_right_after_a_conv_of_its_size_is_cascaded() -> None:
+    vck5000 = DEVICES["vck5000"]
+    after_pool = [conv("c", 64, 256, 56, 1),
+                  LayerCost("p", "MaxPool", "pool", 256 * 56 * 56 * 9, 0, 256 * 56 * 56, 256 * 56 * 56, True,
+                            c_in=256, c_out=256, h_out=56, w_out=56, kernel_h=3, kernel_w=3),
+                  add("add", 256, 56)]
+    assert dpu_model.cascaded_adds(after_pool, vck5000) == {}  # the pool comes between
+    other_size = [conv("c", 64, 128, 56, 1), add("add", 256, 56)]
+    assert dpu_model.cascaded_adds(other_size, vck5000) == {}
+    host_between = [conv("c", 64, 256, 56, 1),
+                    LayerCost("s", "Softmax", "other", 0, 0, 256 * 56 * 56, 256 * 56 * 56, False),
+                    add("add", 256, 56)]
+    assert dpu_model.cascaded_adds(host_between, vck5000) == {}
+    mul = [conv("c", 64, 256, 56, 1), dataclasses.replace(add("mul", 256, 56), op_type="Mul")]
+    assert dpu_model.cascaded_adds(mul, vck5000) == {}  # the cascade's elew_type is add only
+
+
+def test_a_cascaded_add_costs_no_less_than_its_element_wise_stage() -> None:
+    vck5000 = DEVICES["vck5000"]
+    c3, the_add = BOTTLENECK[4], BOTTLENECK[5]
+    conv_s = dpu_model.layer_seconds(c3, vck5000, 0.5)
+    assert dpu_model.layer_seconds(c3, vck5000, 0.5, the_add) == conv_s  # 64 x 8 lanes keep pace
+    slow_stage = dataclasses.replace(vck5000, conv_eltwise_cascade=1)  # 64 x 1 lanes: the add's stage binds
+    stage_s = the_add.macs / 64 / (vck5000.control_clock_mhz * 1e6)
+    assert stage_s > conv_s
+    assert dpu_model.layer_seconds(c3, slow_stage, 0.5, the_add) == pytest.approx(stage_s)
+
+
 def test_host_work_overlaps_the_dpu_in_throughput_but_not_in_latency() -> None:
     device = DEVICES["zcu104"]
     # Explicit host overheads: the shipped (fitted) one may itself exceed this small net's DPU time.

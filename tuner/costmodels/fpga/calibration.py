@@ -24,16 +24,16 @@ from tuner.catalog import CATALOG_DIR
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import (
     CONV_KINDS,
-    FUSED_OP_TYPES,
     estimate,
     host_call_fixed_s,
     host_time_s,
-    layer_clock_hz,
+    layer_seconds,
     offchip_bytes,
     overlapped,
     pcie_cap_rps,
     runs_on_host,
-    tiled_cycles,
+    timed_layers,
+    with_cascade,
 )
 from tuner.costmodels.fpga.params import DpuParams
 from tuner.costmodels.graph import LayerCost
@@ -155,18 +155,18 @@ class RowTerms:
         self.row, self.control_hz = row, device.control_clock_mhz * 1e6
         self.batch, busy = max(device.batch_engines), device.cores
         self.bandwidth_bps = device.memory_bandwidth_gbps * 1e9 / busy
-        timed = [lay for lay in layers if not runs_on_host(lay, device)
-                 and lay.kind != "other" and lay.op_type not in FUSED_OP_TYPES]
+        timed = timed_layers(list(layers), device)
         buf = device.onchip_buffer_kb * 1024
         self.host_threads = params.host_threads[device.host_link]
         self.cores = []  # per core: (compute s at efficiency 1, bytes, number of layer passes, host s)
         for engines in sorted(device.batch_engines, reverse=True)[:busy]:
             passes = [engines] * (self.batch // engines) + ([self.batch % engines] if self.batch % engines else [])
-            seconds = np.array([tiled_cycles(lay, device, params.alu_pp_share)[0] / layer_clock_hz(lay, device)
-                               for _ in passes for lay in timed])
-            nbytes = np.array([offchip_bytes(lay, n, buf, params.activation_buffer_share, device.feature_buffer_kb * 1024)
-                               for n in passes for lay in timed])
-            conv = np.array([lay.kind in CONV_KINDS for _ in passes for lay in timed], dtype=bool)
+            seconds = np.array([layer_seconds(lay, device, params.alu_pp_share, add)
+                               for _ in passes for lay, add in timed])
+            nbytes = np.array([offchip_bytes(with_cascade(lay, add) if add is not None else lay, n, buf,
+                                             params.activation_buffer_share, device.feature_buffer_kb * 1024)
+                               for n in passes for lay, add in timed])
+            conv = np.array([lay.kind in CONV_KINDS for _ in passes for lay, _ in timed], dtype=bool)
             self.cores.append((seconds, nbytes, conv, self._host_s(layers, device, params)))
         self.pcie_cap = pcie_cap_rps(list(layers), device, params)
 

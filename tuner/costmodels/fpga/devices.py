@@ -69,6 +69,10 @@ class FpgaDevice:
         pl_clock_mhz: a Versal DPU's programmable-logic clock, where its controller and its
             pooling, element-wise and depthwise engines run while the AI Engines do the
             convolutions at `clock_mhz`. None: one clock for everything (the PL DPUs).
+        conv_eltwise_cascade: pixel parallelism of the element-wise engine when it is cascaded
+            behind the conv engine (the prototxt's eltwise_engine conv_cascade pixel_parallel,
+            DPUCVDX8H): an element-wise add that takes a conv's output runs in that conv's
+            pass instead of a pass of its own. 0: no cascade (the add is a layer of its own).
         sources: source of each parameter, keyed by parameter name.
         unverified: names of the parameters whose figures are unverified.
     """
@@ -94,6 +98,7 @@ class FpgaDevice:
     feature_buffer_kb: float = 0.0
     channel_augmentation: int = 0
     avg_pool_counts_padding: bool = False
+    conv_eltwise_cascade: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     unverified: frozenset[str] = frozenset()
 
@@ -172,6 +177,7 @@ class _DeviceSpec(BaseModel):
     feature_buffer_kb: _Float | None = None
     channel_augmentation: _Int | None = None
     avg_pool_counts_padding: _Bool | None = None
+    conv_eltwise_cascade: _Int | None = None
 
     @model_validator(mode="after")
     def _engines_match_cores(self) -> _DeviceSpec:
@@ -250,7 +256,8 @@ def _schema_error(path: Path, exc: ValidationError) -> TunerError:
             f"{path}: {where}", where.rsplit(".", 1)[-1],
             "Unknown key: a device has description, price_key, dpu, arch, pp, icp, ocp, cores, "
             "batch_engines, clock_mhz, memory_bandwidth_gbps, onchip_buffer_kb, host_link and "
-            "optional power_w, pool_kernel_max, pl_clock_mhz, misc_engines, feature_buffer_kb and channel_augmentation; each "
+            "optional power_w, pool_kernel_max, pl_clock_mhz, misc_engines, feature_buffer_kb, channel_augmentation, "
+            "avg_pool_counts_padding and conv_eltwise_cascade; each "
             "parameter has value, source and "
             "optional unverified.",
             "Remove or rename the key.",
@@ -274,7 +281,7 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
     params = ("dpu", "arch", "pp", "icp", "ocp", "cores", "batch_engines", "clock_mhz",
               "memory_bandwidth_gbps", "onchip_buffer_kb", "host_link", "power_w", "pool_kernel_max",
               "pl_clock_mhz", "misc_engines", "feature_buffer_kb", "channel_augmentation",
-              "avg_pool_counts_padding")
+              "avg_pool_counts_padding", "conv_eltwise_cascade")
     sourced = {name: getattr(spec, name) for name in params if getattr(spec, name) is not None}
     engines = spec.batch_engines.value
     per_core = tuple(engines) if isinstance(engines, list) else (engines,) * spec.cores.value
@@ -299,6 +306,7 @@ def _to_device(key: str, spec: _DeviceSpec) -> FpgaDevice:
         feature_buffer_kb=spec.feature_buffer_kb.value if spec.feature_buffer_kb is not None else 0.0,
         channel_augmentation=spec.channel_augmentation.value if spec.channel_augmentation is not None else 0,
         avg_pool_counts_padding=bool(spec.avg_pool_counts_padding and spec.avg_pool_counts_padding.value),
+        conv_eltwise_cascade=spec.conv_eltwise_cascade.value if spec.conv_eltwise_cascade is not None else 0,
         misc_engines={kind: (lanes.channel_parallel, lanes.pixel_parallel)
                       for kind, lanes in (spec.misc_engines.value.items() if spec.misc_engines else ())},
         sources={name: s.source for name, s in sourced.items()},

@@ -9,6 +9,7 @@ Every number it returns is an estimate. docs/fpga_model.md explains the model in
     memory      = off-chip bytes / (board bandwidth * memory_efficiency / busy cores)
                   bytes = weights (once per pass: batch engines share them) + the activations
                   of every instance, + re-reads when neither fits the on-chip banks
+                  (an add cascaded behind a conv, DPUCVDX8H: timed in that conv's pass)
     DPU call    = call overhead + sum of its layers, ceil(batch / engines) passes
     host call   = host overhead + layers the DPU lacks (on the CPU) + PCIe transfers
     latency     = DPU call + host call
@@ -21,6 +22,7 @@ figures from the device catalog. Nothing here depends on the architecture's name
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ from tuner.errors import field_error
 FUSED_OP_TYPES = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Clip", "HardSigmoid", "HardSwish", "BatchNormalization",
 })
+# Element-wise ops a cascaded element-wise engine runs (DPUCVDX8H prototxt: elew_type add).
+CASCADE_OP_TYPES = frozenset({"Add"})
 BOUNDS = ("compute", "memory", "overhead", "host")
 CONV_KINDS = ("conv", "gemm")  # the MAC array's layers; the others run on the misc engines
 # What caps a configuration's throughput, by the bound that takes most of a call's time.
@@ -171,18 +175,23 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
     dpu_s = params.call_overhead_us / 1e6
     host_s = host_call_fixed_s(layers, device, batch, params)
     bandwidth = device.memory_bandwidth_gbps * 1e9 * params.memory_efficiency / busy_cores
+    cascaded = cascaded_adds(layers, device)
+    into = {conv: layers[add] for add, conv in cascaded.items()}
     per_layer = []
     conv_s = misc_s = 0.0
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if runs_on_host(layer, device):
             time_s = host_time_s(layer, device, batch, params)
             host_s += time_s
             per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs,
                                            time_s * 1e6, "host"))
             continue
+        if i in cascaded:  # runs inside its conv's pass (timed there)
+            per_layer.append(LayerEstimate(layer.name, layer.op_type, layer.kind, layer.macs, 0.0, "compute"))
+            continue
         time_s, nbytes, bound, util = 0.0, 0.0, "compute", 0.0
         for n in passes:
-            t, b, bound, util = _dpu_pass(layer, device, n, bandwidth, params)
+            t, b, bound, util = _dpu_pass(layer, device, n, bandwidth, params, into.get(i))
             time_s, nbytes = time_s + t, nbytes + b
         if layer.kind in CONV_KINDS:
             conv_s += time_s
@@ -192,6 +201,56 @@ def _call(layers: list[LayerCost], device: FpgaDevice, batch: int, engines: int,
                                        time_s * 1e6, bound, util, nbytes))
     dpu_s += overlapped(conv_s, misc_s, params.misc_overlap)
     return _Call(dpu_s, host_s, tuple(per_layer))
+
+
+def cascaded_adds(layers: list[LayerCost], device: FpgaDevice) -> dict[int, int]:
+    """{index of an element-wise add: index of the conv whose pass it runs in}, on a DPU whose
+    element-wise engine is cascaded behind its conv engine (`device.conv_eltwise_cascade`).
+
+    The cascade takes the conv's output as it is produced (the DPUCVDX8H prototxt's
+    eltwise_engine `conv_cascade`; its only element-wise type is add). A LayerCost carries no
+    graph edges, so an add is taken to be fed by the conv just before it in graph order (free
+    and fused ops in between skipped) when the two have outputs of the same size and the add
+    reads two maps of that size: a residual block's last conv (or its projection shortcut) and
+    its add. Each conv takes at most one add; a host layer in between breaks the chain.
+    """
+    if not device.conv_eltwise_cascade:
+        return {}
+    cascaded: dict[int, int] = {}
+    previous: int | None = None
+    for i, layer in enumerate(layers):
+        if runs_on_host(layer, device):
+            previous = None
+            continue
+        if layer.kind == "other" or layer.op_type in FUSED_OP_TYPES:
+            continue
+        if (previous is not None and layer.op_type in CASCADE_OP_TYPES and layer.kind == "eltwise"
+                and layers[previous].kind == "conv" and previous not in cascaded.values()
+                and layers[previous].output_bytes == layer.output_bytes
+                and layer.input_bytes == 2 * layer.output_bytes):
+            cascaded[i] = previous
+        previous = i
+    return cascaded
+
+
+def with_cascade(conv: LayerCost, add: LayerCost) -> LayerCost:
+    """The conv as it runs with `add` cascaded behind it: it also reads the add's other operand
+    and writes the add's output in place of its own (the conv's output never reaches the banks)."""
+    return dataclasses.replace(
+        conv, input_bytes=conv.input_bytes + add.input_bytes - conv.output_bytes,
+        output_bytes=add.output_bytes,
+        graph_input_bytes=conv.graph_input_bytes + add.graph_input_bytes,
+        graph_output_bytes=conv.graph_output_bytes + add.graph_output_bytes)
+
+
+def timed_layers(layers: list[LayerCost], device: FpgaDevice) -> list[tuple[LayerCost, LayerCost | None]]:
+    """The layers the DPU spends time on, each with the add cascaded into it (None if none):
+    host layers, free and fused ops and cascaded adds are left out."""
+    cascaded = cascaded_adds(layers, device)
+    into = {conv: layers[add] for add, conv in cascaded.items()}
+    return [(layer, into.get(i)) for i, layer in enumerate(layers)
+            if not runs_on_host(layer, device) and layer.kind != "other"
+            and layer.op_type not in FUSED_OP_TYPES and i not in cascaded]
 
 
 def host_call_fixed_s(layers: list[LayerCost], device: FpgaDevice, batch: int, params: DpuParams) -> float:
@@ -221,14 +280,15 @@ def overlapped(conv_s: float, misc_s: float, overlap: float) -> float:
 
 
 def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float,
-              params: DpuParams) -> tuple[float, float, str, float]:
+              params: DpuParams, cascade: LayerCost | None = None) -> tuple[float, float, str, float]:
     """(seconds, off-chip bytes, bound, utilisation) of `n` instances through a DPU layer, one
-    instance per batch engine, all engines in step."""
+    instance per batch engine, all engines in step; `cascade`: an add cascaded into the layer."""
     if layer.kind == "other" or layer.op_type in FUSED_OP_TYPES:
         return 0.0, 0.0, "compute", 0.0
-    cycles, util = tiled_cycles(layer, device, params.alu_pp_share)
-    compute_s = cycles / (layer_clock_hz(layer, device) * params.compute_efficiency)
-    nbytes = offchip_bytes(layer, n, device.onchip_buffer_kb * 1024, params.activation_buffer_share,
+    _, util = tiled_cycles(layer, device, params.alu_pp_share)
+    compute_s = layer_seconds(layer, device, params.alu_pp_share, cascade) / params.compute_efficiency
+    moved = with_cascade(layer, cascade) if cascade is not None else layer
+    nbytes = offchip_bytes(moved, n, device.onchip_buffer_kb * 1024, params.activation_buffer_share,
                            device.feature_buffer_kb * 1024)
     memory_s = nbytes / bandwidth_bps
     overhead_s = params.layer_overhead_cycles / (device.control_clock_mhz * 1e6)
@@ -237,6 +297,18 @@ def _dpu_pass(layer: LayerCost, device: FpgaDevice, n: int, bandwidth_bps: float
     else:
         bound = "compute" if compute_s >= memory_s else "memory"
     return max(compute_s, memory_s) + overhead_s, nbytes, bound, util
+
+
+def layer_seconds(layer: LayerCost, device: FpgaDevice, alu_pp_share: float,
+                  cascade: LayerCost | None = None) -> float:
+    """Seconds of one instance of a DPU layer at full efficiency: its tiled cycles at its clock.
+    With an add cascaded into it, the slower of the two stages of the pipeline: the conv, or the
+    element-wise engine at its cascade rate (channel_parallel x conv_eltwise_cascade per PL cycle)."""
+    seconds = tiled_cycles(layer, device, alu_pp_share)[0] / layer_clock_hz(layer, device)
+    if cascade is not None and device.conv_eltwise_cascade:
+        lanes = device.misc_engines.get("eltwise", (device.icp, 0))[0] * device.conv_eltwise_cascade
+        seconds = max(seconds, cascade.macs / lanes / (device.control_clock_mhz * 1e6))
+    return seconds
 
 
 def layer_clock_hz(layer: LayerCost, device: FpgaDevice) -> float:
