@@ -77,6 +77,7 @@ class Landscape:
 
     def __init__(self, table: dict[TrialConfig, dict], meta: dict, slo_ms: float | None = None) -> None:
         self.table, self.meta = table, meta
+        self.first_run = 0
         self.space = SearchSpace.model_validate(meta["space"])
         c = meta["cluster"]
         self.cluster = ClusterInfo(c["total_cpus"], c["max_node_cpus"], fpga_devices=c["fpga_devices"])
@@ -95,10 +96,11 @@ class Landscape:
 
     def observed(self, cfg: TrialConfig, times_seen: int) -> dict:
         """What the sampler is told the `times_seen`-th time it chooses `cfg` (0: the first
-        measurement); the truth when the grid holds one measurement per configuration."""
+        measurement, or the `first_run`-th with --first-run); the truth when the grid holds one
+        measurement per configuration."""
         row = self.table[cfg]
         obs = row["observations"]
-        return row | obs[times_seen % len(obs)] if obs else row
+        return row | obs[(times_seen + self.first_run) % len(obs)] if obs else row
 
     def feasible(self, row: dict, slo: bool) -> bool:
         return row["runnable"] and row["accuracy"] >= self.floor and (not slo or row["latency_p95_ms"] <= self.slo_ms)
@@ -219,6 +221,9 @@ def main() -> None:
     parser.add_argument("--hv-tolerance", type=float, default=0.0,
                         help="credit each point found this much better in every objective (e.g. 0.03: "
                              "within measurement noise of a front point counts as finding it); default 0, strict")
+    parser.add_argument("--first-run", type=int, default=0,
+                        help="on a grid recorded with repeats, tell the sampler this pass's measurement first "
+                             "(then the next ...): does a result hang on which measurement came first?")
     parser.add_argument("--contributions", action="store_true",
                         help="print each configuration's exclusive share of the exhaustive hypervolume, and exit")
     parser.add_argument("--json", action="store_true", help="print every run (configs chosen, in order) as JSON")
@@ -229,6 +234,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     table, meta = load_grid(args.grid)
     land = Landscape(table, meta)
+    land.first_run = args.first_run
     if args.contributions:
         for cfg, share in land.contributions():
             row = table[cfg]
