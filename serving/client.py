@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from serving.auth import BearerToken
 from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
-from serving.pacing import pace
+from serving.pacing import paced_requests
 
 _RETRY_PAUSE_S = 0.01
 
@@ -90,20 +90,13 @@ class WindowClient:
 
     async def _poisson(self, seconds: float, rate_rps: float, seed: int) -> Window:
         loop = asyncio.get_running_loop()
-        outcomes: list[Outcome] = []
-        tasks: set[asyncio.Task] = set()
         start = loop.time()
 
-        def launch(arrival: float) -> None:
-            task = asyncio.create_task(send_one(self._session, self.spec, self._sent, arrival))
-            self._sent += 1
-            task.add_done_callback(lambda t: outcomes.append(t.result()))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        def request(arrival: float) -> Awaitable[Outcome]:
+            i, self._sent = self._sent, self._sent + 1
+            return send_one(self._session, self.spec, i, arrival)
 
-        await pace(loop, rate_rps, seed, start, start + seconds, launch)  # timed arrivals: see `pace`
-        if tasks:
-            await asyncio.gather(*tasks)
+        outcomes = await paced_requests(loop, rate_rps, seed, start, start + seconds, request)  # see `pace`
         return self._window(outcomes, max(seconds, max((o.end for o in outcomes), default=start) - start))
 
     def _window(self, outcomes: list[Outcome], elapsed_s: float) -> Window:

@@ -26,7 +26,7 @@ import asyncio
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -34,7 +34,7 @@ import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.pacing import pace
+from serving.pacing import paced_requests
 from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
@@ -211,20 +211,14 @@ async def _drive(spec: RequestSpec, stop: threading.Event | None,
 
             await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
         else:
-            tasks: set[asyncio.Task] = set()
             sent = 0
 
-            def launch(arrival: float) -> None:
+            def request(arrival: float) -> Awaitable[Outcome]:
                 nonlocal sent
-                task = asyncio.create_task(send_one(session, spec, sent, arrival))
-                task.add_done_callback(lambda t: outcomes.append(t.result()))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
                 sent += 1
+                return send_one(session, spec, sent - 1, arrival)
 
-            await pace(loop, spec.target_rps, spec.seed, start, deadline, launch, running)
-            if tasks:
-                await asyncio.gather(*tasks)
+            outcomes += await paced_requests(loop, spec.target_rps, spec.seed, start, deadline, request, running)
         elapsed = max((o.end for o in outcomes), default=loop.time()) - start
     return _summarise(spec, outcomes, elapsed, start)
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
+
+Result = TypeVar("Result")
 
 _PACER_STEP_S = 0.1  # longest blocking sleep of the pacer, so that a stop is noticed
 
@@ -55,3 +58,23 @@ def pace(loop: asyncio.AbstractEventLoop, rate_rps: float, seed: int, start: flo
 
     threading.Thread(target=run, name="tuner-pacer", daemon=True).start()
     return finished
+
+
+async def paced_requests(loop: asyncio.AbstractEventLoop, rate_rps: float, seed: int, start: float, until: float,
+                         request: Callable[[float], Awaitable[Result]],
+                         keep_going: Callable[[], bool] = lambda: True) -> list[Result]:
+    """Start `request(arrival)` as a task at each of `pace`'s arrivals and return their results
+    once all have finished, in the order they finished."""
+    results: list[Result] = []
+    tasks: set[asyncio.Task] = set()
+
+    def launch(arrival: float) -> None:
+        task = asyncio.ensure_future(request(arrival))
+        task.add_done_callback(lambda t: results.append(t.result()))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    await pace(loop, rate_rps, seed, start, until, launch, keep_going)
+    if tasks:
+        await asyncio.gather(*tasks)
+    return results
