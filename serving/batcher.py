@@ -109,8 +109,3 @@ class Batcher(Generic[Item, Result]):
             except TimeoutError:
                 break
         return batch
-
-    def close(self) -> None:
-        """Stop the batching task (the replica is going away)."""
-        if self._task is not None:
-            self._task.cancel()
