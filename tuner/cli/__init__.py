@@ -15,6 +15,7 @@ from types import ModuleType
 
 from tuner import __version__
 from tuner.cli import (
+    check_machine,
     dashboard,
     estimate,
     measure,
@@ -43,7 +44,7 @@ EPILOG = """typical session:
 COMMANDS: dict[str, ModuleType] = {
     "tune": tune, "measure": measure, "show": show, "dashboard": dashboard, "promote": promote,
     "rollback": rollback, "undeploy": undeploy, "serve": serve, "watch": watch, "estimate": estimate,
-    "report": report,
+    "report": report, "check-machine": check_machine,
 }
 
 
