@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check-machine", help="how steady this machine's CPUs are (the floor under every figure measured here)",
-        description="Time a fixed amount of pure-Python work per block, on one core alone and "
-                    "then on every core at once (each worker pinned), and print how much the speed varies. Run it with nothing else "
-                    "running. A VM's host may slow its cores in episodes its CPU accounting does not show; "
+        description="Time a fixed amount of pure-Python work per block, on one core alone and then on "
+                    "every core at once (each worker pinned), and print how much the speed varies. Run it "
+                    "with nothing else running. A VM's host may slow its cores in episodes its CPU accounting does not show; "
                     "no measuring window can be steadier than the machine. STEADY when the median speed CV "
                     "over 4 s blocks is at most 5% and no other work took the workers' CPU time (else BUSY).")
     p.add_argument("--seconds", type=float, default=15.0,
