@@ -10,14 +10,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tuner.evaluators.fpga as fpga_evaluator
 from tuner.config import TrialConfig
-from tuner.costmodels.fpga import dpu_model
+from tuner.costmodels.fpga import dpu_layers, host
 from tuner.costmodels.fpga.devices import load_devices
-from tuner.costmodels.fpga.dpu_model import estimate, offchip_bytes, tiled_cycles
+from tuner.costmodels.fpga.dpu_layers import offchip_bytes, tiled_cycles
+from tuner.costmodels.fpga.dpu_model import estimate
+from tuner.costmodels.fpga.params import load_params
 from tuner.costmodels.graph import LayerCost
 from tuner.errors import TunerError
 
 DEVICES = load_devices()
-PARAMS = dpu_model.load_params()
+PARAMS = load_params()
 
 
 def conv(name: str, c_in: int, c_out: int, hw: int, k: int = 3, groups: int = 1) -> LayerCost:
@@ -144,7 +146,7 @@ def test_pool_window_beyond_the_dpu_limit_runs_on_host() -> None:
     assert estimate([gap(7)], u50, 1, 1).host_layers == ()
     assert estimate([gap(14)], u50, 1, 1).host_layers == ("gap",)
     assert estimate([gap(14)], u200, 1, 1).host_layers == ()
-    assert dpu_model.runs_on_host(gap(14), u50) and not dpu_model.runs_on_host(gap(14), u200)
+    assert host.runs_on_host(gap(14), u50) and not host.runs_on_host(gap(14), u200)
 
 
 def test_an_average_pool_that_leaves_padding_out_runs_on_host_where_the_dpu_counts_padding() -> None:
@@ -182,16 +184,16 @@ BOTTLENECK = [conv("c1", 256, 64, 56, 1), relu("r1", 64, 56), conv("c2", 64, 64,
 def test_an_add_fed_by_a_conv_runs_in_its_pass_where_the_eltwise_engine_is_cascaded() -> None:
     vck5000 = DEVICES["vck5000"]
     plain = dataclasses.replace(vck5000, conv_eltwise_cascade=0)
-    assert dpu_model.cascaded_adds(BOTTLENECK, vck5000) == {5: 4}
-    assert dpu_model.cascaded_adds(BOTTLENECK, plain) == {}
-    assert dpu_model.cascaded_adds(BOTTLENECK, DEVICES["vck190"]) == {}  # DPUCVDX8G: no cascade
+    assert dpu_layers.cascaded_adds(BOTTLENECK, vck5000) == {5: 4}
+    assert dpu_layers.cascaded_adds(BOTTLENECK, plain) == {}
+    assert dpu_layers.cascaded_adds(BOTTLENECK, DEVICES["vck190"]) == {}  # DPUCVDX8G: no cascade
     fused, alone = (estimate(BOTTLENECK, d, 8, 1) for d in (vck5000, plain))
     by_name = {lay.name: lay for lay in fused.per_layer}
     assert by_name["add"].time_us == 0.0  # timed inside c3's pass
     assert {lay.name: lay for lay in alone.per_layer}["add"].time_us > 0
     # c3 also reads the add's other operand and writes the add's output: 1.8 MB, within the banks
     assert by_name["c3"].offchip_bytes == BOTTLENECK[4].weight_bytes
-    assert dpu_model.with_cascade(BOTTLENECK[4], BOTTLENECK[5]).input_bytes == 64 * 56 * 56 + 256 * 56 * 56
+    assert dpu_layers.with_cascade(BOTTLENECK[4], BOTTLENECK[5]).input_bytes == 64 * 56 * 56 + 256 * 56 * 56
     # the add no longer spills its maps to DDR in a pass of its own
     assert sum(lay.offchip_bytes for lay in fused.per_layer) < sum(lay.offchip_bytes for lay in alone.per_layer)
 
@@ -202,26 +204,26 @@ def test_only_an_add_right_after_a_conv_of_its_size_is_cascaded() -> None:
                   LayerCost("p", "MaxPool", "pool", 256 * 56 * 56 * 9, 0, 256 * 56 * 56, 256 * 56 * 56, True,
                             c_in=256, c_out=256, h_out=56, w_out=56, kernel_h=3, kernel_w=3),
                   add("add", 256, 56)]
-    assert dpu_model.cascaded_adds(after_pool, vck5000) == {}  # the pool comes between
+    assert dpu_layers.cascaded_adds(after_pool, vck5000) == {}  # the pool comes between
     other_size = [conv("c", 64, 128, 56, 1), add("add", 256, 56)]
-    assert dpu_model.cascaded_adds(other_size, vck5000) == {}
+    assert dpu_layers.cascaded_adds(other_size, vck5000) == {}
     host_between = [conv("c", 64, 256, 56, 1),
                     LayerCost("s", "Softmax", "other", 0, 0, 256 * 56 * 56, 256 * 56 * 56, False),
                     add("add", 256, 56)]
-    assert dpu_model.cascaded_adds(host_between, vck5000) == {}
+    assert dpu_layers.cascaded_adds(host_between, vck5000) == {}
     mul = [conv("c", 64, 256, 56, 1), dataclasses.replace(add("mul", 256, 56), op_type="Mul")]
-    assert dpu_model.cascaded_adds(mul, vck5000) == {}  # the cascade's elew_type is add only
+    assert dpu_layers.cascaded_adds(mul, vck5000) == {}  # the cascade's elew_type is add only
 
 
 def test_a_cascaded_add_costs_no_less_than_its_element_wise_stage() -> None:
     vck5000 = DEVICES["vck5000"]
     c3, the_add = BOTTLENECK[4], BOTTLENECK[5]
-    conv_s = dpu_model.layer_seconds(c3, vck5000, 0.5)
-    assert dpu_model.layer_seconds(c3, vck5000, 0.5, the_add) == conv_s  # 64 x 8 lanes keep pace
+    conv_s = dpu_layers.layer_seconds(c3, vck5000, 0.5)
+    assert dpu_layers.layer_seconds(c3, vck5000, 0.5, the_add) == conv_s  # 64 x 8 lanes keep pace
     slow_stage = dataclasses.replace(vck5000, conv_eltwise_cascade=1)  # 64 x 1 lanes: the add's stage binds
     stage_s = the_add.macs / 64 / (vck5000.control_clock_mhz * 1e6)
     assert stage_s > conv_s
-    assert dpu_model.layer_seconds(c3, slow_stage, 0.5, the_add) == pytest.approx(stage_s)
+    assert dpu_layers.layer_seconds(c3, slow_stage, 0.5, the_add) == pytest.approx(stage_s)
 
 
 def test_host_work_overlaps_the_dpu_in_throughput_but_not_in_latency() -> None:
@@ -245,6 +247,44 @@ def test_pcie_cards_pay_for_input_transfer() -> None:
                 - estimate(layers, board, 4, 1, same_host).latency_ms)
     transfer_ms = 4 * 3 * 224 * 224 / (PARAMS.pcie_gbps * 1e9) * 1e3
     assert extra_ms > transfer_ms
+
+
+def test_a_call_is_the_sum_of_its_layer_passes_and_host_parts() -> None:
+    """estimate() composes dpu_layers (one layer's pass) and host (the CPU side) and adds nothing else."""
+    softmax = LayerCost("softmax", "Softmax", "other", 0, 0, 1000, 1000, False)
+    pool = LayerCost("p", "MaxPool", "pool", 64 * 28 * 28 * 4, 0, 64 * 56 * 56, 64 * 28 * 28, True,
+                     c_in=64, c_out=64, h_out=28, w_out=28, kernel_h=2, kernel_w=2)
+    layers = [*SMALL_NET, pool, softmax]
+    for key, batch in (("zcu104", 1), ("u50", 5)):
+        device, params = DEVICES[key], PARAMS.for_device(key)
+        engines = max(device.batch_engines)
+        passes = [engines] * (batch // engines) + ([batch % engines] if batch % engines else [])
+        bandwidth = device.memory_bandwidth_gbps * 1e9 * params.memory_efficiency
+        conv_s = misc_s = 0.0
+        for layer in layers:
+            if host.runs_on_host(layer, device):
+                continue
+            seconds = sum(dpu_layers.dpu_pass(layer, device, n, bandwidth, params)[0] for n in passes)
+            if layer.kind in dpu_layers.CONV_KINDS:
+                conv_s += seconds
+            else:
+                misc_s += seconds
+        dpu_s = params.call_overhead_us / 1e6 + dpu_layers.overlapped(conv_s, misc_s, params.misc_overlap)
+        host_s = host.host_call_fixed_s(layers, device, batch, params) + host.host_time_s(
+            softmax, device, batch, params)
+        result = estimate(layers, device, batch, 1)
+        assert misc_s > 0 and result.host_layers == ("softmax",)
+        assert result.dpu_ms == pytest.approx(dpu_s * 1e3, rel=1e-12)
+        assert result.host_ms == pytest.approx(host_s * 1e3, rel=1e-12)
+
+
+def test_only_a_pcie_card_caps_throughput_at_its_link() -> None:
+    layers = [dataclasses.replace(conv("c", 3, 64, 224), graph_input_bytes=3 * 224 * 224),
+              LayerCost("softmax", "Softmax", "other", 0, 0, 1000, 1000, False)]
+    assert host.pcie_cap_rps(layers, DEVICES["zcu104"], PARAMS) == float("inf")
+    moved = 3 * 224 * 224 + 2 * 1000  # the graph input, and the host layer's data both ways
+    assert host.link_bytes(layers[1], DEVICES["u50"]) == 2 * 1000
+    assert host.pcie_cap_rps(layers, DEVICES["u50"], PARAMS) == pytest.approx(PARAMS.pcie_gbps * 1e9 / moved)
 
 
 def test_tiled_cycles_of_conv_depthwise_and_fc() -> None:

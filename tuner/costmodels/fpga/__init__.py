@@ -1,8 +1,9 @@
 """Analytical pricing of FPGA trials (AMD/Xilinx Vitis AI DPUs); no board needs to be attached.
 
 Every figure this package produces is an estimate: `graph` turns an ONNX model into per-layer
-costs, `devices` loads the sourced DPU catalog, `dpu_model` prices layers on a device with the free
-parameters of `params`. `calibration` reads AMD's published figures of every board and predicts
+costs, `devices` loads the sourced DPU catalog, `dpu_model` prices a model on a device with the free
+parameters of `params` (one layer's DPU time in `dpu_layers`, the host CPU and PCIe side in `host`).
+`calibration` reads AMD's published figures of every board and predicts
 them, `fitting` fits the parameters on them (shared and per board) and cross-validates, and
 `bands` gives each board's expected error from that validation.
 """

@@ -22,19 +22,16 @@ import numpy as np
 
 from tuner.catalog import CATALOG_DIR
 from tuner.costmodels.fpga.devices import FpgaDevice
-from tuner.costmodels.fpga.dpu_model import (
+from tuner.costmodels.fpga.dpu_layers import (
     CONV_KINDS,
-    estimate,
-    host_call_fixed_s,
-    host_time_s,
     layer_seconds,
     offchip_bytes,
     overlapped,
-    pcie_cap_rps,
-    runs_on_host,
     timed_layers,
     with_cascade,
 )
+from tuner.costmodels.fpga.dpu_model import estimate
+from tuner.costmodels.fpga.host import host_call_fixed_s, host_time_s, pcie_cap_rps, runs_on_host
 from tuner.costmodels.fpga.params import DpuParams
 from tuner.costmodels.graph import LayerCost
 from tuner.errors import field_error

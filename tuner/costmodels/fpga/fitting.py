@@ -34,7 +34,7 @@ from tuner.costmodels.fpga.calibration import (
     predict_fps,
 )
 from tuner.costmodels.fpga.devices import FpgaDevice
-from tuner.costmodels.fpga.dpu_model import runs_on_host
+from tuner.costmodels.fpga.host import runs_on_host
 from tuner.costmodels.fpga.params import BOARD_FITTED, DpuParams
 from tuner.costmodels.graph import LayerCost
 
