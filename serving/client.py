@@ -96,7 +96,8 @@ class WindowClient:
             i, self._sent = self._sent, self._sent + 1
             return send_one(self._session, self.spec, i, arrival)
 
-        outcomes = await paced_requests(loop, rate_rps, seed, start, start + seconds, request)  # see `pace`
+        outcomes = await paced_requests(loop, rate_rps, seed, start, start + seconds, request,  # see `pace`
+                                        exact_count=True)  # a window: exactly the target rate
         return self._window(outcomes, max(seconds, max((o.end for o in outcomes), default=start) - start))
 
     def _window(self, outcomes: list[Outcome], elapsed_s: float) -> Window:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
-from serving.pacing import pace
+from serving.pacing import pace, window_arrivals_s
 
 
 def test_paced_arrivals_come_at_their_scheduled_times_at_the_target_rate() -> None:
@@ -35,3 +36,25 @@ def test_pacing_stops_when_told_and_the_same_seed_gives_the_same_arrivals() -> N
     full, again, stopped = asyncio.run(arrivals(None)), asyncio.run(arrivals(None)), asyncio.run(arrivals(0.3))
     assert full == pytest.approx(again) and len(full) > 100
     assert stopped == pytest.approx(full[:len(stopped)]) and max(stopped) < 0.31 < max(full)
+
+
+def test_a_measuring_window_offers_exactly_the_target_rate_with_poisson_like_gaps() -> None:
+    counts = {len(window_arrivals_s(10.0, 9.5, seed)) for seed in range(50)}
+    assert counts == {95}  # an open Poisson stream: 95 +- 10 (one sd) from window to window
+    a = window_arrivals_s(500.0, 4.0, 7)
+    assert len(a) == 2000 and np.all(np.diff(a) >= 0) and a[0] >= 0 and a[-1] < 4.0
+    gaps = np.diff(a)
+    assert 0.9 < gaps.std() / gaps.mean() < 1.1  # exponential-like gaps (CV 1), not a metronome (CV 0)
+    assert not np.allclose(window_arrivals_s(10.0, 9.5, 1), window_arrivals_s(10.0, 9.5, 2))
+    assert np.allclose(window_arrivals_s(10.0, 9.5, 1), window_arrivals_s(10.0, 9.5, 1))
+    assert len(window_arrivals_s(0.01, 1.0, 0)) == 1  # at least one request per window
+
+
+def test_paced_window_launches_exactly_the_window_arrivals() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        start, seen = loop.time(), []
+        await pace(loop, 300.0, 3, start, start + 0.5, lambda a: seen.append(a - start), exact_count=True)
+        return seen
+
+    assert asyncio.run(main()) == pytest.approx(list(window_arrivals_s(300.0, 0.5, 3)))

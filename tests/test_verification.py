@@ -4,6 +4,8 @@ can be told from a deployment that serves less than its trial."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tuner.deploy.rollout import Figures, Verification, describe
 
 TUNED = Figures(2535.0, 11.7, 19.58, 23.3)
@@ -40,3 +42,17 @@ def test_the_served_p95_is_placed_in_the_trials_re_measured_p95_range() -> None:
     """In server mode the throughput is the offered rate; the p95 is what decides."""
     text = describe(verification(505.5, (493.5, 502.6), (9.58, 10.2)))
     assert "the served figure is above that range; their p95 9.58-10.20 ms, the served p95 above it" in text
+
+
+def test_the_served_p95s_confidence_interval_says_whether_the_sample_can_tell_them_apart() -> None:
+    """~95 requests (10 s at 10 req/s): the p95 rests on the 5 slowest; the interval says so."""
+    few = Figures(10.9, 60.0, 163.67, 190.0, 95)
+    wide = Verification(False, "server", 10.0, 0.1, few, Figures(9.7, 46.1, 120.37, 171.5), 1.13, 1.36, 0,
+                        served_p95_ci_ms=(110.2, 240.5))
+    text = describe(wide)
+    assert "the served p95 from 95 requests lies in 110.20-240.50 ms (99% confidence); the trial's p95 is " \
+           "inside that interval: too few requests to tell the two p95s apart" in text
+    narrow = Verification(False, "server", 10.0, 0.1, replace(few, requests_ok=5000),
+                          Figures(9.7, 46.1, 120.37, 171.5), 1.13, 1.36, 0, served_p95_ci_ms=(158.0, 170.0))
+    text = describe(narrow)
+    assert "the trial's p95 is outside that interval" in text and "too few requests" not in text

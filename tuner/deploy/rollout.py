@@ -75,6 +75,7 @@ class Verification:
     tuned_range_rps: tuple[float, float] | None = None  # [min, max] of the trial's re-measurements
     tuned_samples: int = 0  # how many re-measurements that range is of (0: measured once)
     tuned_range_p95_ms: tuple[float, float] | None = None  # the same for their p95
+    served_p95_ci_ms: tuple[float, float] | None = None  # 99% distribution-free CI of the served p95
 
 
 def history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -174,7 +175,12 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
                         tuple(float(x) for x in details.get("window_throughput_rps") or ()),
                         (float(tuned_range[0]), float(tuned_range[1])) if tuned_range else None,
                         again.samples if again is not None and tuned_range else 0,
-                        (float(p95_range[0]), float(p95_range[1])) if p95_range else None)
+                        (float(p95_range[0]), float(p95_range[1])) if p95_range else None,
+                        _pair(details.get("latency_p95_ci_ms")))
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if value else None
 
 
 def _placed(value: float, low: float, high: float) -> str:
@@ -197,6 +203,13 @@ def describe(v: Verification) -> str:
             low, high = v.tuned_range_p95_ms
             note += (f"; their p95 {low:.2f}-{high:.2f} ms, the served p95 "
                      f"{_placed(v.served.latency_p95_ms, low, high)} it")
+    if v.served_p95_ci_ms is not None and v.served.requests_ok:
+        low, high = v.served_p95_ci_ms
+        inside = low <= v.tuned.latency_p95_ms <= high
+        note += (f"\n  the served p95 from {v.served.requests_ok:,} requests lies in {low:.2f}-{high:.2f} ms (99% "
+                 f"confidence); the trial's p95 is {'inside' if inside else 'outside'} that interval"
+                 + (": too few requests to tell the two p95s apart; a longer --verify-s narrows it"
+                    if inside and not v.passed else ""))
     return (f"verification ({v.mode} load, {how}): served {s.throughput_rps:,.1f} inf/s, "
             f"p95 {s.latency_p95_ms:.2f} ms; tuned ({v.tuned_level}) {t.throughput_rps:,.1f} inf/s, "
             f"p95 {t.latency_p95_ms:.2f} ms; "

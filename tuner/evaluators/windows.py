@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.pacing import window_arrivals_s
 from tuner.evaluators import interference
 from tuner.metrics import PerfResult, latency_percentiles_ms
 from tuner.spec.measurement import LoadSpec, MeasurementSettings
@@ -51,16 +52,15 @@ class WindowSample:
 
 def serve_poisson(call: Callable[[int], Any], cap: int, seconds: float, rate_rps: float, max_wait_s: float,
                   seed: int) -> WindowSample:
-    """Server load on one replica: Poisson arrivals at `rate_rps` for `seconds`, batched up to
+    """Server load on one replica: Poisson arrivals at `rate_rps` for `seconds` (exactly
+    round(rate x seconds) of them, `serving.pacing.window_arrivals_s`), batched up to
     `cap` requests; `call(k)` runs one inference of k instances.
 
     A batch waits until it is full or its first request has waited `max_wait_s`. Stops early
     when requests wait more than 10 s (the replica is overloaded); the window then reports what
     completed, and its throughput shows the shortfall.
     """
-    rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * seconds * 1.5) + 16))
-    arrivals = arrivals[arrivals < seconds]
+    arrivals = window_arrivals_s(rate_rps, seconds, seed)  # exactly the target rate, as served windows
     lat: list[np.ndarray] = []
     start = time.perf_counter()
     i, n = 0, len(arrivals)
