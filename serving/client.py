@@ -2,7 +2,7 @@
 windows (no reconnect between them), each window a closed loop or a Poisson stream, each request's
 latency recorded. What the served measurement level drives an endpoint with.
 
-No Ray: asyncio and aiohttp, as `serving.loadgen` (whose requests and checks it shares).
+No Ray: asyncio and aiohttp; its requests and their checks are `serving.request`'s, as `serving.loadgen`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.loadgen import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
 from serving.pacing import paced_requests
+from serving.request import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
 
 _RETRY_PAUSE_S = 0.01
 

@@ -28,36 +28,18 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
 from serving.pacing import paced_requests
-from serving.v2.types import HEADER_LENGTH
-from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
+from serving.request import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
 from tuner.errors import field_error
-from tuner.models.data import integer_input
 
-Mode = Literal["offline", "server"]
-_PAYLOADS = 8  # distinct request bodies, cycled (built once: encoding is not part of the load)
 _SAMPLE = 5  # error messages kept
 _RETRY_PAUSE_S = 0.01  # after a connection error in a closed loop, so a dead server is not spun on
-
-
-class InputLike(Protocol):
-    """Anything with a name, a per-instance shape and a numpy dtype, e.g. `InputSpec` or
-    `InputMeta` (a leading -1, the batch dimension, is dropped)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def shape(self) -> Sequence[int]: ...
-
-    @property
-    def dtype(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -100,90 +82,6 @@ class LoadResult:
         return (f"{self.mode}: {self.requests_ok} ok{failed}, {self.throughput_rps:.1f} "
                 f"instances/s, p50/p95/p99 {self.latency_p50_ms:.1f}/{self.latency_p95_ms:.1f}/"
                 f"{self.latency_p99_ms:.1f} ms over {self.duration_s:.1f} s")
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    url: str
-    payloads: list[tuple[bytes, dict[str, str]]] = field(repr=False)  # large; the headers may hold a token
-    instances: int
-    mode: Mode
-    concurrency: int
-    target_rps: float
-    timeout_s: float
-    max_connections: int
-    seed: int
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    latency_s: float
-    end: float
-    status: int | None = None
-    kind: str | None = None
-    message: str = ""
-
-
-def _per_instance(spec: InputLike) -> tuple[list[int], np.dtype]:
-    shape = [int(d) for d in spec.shape]
-    if shape and shape[0] == -1:  # InputMeta: the batch dimension first
-        shape = shape[1:]
-    if any(d < 1 for d in shape):
-        raise field_error(f"the shape of input {spec.name!r}", list(spec.shape),
-                          "A per-instance shape has fixed sizes >= 1.",
-                          "Give the shape of one instance, without the batch dimension.")
-    return shape, np.dtype(spec.dtype)
-
-
-def make_payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
-              seed: int) -> list[tuple[bytes, dict[str, str]]]:
-    """Seeded request bodies: normal floats; integers and booleans as tuner.models.data.integer_input
-    makes them (valid ids, masks on, type ids 0)."""
-    rng = np.random.default_rng(seed)
-    bodies = []
-    for _ in range(_PAYLOADS):
-        tensors = {}
-        for spec in inputs:
-            shape, dtype = _per_instance(spec)
-            full = (instances, *shape)
-            if dtype == np.bool_ or dtype.kind in "iu":
-                tensors[spec.name] = integer_input(spec.name, dtype, full, rng)
-            else:
-                tensors[spec.name] = rng.standard_normal(full).astype(dtype)
-        encoded = encode_infer_request(tensors, binary=binary, binary_outputs=binary)
-        bodies.append((encoded.body, encoded.headers))
-    return bodies
-
-
-async def send_one(session: aiohttp.ClientSession, spec: RequestSpec, i: int, t0: float) -> Outcome:
-    """One request; latency from `t0` (send time, or the scheduled arrival)."""
-    loop = asyncio.get_running_loop()
-    body, headers = spec.payloads[i % len(spec.payloads)]
-    try:
-        async with session.post(spec.url, data=body, headers=headers) as response:
-            content = await response.read()
-            end = loop.time()
-            if response.status != 200:
-                text = content[:200].decode("utf-8", "replace")
-                return Outcome(False, end - t0, end, response.status, "http_status",
-                                f"HTTP {response.status}: {text}")
-            decoded = decode_infer_response(content, response.headers.get(HEADER_LENGTH))
-            rows = {name: a.shape[0] if a.ndim else 0 for name, a in decoded.outputs.items()}
-            if not rows or set(rows.values()) != {spec.instances}:
-                return Outcome(False, end - t0, end, None, "bad_response",
-                                f"expected {spec.instances} rows per output, got {rows}")
-            return Outcome(True, end - t0, end)
-    except ResponseError as exc:
-        kind, message = "bad_response", str(exc)
-    except asyncio.TimeoutError:  # before ClientConnectionError: ServerTimeoutError is both
-        kind, message = "timeout", f"no response within {spec.timeout_s} s"
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        kind, message = "connection", f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # anything else is still one failed request, not a lost one
-        kind, message = "other", f"{type(exc).__name__}: {exc}"
-    end = loop.time()
-    return Outcome(False, end - t0, end, None, kind, message)
 
 
 async def _drive(spec: RequestSpec, stop: threading.Event | None,
@@ -242,42 +140,6 @@ def _summarise(spec: RequestSpec, outcomes: list[Outcome], elapsed_s: float, sta
         throughput_rps=len(ok) * spec.instances / duration,
         latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99, errors_sample=tuple(sample),
         failed_at_s=tuple(sorted(round(o.end - start, 3) for o in failed)),
-    )
-
-
-def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,
-                 batch_size: int, concurrency: int | None, target_rps: float | None, binary: bool,
-                 seed: int, timeout_s: float, max_connections: int, instances: int | None = None,
-                 auth_token: BearerToken | None = None) -> RequestSpec:
-    """What every request of a load looks like. `instances` per request: `batch_size` in offline
-    mode and 1 in server mode unless given; `auth_token`: sent as ``Authorization: Bearer``."""
-    if mode not in ("offline", "server"):
-        raise field_error("mode", mode, "The modes are 'offline' (closed loop, batches) and "
-                          "'server' (Poisson arrivals, one instance each).", "Pick one.")
-    if not inputs:
-        raise field_error("inputs", inputs, "The model's inputs are needed to build requests.",
-                          "Pass one (name, shape, dtype) per input.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise field_error("batch_size", batch_size, "It must be an integer >= 1.",
-                          "Pass the deployed batch size.")
-    if mode == "offline" and (not isinstance(concurrency, int) or concurrency < 1):
-        raise field_error("concurrency", concurrency, "Offline mode keeps this many requests "
-                          "in flight; it must be an integer >= 1.", "Pass e.g. 2 x replicas.")
-    if mode == "server" and not (isinstance(target_rps, (int, float)) and target_rps > 0):
-        raise field_error("target_rps", target_rps, "Server mode sends Poisson arrivals at this "
-                          "rate; it must be > 0 requests per second.", "Pass e.g. 50.")
-    if instances is None:
-        instances = batch_size if mode == "offline" else 1
-    elif isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-        raise field_error("instances", instances, "It must be an integer >= 1.", "Pass e.g. 1.")
-    payloads = make_payloads(inputs, instances, binary, seed)
-    if auth_token is not None:
-        payloads = [(body, {**headers, "Authorization": auth_token.authorization}) for body, headers in payloads]
-    return RequestSpec(
-        url=f"{url_base.rstrip('/')}/v2/models/{model_name}/infer",
-        payloads=payloads, instances=instances,
-        mode=mode, concurrency=concurrency or 1, target_rps=float(target_rps or 0),
-        timeout_s=timeout_s, max_connections=max_connections, seed=seed,
     )
 
 

@@ -30,7 +30,7 @@ from serving.auth import (
     token_sha256,
     unauthorized_reason,
 )
-from serving.loadgen import request_spec
+from serving.request import request_spec
 from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config, write_serve_config
 from tuner.cli import main
 from tuner.config import TrialConfig

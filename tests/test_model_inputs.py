@@ -258,7 +258,7 @@ def test_every_input_recipe_gives_an_embedding_valid_ids() -> None:
     indexes a 2-row token-type table with token_type_ids gets 0s everywhere (a stopped study found it)."""
     import json
 
-    from serving.loadgen import make_payloads
+    from serving.request import make_payloads
     from tuner.evaluators.base import timing_inputs
     from tuner.models.data import synthetic_inputs
 
