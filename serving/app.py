@@ -50,7 +50,7 @@ from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
 from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
 from serving.batcher import Batcher
 from serving.metrics import ServerMetrics
-from serving.model import ORT_TYPES, describe_model, load_session
+from serving.model import ORT_TYPES, describe_model, load_session, run_batch
 from serving.shadow import Shadow, shadow_for
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
 from serving.v2.wire import (
@@ -350,36 +350,9 @@ class ModelServer:
 
     def _run_batch(self, requests: list[Tensors],
                    timings: list[tuple[int, float]] | None = None) -> list[Tensors]:
-        """Concatenate the requests' instances, run them in chunks of batch_size, split back.
-
-        Args:
-            requests: one tensor dict per request.
-            timings: if given, gets (instances, seconds) of every ONNX Runtime call appended.
-        """
-        counts = [_instances(r) for r in requests]
-        merged = {
-            name: np.concatenate([r[name] for r in requests]).astype(dtype, copy=False)
-            for name, dtype in self._model_dtypes.items()
-        }
-        names = [o.name for o in self._outputs]
-        pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        total, step = sum(counts), self._current().batch_size
-        for start in range(0, total, step):
-            chunk = {n: a[start : start + step] for n, a in merged.items()}
-            began = time.perf_counter()
-            assert self._session is not None  # set in __init__; None only while loading
-            outs = self._session.run(names, chunk)
-            if timings is not None:
-                timings.append((min(step, total - start), time.perf_counter() - began))
-            for n, out in zip(names, outs):
-                if out.ndim == 0 or out.shape[0] != min(step, total - start):
-                    raise RuntimeError(
-                        f"Output {n!r} has shape {out.shape}: not one row per instance.")
-                pieces[n].append(out.astype(np.float32) if out.dtype == np.float16 else out)
-        full = {n: np.concatenate(p) for n, p in pieces.items()}
-        bounds = np.cumsum(counts)[:-1]
-        split = {n: np.split(a, bounds) for n, a in full.items()}
-        return [{n: split[n][i] for n in names} for i in range(len(requests))]
+        assert self._session is not None  # set in __init__; None only while loading
+        return run_batch(self._session, requests, self._model_dtypes, [o.name for o in self._outputs],
+                         self._current().batch_size, timings)
 
 
 #: The Serve deployment; its name (`serving.args.DEPLOYMENT_NAME`) is the one the Serve config refers to.

@@ -1,8 +1,10 @@
-"""What one replica serves: its ONNX Runtime session and its tensors' metadata.
+"""What one replica serves: its ONNX Runtime session, its tensors' metadata, and running a batch
+of requests through it.
 
 No Ray import: tests build sessions and metadata here without a cluster.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,37 @@ def describe_model(
         for o in session.get_outputs()
     ]
     return inputs, outputs
+
+
+def run_batch(session: ort.InferenceSession, requests: list[dict[str, np.ndarray]], dtypes: dict[str, np.dtype],
+              output_names: list[str], batch_size: int,
+              timings: list[tuple[int, float]] | None = None) -> list[dict[str, np.ndarray]]:
+    """Concatenate the requests' instances, run them in chunks of `batch_size`, split back.
+
+    Args:
+        session: the replica's ONNX Runtime session.
+        requests: one tensor dict per request (input name -> array, first dimension the instances).
+        dtypes: input name -> the numpy dtype the session takes.
+        output_names: the outputs to return, in the session's order.
+        batch_size: most instances per ONNX Runtime call.
+        timings: if given, gets (instances, seconds) of every ONNX Runtime call appended.
+    """
+    counts = [int(next(iter(r.values())).shape[0]) for r in requests]
+    merged = {name: np.concatenate([r[name] for r in requests]).astype(dtype, copy=False)
+              for name, dtype in dtypes.items()}
+    pieces: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
+    total = sum(counts)
+    for start in range(0, total, batch_size):
+        chunk = {n: a[start : start + batch_size] for n, a in merged.items()}
+        began = time.perf_counter()
+        outs = session.run(output_names, chunk)
+        if timings is not None:
+            timings.append((min(batch_size, total - start), time.perf_counter() - began))
+        for n, out in zip(output_names, outs):
+            if out.ndim == 0 or out.shape[0] != min(batch_size, total - start):
+                raise RuntimeError(f"Output {n!r} has shape {out.shape}: not one row per instance.")
+            pieces[n].append(out.astype(np.float32) if out.dtype == np.float16 else out)
+    full = {n: np.concatenate(p) for n, p in pieces.items()}
+    bounds = np.cumsum(counts)[:-1]
+    split = {n: np.split(a, bounds) for n, a in full.items()}
+    return [{n: split[n][i] for n in output_names} for i in range(len(requests))]
