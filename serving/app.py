@@ -50,7 +50,7 @@ from serving.args import DEPLOYMENT_NAME, ServeArgs, ServeSettings
 from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
 from serving.batcher import Batcher
 from serving.metrics import ServerMetrics
-from serving.model import ORT_TYPES, describe_model, load_session, run_batch
+from serving.model import ORT_TYPES, count_instances, describe_model, load_session, run_batch
 from serving.shadow import Shadow, shadow_for
 from serving.v2.types import HEADER_LENGTH, ProtocolError, RequestTimeout, UnknownModel
 from serving.v2.wire import (
@@ -113,10 +113,6 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         ) from None
 
 
-def _instances(request: Tensors) -> int:
-    return int(next(iter(request.values())).shape[0])
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
@@ -149,7 +145,7 @@ class ModelServer:
         self._shadow: Shadow | None = None  # the fp32 comparison (serving.shadow); None: off
         self._per_instance_s: float | None = None  # moving average of ONNX Runtime time per instance
         self._inline_pause, self._slow_inline = 0, 0  # calls kept off the loop; slow calls on it seen
-        self._batcher: Batcher[Tensors, Tensors] = Batcher(self._infer_batch, _instances)
+        self._batcher: Batcher[Tensors, Tensors] = Batcher(self._infer_batch, count_instances)
         if settings is not None:
             self.reconfigure(settings.model_dump())
 
@@ -329,7 +325,7 @@ class ModelServer:
         # long call runs; a call shorter than the hand-off to that thread runs on the loop itself.
         timings: list[tuple[int, float]] = []
         inline = self._inline_pause == 0 and self._per_instance_s is not None and \
-            self._per_instance_s * min(sum(map(_instances, requests)), self._current().batch_size) < INLINE_CALL_S
+            self._per_instance_s * min(sum(map(count_instances, requests)), self._current().batch_size) < INLINE_CALL_S
         self._inline_pause = max(0, self._inline_pause - 1)
         if inline:
             results = self._run_batch(requests, timings)

@@ -116,6 +116,11 @@ def describe_model(
     return inputs, outputs
 
 
+def count_instances(request: dict[str, np.ndarray]) -> int:
+    """How many instances a request carries: its first tensor's first dimension."""
+    return int(next(iter(request.values())).shape[0])
+
+
 def run_batch(session: ort.InferenceSession, requests: list[dict[str, np.ndarray]], dtypes: dict[str, np.dtype],
               output_names: list[str], batch_size: int,
               timings: list[tuple[int, float]] | None = None) -> list[dict[str, np.ndarray]]:
@@ -129,7 +134,7 @@ def run_batch(session: ort.InferenceSession, requests: list[dict[str, np.ndarray
         batch_size: most instances per ONNX Runtime call.
         timings: if given, gets (instances, seconds) of every ONNX Runtime call appended.
     """
-    counts = [int(next(iter(r.values())).shape[0]) for r in requests]
+    counts = [count_instances(r) for r in requests]
     merged = {name: np.concatenate([r[name] for r in requests]).astype(dtype, copy=False)
               for name, dtype in dtypes.items()}
     pieces: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
