@@ -20,7 +20,6 @@ import argparse
 
 from common import write_results
 
-from tuner.cli.check_machine import to_json
 from tuner.runner.host_speed import describe, measure
 
 
@@ -30,7 +29,7 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=0.25, help="timing block (default 0.25 s)")
     args = parser.parse_args()
     h = measure(args.seconds, args.step_s)
-    record = to_json(h)
+    record = h.to_json()
     rows = record.pop("cores")
     record["cross_core_correlation"] = {f"{a}-{b}": round(h.correlation(a, b), 3)
                                         for i, a in enumerate(sorted({c.core for c in h.cores}))

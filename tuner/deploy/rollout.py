@@ -173,13 +173,12 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
                         int(details.get("windows") or 0), bool(details.get("stable")),
                         float(details.get("measuring_s") or 0.0),
                         tuple(float(x) for x in details.get("window_throughput_rps") or ()),
-                        (float(tuned_range[0]), float(tuned_range[1])) if tuned_range else None,
-                        again.samples if again is not None and tuned_range else 0,
-                        (float(p95_range[0]), float(p95_range[1])) if p95_range else None,
-                        _pair(details.get("latency_p95_ci_ms")))
+                        _pair(tuned_range), again.samples if again is not None and tuned_range else 0,
+                        _pair(p95_range), _pair(details.get("latency_p95_ci_ms")))
 
 
 def _pair(value: Any) -> tuple[float, float] | None:
+    """A [low, high] range (a list from JSON, or a tuple) as floats; None when there is none."""
     return (float(value[0]), float(value[1])) if value else None
 
 

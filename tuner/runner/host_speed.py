@@ -18,6 +18,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 SLOW_SHARE = 0.85  # a block slower than this share of the core's 90th-percentile speed is "slow"
 BLOCKS_S = (0.25, 1.0, 4.0)  # the block lengths whose CV is reported
@@ -76,6 +77,21 @@ class HostSpeed:
     @property
     def steady(self) -> bool:
         return not self.busy and self.median_cv_pct(4.0) <= STEADY_CV_4S_PCT
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable record (`tuner check-machine --json`, experiments/host_speed.py)."""
+        cores = [{"condition": c.condition, "core": c.core, "blocks": len(c.rates_per_s),
+                  **{f"cv_{b:g}s_pct": round(c.cv_pct(b), 2) for b in BLOCKS_S},
+                  "slowest_of_p90": round(c.slowest_of_p90, 3), "slow_block_share": round(c.slow_block_share, 3),
+                  "cpu_s_per_wall_s": round(c.cpu_s_per_wall_s, 4)} for c in self.cores]
+        return {"steady": self.steady, "busy": self.busy,
+                "steady_rule": f"not busy and median cv_4s_pct <= {STEADY_CV_4S_PCT}",
+                "busy_rule": f"a worker's cpu_s_per_wall_s below {BUSY_CPU_PER_WALL}",
+                "median_cv_1s_pct": round(self.median_cv_pct(1.0), 2),
+                "median_cv_4s_pct": round(self.median_cv_pct(4.0), 2),
+                "slow_rule": f"a block below {SLOW_SHARE}x of its core's 90th-percentile speed",
+                "seconds_per_condition": self.seconds_per_condition, "steal_s": round(self.steal_s, 3),
+                "cores": cores}
 
     def correlation(self, a: int, b: int) -> float:
         """How alike cores `a` and `b` sped up and slowed down when both were busy (-1..1)."""
