@@ -30,18 +30,19 @@ def test_the_windows_range_is_printed() -> None:
 def test_a_served_figure_is_placed_in_the_trials_re_measured_range() -> None:
     below = describe(verification(1836.5, (1942.0, 3054.0)))
     assert "FAILED" in below
-    assert "the trial's own 3 re-measurements ranged 1,942.0-3,054.0 inf/s; the served figure is below that range" \
-        in below
+    assert ("the trial's own 3 re-measurements ranged 1,942.0-3,054.0 inf/s; the served figure is 105.50 inf/s "
+            "(5.4%) below that range") in below
     within = describe(verification(2100.0, (1942.0, 3054.0)))
     assert "FAILED" in within and "the served figure is within that range" in within
     above = describe(verification(3100.0, (1942.0, 3054.0)))
-    assert "PASSED" in above and "the served figure is above that range" in above
+    assert "PASSED" in above and "the served figure is 46.00 inf/s (1.5%) above that range" in above
 
 
 def test_the_served_p95_is_placed_in_the_trials_re_measured_p95_range() -> None:
     """In server mode the throughput is the offered rate; the p95 is what decides."""
     text = describe(verification(505.5, (493.5, 502.6), (9.58, 10.2)))
-    assert "the served figure is above that range; their p95 9.58-10.20 ms, the served p95 above it" in text
+    assert ("the served figure is 2.90 inf/s (0.6%) above that range; their p95 9.58-10.20 ms, the served p95 "
+            "10.80 ms (105.9%) above it") in text
 
 
 def test_the_served_p95s_confidence_interval_says_whether_the_sample_can_tell_them_apart() -> None:

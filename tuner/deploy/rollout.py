@@ -182,8 +182,15 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return (float(value[0]), float(value[1])) if value else None
 
 
-def _placed(value: float, low: float, high: float) -> str:
-    return "within" if low <= value <= high else ("below" if value < low else "above")
+def _placed(value: float, low: float, high: float, unit: str, what: str) -> str:
+    """Where value lies against [low, high] ("within that range"); outside it, by how much (a rate that
+    misses a range by 0.1 inf/s is not the same finding as one that misses it by half)."""
+    if low <= value <= high:
+        return f"within {what}"
+    edge = low if value < low else high
+    gap = abs(value - edge)
+    share = f" ({gap / edge:.1%})" if edge else ""
+    return f"{gap:,.2f} {unit}{share} {'below' if value < low else 'above'} {what}"
 
 
 def describe(v: Verification) -> str:
@@ -197,11 +204,11 @@ def describe(v: Verification) -> str:
     if v.tuned_range_rps is not None:
         low, high = v.tuned_range_rps
         note += (f"\n  the trial's own {v.tuned_samples} re-measurements ranged {low:,.1f}-{high:,.1f} inf/s; "
-                 f"the served figure is {_placed(v.served.throughput_rps, low, high)} that range")
+                 f"the served figure is {_placed(v.served.throughput_rps, low, high, 'inf/s', 'that range')}")
         if v.tuned_range_p95_ms is not None:
             low, high = v.tuned_range_p95_ms
             note += (f"; their p95 {low:.2f}-{high:.2f} ms, the served p95 "
-                     f"{_placed(v.served.latency_p95_ms, low, high)} it")
+                     f"{_placed(v.served.latency_p95_ms, low, high, 'ms', 'it')}")
     if v.served_p95_ci_ms is not None and v.served.requests_ok:
         low, high = v.served_p95_ci_ms
         inside = low <= v.tuned.latency_p95_ms <= high
