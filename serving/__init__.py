@@ -8,7 +8,9 @@ Protocol (KServe V2 REST), and the tools to run, deploy and drive it.
 - `batcher`: a replica's dynamic batching (concurrent requests joined into one model call).
 - `auth`: optional bearer-token authentication (token files, digests, the non-loopback rule). Pure.
 - `metrics`: the application's Prometheus metrics (`ray.serve.metrics`).
-- `serve_config`: generate (from a TrialConfig), write, load and check the Serve config YAML.
+- `options`: what a Serve config serves and how it is exposed (`ServedModel`, `ServingOptions`).
+- `serve_config`: generate (from a TrialConfig) and write the Serve config YAML.
+- `serve_config_check`: load a Serve config and check it (Ray's schema, our args, the model file).
 - `deploy`: tuner's local serving cluster and deploys through Serve's REST API.
 - `run`: `serve run CONFIG` in the foreground (`tuner serve`).
 - `loadgen`: the load generator and verification client (offline / server modes); no Ray.

@@ -363,6 +363,6 @@ def build_app(args: ServeArgs) -> Application:
 
     The deployment's options and its user_config (`ServeSettings`: the model file, batch limits,
     threads) come from the Serve config's ``deployments`` entry; `serving.serve_config` writes
-    them, and its loader checks that the model file exists.
+    them, and `serving.serve_config_check` checks that the model file exists.
     """
     return ModelDeployment.bind(args)

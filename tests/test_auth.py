@@ -30,8 +30,10 @@ from serving.auth import (
     token_sha256,
     unauthorized_reason,
 )
+from serving.options import ServedModel, ServingOptions
 from serving.request import request_spec
-from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config, write_serve_config
+from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.cli import main
 from tuner.config import TrialConfig
 from tuner.errors import TunerError

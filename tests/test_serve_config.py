@@ -18,13 +18,9 @@ from ray.serve.schema import (
 
 from serving.app import ModelDeployment, build_app
 from serving.args import ServeArgs, ServeSettings
-from serving.serve_config import (
-    ServedModel,
-    ServingOptions,
-    load_serve_config,
-    make_serve_config,
-    write_serve_config,
-)
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 
