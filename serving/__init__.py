@@ -4,7 +4,9 @@ Protocol (KServe V2 REST), and the tools to run, deploy and drive it.
 - `v2/`: the protocol itself (types, request parsing, bodies on the wire). Pure.
 - `args`: the application's typed args in the Serve config, and the limits derived from them.
 - `model`: a replica's ONNX Runtime session (the options the trial measured) and tensor metadata.
-- `app`: the Ray Serve application (`build_app(ServeArgs)`), batching with `serving.batcher`.
+- `app`: the Ray Serve application (`build_app(ServeArgs)`) and its deployment.
+- `replica`: one replica (`ModelServer`): the V2 routes, batching with `serving.batcher`, errors.
+- `replica_http`: a replica's request body reading and V2 error answers.
 - `batcher`: a replica's dynamic batching (concurrent requests joined into one model call).
 - `auth`: optional bearer-token authentication (token files, digests, the non-loopback rule). Pure.
 - `metrics`: the application's Prometheus metrics (`ray.serve.metrics`).

@@ -269,7 +269,7 @@ def _call(replica: object, method: str, path: str, headers: dict[str, str], body
 
 
 def test_a_replica_answers_401_before_any_route_and_leaves_health_open(tmp_path: Path) -> None:
-    from serving.app import ModelServer
+    from serving.replica import ModelServer
 
     matmul_model(tmp_path / "m.onnx", ["N", 4])
     replica = ModelServer(ServeArgs(model_name="m"), _settings(tmp_path / "m.onnx", auth_token_sha256=DIGEST))

@@ -147,7 +147,7 @@ def test_only_cpu_configurations_are_served(model_file: Path) -> None:
 
 
 def test_a_replica_refuses_a_missing_model_or_invalid_settings(tmp_path: Path) -> None:
-    from serving.app import ModelServer
+    from serving.replica import ModelServer
 
     with pytest.raises(TunerError, match="gone.onnx.*does not exist"):
         ModelServer(ServeArgs(model_name="m"), ServeSettings(model_path=str(tmp_path / "gone.onnx"), precision="fp32",

@@ -6,7 +6,7 @@ the JSON header's length, and every binary tensor's entry says its byte count in
 ``parameters.binary_data_size``. Tensor bytes are little-endian and row-major, in the order of
 the tensors in the JSON header.
 
-The server (`serving.app`) uses `check_content_type`, `max_body_bytes_for`, `body_too_large`,
+The server (`serving.replica`) uses `check_content_type`, `max_body_bytes_for`, `body_too_large`,
 `parse_request` and `encode_infer_response`; clients (`serving.loadgen`, tests) use
 `encode_infer_request` and `decode_infer_response`.
 """
