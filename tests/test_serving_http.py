@@ -27,7 +27,7 @@ from serving.model import describe_model, load_session
 from serving.options import ServedModel, ServingOptions
 from serving.replica import ModelServer
 from serving.serve_config import make_serve_config
-from serving.v2.protocol import HEADER_LENGTH
+from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import (
     decode_infer_response,
     encode_infer_request,
