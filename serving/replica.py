@@ -43,7 +43,7 @@ from serving.auth import CHALLENGE, OPEN_PATHS, unauthorized_reason
 from serving.batcher import Batcher
 from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, count_instances, describe_model, load_session, run_batch
-from serving.replica_http import _error, _NotFound, read_body
+from serving.replica_http import NotFound, error_response, read_body
 from serving.shadow import Shadow, shadow_for
 from serving.v2.types import HEADER_LENGTH, ProtocolError, UnknownModel
 from serving.v2.wire import (
@@ -192,13 +192,13 @@ class ModelServer:
                 tuple(request.scope["path"].strip("/").split("/")) not in OPEN_PATHS:
             reason = unauthorized_reason(request.headers.get("authorization"), settings.auth_token_sha256)
             if reason is not None:
-                return _error(401, reason, {"WWW-Authenticate": CHALLENGE})
+                return error_response(401, reason, {"WWW-Authenticate": CHALLENGE})
         try:
             return await self._route(request)
         except ProtocolError as exc:
-            return _error(exc.status, str(exc))
-        except _NotFound as exc:
-            return _error(exc.status, str(exc))
+            return error_response(exc.status, str(exc))
+        except NotFound as exc:
+            return error_response(exc.status, str(exc))
 
     async def _route(self, request: Request) -> Response:
         parts = request.scope["path"].strip("/").split("/")
@@ -226,12 +226,12 @@ class ModelServer:
         elif parts == ["v2", "health", "ready"]:
             self._allow(request, "GET")
             return self.ready()
-        raise _NotFound(404, request) if method in ("GET", "POST", "HEAD") else _NotFound(405, request)
+        raise NotFound(404, request) if method in ("GET", "POST", "HEAD") else NotFound(405, request)
 
     @staticmethod
     def _allow(request: Request, method: str) -> None:
         if request.method != method:
-            raise _NotFound(405, request)
+            raise NotFound(405, request)
 
     async def infer(self, name: str, request: Request, version: str | None = None) -> Response:
         """V2 inference, JSON or binary; errors as {"error"} (see the module docstring)."""
@@ -241,9 +241,9 @@ class ModelServer:
             async with asyncio.timeout(limit_s):
                 response = await self._infer(name, version, request)
         except ProtocolError as exc:
-            response = _error(exc.status, str(exc))
+            response = error_response(exc.status, str(exc))
         except TimeoutError:
-            response = _error(408, f"The request timed out after {limit_s}s (user_config.request_timeout_s, from "
+            response = error_response(408, f"The request timed out after {limit_s}s (user_config.request_timeout_s, from "
                                    "http_options.request_timeout_s). The replica is busy or the batch is too "
                                    "large for the time allowed: retry later, send fewer instances, or raise "
                                    "request_timeout_s in the Serve config.")
@@ -262,7 +262,7 @@ class ModelServer:
             results = await self._batcher.submit(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page
             logger.exception("Inference failed")
-            return _error(500, f"Inference failed: {type(exc).__name__}: {exc}")
+            return error_response(500, f"Inference failed: {type(exc).__name__}: {exc}")
         binary = [n for n, is_binary in parsed.outputs.items() if is_binary]
         encoded = encode_infer_response(name, {n: results[n] for n in parsed.outputs},
                                         parsed.id, binary)

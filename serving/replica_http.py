@@ -1,5 +1,5 @@
 """A replica's HTTP edges: the request body read within a size and time limit (`read_body`), and
-the V2 error answers (``{"error": message}``; `_NotFound` for a route or method the replica does
+the V2 error answers (``{"error": message}``; `NotFound` for a route or method the replica does
 not serve). Used by `serving.replica`.
 """
 
@@ -47,11 +47,11 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         ) from None
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
-class _NotFound(Exception):
+class NotFound(Exception):
     """No route for the request (404), or the route does not take its method (405)."""
 
     def __init__(self, status: int, request: Request) -> None:

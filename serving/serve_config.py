@@ -42,7 +42,7 @@ from serving.args import (
     max_queued_requests_for,
 )
 from serving.options import ServedModel, ServingOptions
-from serving.serve_config_check import _validation_message
+from serving.serve_config_check import validation_message
 from tuner.config import TrialConfig
 from tuner.errors import TunerError, field_error
 from tuner.models.cache import write_atomic
@@ -77,7 +77,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             shadow_fraction=options.shadow_fraction, shadow_model_path=options.shadow_model_path,
         )
     except ValidationError as exc:
-        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
+        raise TunerError(f"Cannot build the Serve config:\n{validation_message(exc, 'user_config')}") from None
 
 
 def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingOptions | None = None
@@ -110,7 +110,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
     try:
         args = ServeArgs(model_name=model.name)
     except ValidationError as exc:
-        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'args')}") from None
+        raise TunerError(f"Cannot build the Serve config:\n{validation_message(exc, 'args')}") from None
     replicas = config.replicas
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise field_error("replicas", replicas, "It must be an integer >= 1.", "Pass a positive count.")
@@ -153,7 +153,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
         ServeDeploySchema.model_validate(serve_config)
     except ValidationError as exc:
         raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
-                         f"{_validation_message(exc, 'config')}") from None
+                         f"{validation_message(exc, 'config')}") from None
     if options.autoscaling_config is not None:
         # ServeDeploySchema takes any dict there (Dict | AutoscalingConfig); the controller would
         # apply Ray's rules (min <= initial <= max, ...) only at deploy time, as DEPLOY_FAILED.
@@ -161,7 +161,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
             AutoscalingConfig.model_validate(dict(options.autoscaling_config))
         except ValidationError as exc:
             raise TunerError("Cannot build the Serve config; Ray's AutoscalingConfig refuses it:\n"
-                             f"{_validation_message(exc, 'autoscaling_config')}") from None
+                             f"{validation_message(exc, 'autoscaling_config')}") from None
     return serve_config
 
 

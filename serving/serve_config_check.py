@@ -1,5 +1,5 @@
 """Load a Ray Serve config file and check it as Ray would, plus what Ray cannot know; and Ray's
-schema errors as messages (`_validation_message`, `serve_schema_errors`).
+schema errors as messages (`validation_message`, `serve_schema_errors`).
 
 The file is a standard Ray Serve multi-application config, so ``serve run FILE`` and
 ``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
@@ -21,7 +21,7 @@ from serving.args import IMPORT_PATH, ServeArgs, ServeSettings
 from tuner.errors import TunerError, field_error
 
 
-def _validation_message(exc: ValidationError, where: str) -> str:
+def validation_message(exc: ValidationError, where: str) -> str:
     """One line per pydantic error: field, value given, rule."""
     lines = []
     for err in exc.errors():
@@ -72,7 +72,7 @@ def load_serve_config(path: Path) -> dict[str, Any]:
         ServeDeploySchema.model_validate(config)
     except ValidationError as exc:
         raise TunerError(f"{path} is not a valid Ray Serve config:\n"
-                         f"{_validation_message(exc, 'config')}\nFix these keys or regenerate "
+                         f"{validation_message(exc, 'config')}\nFix these keys or regenerate "
                          "the file.") from None
     for i, app in enumerate(config["applications"]):
         if app.get("import_path") != IMPORT_PATH:
@@ -81,7 +81,7 @@ def load_serve_config(path: Path) -> dict[str, Any]:
             ServeArgs.model_validate(app.get("args") or {})
         except ValidationError as exc:
             raise TunerError(f"{path}: the args of application {app.get('name')!r} are invalid:\n"
-                             f"{_validation_message(exc, f'applications[{i}].args')}\n"
+                             f"{validation_message(exc, f'applications[{i}].args')}\n"
                              "Fix these keys or regenerate the file.") from None
         for j, deployment in enumerate(app.get("deployments") or []):
             where = f"applications[{i}].deployments[{j}].user_config"
@@ -89,7 +89,7 @@ def load_serve_config(path: Path) -> dict[str, Any]:
                 settings = ServeSettings.model_validate(deployment.get("user_config") or {})
             except ValidationError as exc:
                 raise TunerError(f"{path}: the user_config of deployment {deployment.get('name')!r} is invalid:\n"
-                                 f"{_validation_message(exc, where)}\n"
+                                 f"{validation_message(exc, where)}\n"
                                  "Fix these keys or regenerate the file.") from None
             if not Path(settings.model_path).is_file():
                 raise field_error(

@@ -1,4 +1,4 @@
-"""serving.v2.request, serving.v2.response and serving.v2.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
+"""serving.v2.parse, serving.v2.response and serving.v2.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from serving.v2.request import decode_body, parse_infer_request
+from serving.v2.parse import decode_body, parse_infer_request
 from serving.v2.response import format_infer_response, output_selection, requested_outputs
 from serving.v2.types import (
     HEADER_LENGTH,

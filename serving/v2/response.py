@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.v2.request import _check_parameters
+from serving.v2.parse import check_parameters
 from serving.v2.types import bad as _bad
 from serving.v2.types import v2_datatype
 
@@ -52,7 +52,7 @@ def output_selection(body: dict[str, Any], output_names: list[str]) -> dict[str,
     selection = {}
     for i, entry in enumerate(entries):
         where = f"outputs[{i}].parameters"
-        flag = _check_parameters(where, entry.get("parameters", {}), _OUTPUT_PARAMETERS).get(
+        flag = check_parameters(where, entry.get("parameters", {}), _OUTPUT_PARAMETERS).get(
             "binary_data", default)
         if not isinstance(flag, bool):
             raise _bad(f"{where}.binary_data", flag, "It must be true or false.",

@@ -1,6 +1,6 @@
 """One V2 input tensor of an inference request, checked against the model's input: its shape
-(`_check_shape`), and its values from JSON ``data`` (`_to_array`) or from the binary data after
-the JSON header (`_from_bytes`). Used by `serving.v2.request`.
+(`check_shape`), and its values from JSON ``data`` (`to_array`) or from the binary data after
+the JSON header (`array_from_bytes`). Used by `serving.v2.parse`.
 
 Pure: no Ray, no ONNX Runtime. Every problem raises `ProtocolError` (400) naming the field.
 """
@@ -15,7 +15,7 @@ from serving.v2.types import InputMeta
 from serving.v2.types import bad as _bad
 
 
-def _check_shape(where: str, shape: object, meta: InputMeta, max_instances: int) -> list[int]:
+def check_shape(where: str, shape: object, meta: InputMeta, max_instances: int) -> list[int]:
     """Validate a request shape against `meta`; returns it as a list of ints."""
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in shape
@@ -34,7 +34,7 @@ def _check_shape(where: str, shape: object, meta: InputMeta, max_instances: int)
     return shape
 
 
-def _to_array(where: str, data: object, shape: list[int], meta: InputMeta) -> np.ndarray:
+def to_array(where: str, data: object, shape: list[int], meta: InputMeta) -> np.ndarray:
     """Convert JSON `data` (flat or nested, row-major) to an array of `meta.dtype` and `shape`."""
     if not isinstance(data, list):
         raise _bad(f"{where}.data", data, "The data must be a JSON list (flat or nested).",
@@ -69,7 +69,7 @@ def _to_array(where: str, data: object, shape: list[int], meta: InputMeta) -> np
     return raw.astype(meta.dtype, copy=False).reshape(shape)
 
 
-def _from_bytes(where: str, size: object, shape: list[int], meta: InputMeta, blob: bytes,
+def array_from_bytes(where: str, size: object, shape: list[int], meta: InputMeta, blob: bytes,
                 offset: int) -> np.ndarray:
     """The tensor stored at `blob[offset:offset+size]`, little-endian, row-major."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:

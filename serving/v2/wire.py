@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.v2.request import decode_body, parse_infer_request
+from serving.v2.parse import decode_body, parse_infer_request
 from serving.v2.response import format_infer_response, output_selection
 from serving.v2.types import (
     BINARY_TYPE,

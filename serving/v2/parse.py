@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.v2.tensors import _check_shape, _from_bytes, _to_array
+from serving.v2.tensors import array_from_bytes, check_shape, to_array
 from serving.v2.types import HEADER_LENGTH, InputMeta
 from serving.v2.types import bad as _bad
 
@@ -69,7 +69,7 @@ def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
                    "Remove the unknown keys.")
     if "id" in body and not isinstance(body["id"], str):
         raise _bad("id", body["id"], "The request id must be a string.", 'Send e.g. "id": "42".')
-    _check_parameters("parameters", body.get("parameters", {}), _REQUEST_PARAMETERS)
+    check_parameters("parameters", body.get("parameters", {}), _REQUEST_PARAMETERS)
     flag = body.get("parameters", {}).get("binary_data_output", False)
     if not isinstance(flag, bool):
         raise _bad("parameters.binary_data_output", flag, "It must be true or false.",
@@ -77,7 +77,7 @@ def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _check_parameters(where: str, parameters: object, allowed: tuple[str, ...]) -> dict:
+def check_parameters(where: str, parameters: object, allowed: tuple[str, ...]) -> dict:
     """A `parameters` object holding only keys we understand (a typo must not pass silently)."""
     if not isinstance(parameters, dict):
         raise _bad(where, parameters, "It must be a JSON object.",
@@ -121,7 +121,7 @@ def parse_infer_request(
         if not isinstance(entry, dict):
             raise _bad(where, entry, "Each input must be a JSON object.",
                        'Send {"name", "shape", "datatype", "data"}.')
-        parameters = _check_parameters(f"{where}.parameters", entry.get("parameters", {}),
+        parameters = check_parameters(f"{where}.parameters", entry.get("parameters", {}),
                                        _INPUT_PARAMETERS)
         binary = "binary_data_size" in parameters
         required = ("name", "shape", "datatype") + (() if binary else ("data",))
@@ -146,9 +146,9 @@ def parse_infer_request(
             raise _bad(f"{where}.datatype", entry["datatype"],
                        f"Input {name!r} takes datatype {meta.datatype!r}.",
                        f"Send the data as {meta.datatype}.")
-        shape = _check_shape(where, entry["shape"], meta, max_instances)
+        shape = check_shape(where, entry["shape"], meta, max_instances)
         if not binary:
-            tensors[name] = _to_array(where, entry["data"], shape, meta)
+            tensors[name] = to_array(where, entry["data"], shape, meta)
             continue
         if "data" in entry:
             raise _bad(f"{where} keys", sorted(entry),
@@ -160,7 +160,7 @@ def parse_infer_request(
                        "with the tensor bytes after the JSON.",
                        "Send the header, or send the values as 'data' instead.")
         size = parameters["binary_data_size"]
-        tensors[name] = _from_bytes(where, size, shape, meta, binary_data, offset)
+        tensors[name] = array_from_bytes(where, size, shape, meta, binary_data, offset)
         offset += size
     missing = [name for name in by_name if name not in tensors]
     if missing:
