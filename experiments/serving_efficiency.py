@@ -128,7 +128,8 @@ def child(path: str, seconds: float, pairs: int) -> dict:
     import ray
     from noop_app import ENTRY as NOOP
 
-    from serving.serve_config import ServedModel, ServingOptions, make_serve_config
+    from serving.options import ServedModel, ServingOptions
+    from serving.serve_config import make_serve_config
     from serving.trial_serve import TrialServe, replica_pids, stack_processes
     from tuner.config import TrialConfig
     from tuner.models.inputs import ModelOptions

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from serving.auth import check_config_exposure
 from serving.deploy import serving_env
 from serving.ingress import new_directory, stop_haproxy
-from serving.serve_config import load_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.errors import field_error
 
 _POLL_INTERVAL_S = 0.5

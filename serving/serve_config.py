@@ -1,11 +1,9 @@
 """The Ray Serve config file: generate it from a trial's configuration (`make_serve_config(TrialConfig,
-ServedModel, ServingOptions)`), write it, load and check it.
+ServedModel, ServingOptions)`) and write it. Loading and checking a file: `serving.serve_config_check`;
+the model and options records: `serving.options`.
 
 The file is a standard Ray Serve multi-application config, so ``serve run FILE`` and
-``serve deploy FILE`` work on it without tuner. It is validated with Ray's own
-`ServeDeploySchema`, plus what Ray cannot know: our application's ``args``, the deployment's
-``user_config`` (`serving.args.ServeSettings`: what a running replica changes in place) and that
-the model file exists.
+``serve deploy FILE`` work on it without tuner.
 
 Limits and updates it sets (Ray Serve 2.60 behaviour):
 
@@ -27,8 +25,6 @@ Limits and updates it sets (Ray Serve 2.60 behaviour):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,98 +41,11 @@ from serving.args import (
     max_ongoing_requests_for,
     max_queued_requests_for,
 )
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config_check import validation_message
 from tuner.config import TrialConfig
 from tuner.errors import TunerError, field_error
 from tuner.models.cache import write_atomic
-
-
-def _validation_message(exc: ValidationError, where: str) -> str:
-    """One line per pydantic error: field, value given, rule."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        given = "nothing" if err["type"] == "missing" else repr(err.get("input"))
-        if loc.endswith("auth_token_sha256"):  # maybe a token pasted by mistake: never echoed
-            given = "a value (not shown)"
-        lines.append(f"  {where}.{loc}: got {given}: {err['msg']}")
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """The model file a deployment serves.
-
-    Attributes:
-        name: name in the endpoint URL, /v2/models/NAME/infer.
-        path: absolute path of the .onnx file (the chosen precision variant).
-        input_shapes: per-instance shapes for inputs whose non-batch dims are dynamic.
-    """
-
-    name: str
-    path: str
-    input_shapes: Mapping[str, list[int]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GpuServing:
-    """How the replicas of a gpu trial hold their GPU: `num_gpus` each (1, or 1/k when k share
-    one), ONNX Runtime `providers` in order (the trial's backend)."""
-
-    num_gpus: float
-    providers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ServingOptions:
-    """How the deployment is exposed and bounded (everything but the trial's configuration).
-
-    Attributes:
-        host: interface the HTTP proxy binds; loopback unless you mean to expose the model.
-        port: HTTP port.
-        app_name: the Serve application's name.
-        batch_wait_timeout_s: longest wait for a batch to fill.
-        request_timeout_s: end-to-end time-out of an HTTP request (Ray answers 408), and the
-            longest a replica waits for a request body.
-        max_ongoing_requests: requests one replica takes at once; None: 2 x batch_size.
-        max_queued_requests: requests a replica holds when it is full before it answers 503;
-            None: 4 x max_ongoing_requests, at least 64.
-        graceful_shutdown_timeout_s: how long a stopping replica may finish its requests;
-            None: request_timeout_s.
-        max_surge_percent: extra replicas, in percent of the replicas, an update may start
-            before stopping old ones (100: a whole new set starts beside the old one).
-        max_body_bytes: largest request body (413 above it); None derives it from the model.
-        retry_after_s: the ``Retry-After`` header of a 503 (overloaded) response.
-        access_log: Serve's per-request access log; off by default, as writing it cost about 6%
-            of a replica's CPU per request for a small model here (errors are still logged).
-        gpu: for a gpu trial, each replica's GPU share and ONNX Runtime providers (from the
-            trial's record); None for a cpu trial.
-        auth_token_sha256: SHA-256 hex digest of the bearer token the V2 routes require
-            (`serving.auth`); None: no token.
-        autoscaling_config: Ray Serve's ``autoscaling_config`` for the deployment (derived by
-            `tuner.deploy.autoscale`), written instead of a fixed ``num_replicas``; None: the
-            trial's replicas, fixed.
-        shadow_fraction: share of live instances each replica also runs through the fp32 model
-            (`serving.shadow`, top-1 agreement); 0: no shadow.
-        shadow_model_path: the fp32 variant's .onnx file (absolute); required with a fraction > 0.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    app_name: str = "tuner"
-    batch_wait_timeout_s: float = 0.005
-    request_timeout_s: float = 30.0
-    max_ongoing_requests: int | None = None
-    max_queued_requests: int | None = None
-    graceful_shutdown_timeout_s: float | None = None
-    max_surge_percent: int = 100
-    max_body_bytes: int | None = None
-    retry_after_s: float = 1.0
-    access_log: bool = False
-    gpu: GpuServing | None = None
-    auth_token_sha256: str | None = None
-    autoscaling_config: Mapping[str, Any] | None = None
-    shadow_fraction: float = 0.0
-    shadow_model_path: str | None = None
 
 
 def _check_options(options: ServingOptions) -> None:
@@ -168,7 +77,7 @@ def serve_settings_for(config: TrialConfig, model: ServedModel, options: Serving
             shadow_fraction=options.shadow_fraction, shadow_model_path=options.shadow_model_path,
         )
     except ValidationError as exc:
-        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'user_config')}") from None
+        raise TunerError(f"Cannot build the Serve config:\n{validation_message(exc, 'user_config')}") from None
 
 
 def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingOptions | None = None
@@ -201,7 +110,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
     try:
         args = ServeArgs(model_name=model.name)
     except ValidationError as exc:
-        raise TunerError(f"Cannot build the Serve config:\n{_validation_message(exc, 'args')}") from None
+        raise TunerError(f"Cannot build the Serve config:\n{validation_message(exc, 'args')}") from None
     replicas = config.replicas
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise field_error("replicas", replicas, "It must be an integer >= 1.", "Pass a positive count.")
@@ -244,7 +153,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
         ServeDeploySchema.model_validate(serve_config)
     except ValidationError as exc:
         raise TunerError("Cannot build the Serve config; Ray's schema refuses it:\n"
-                         f"{_validation_message(exc, 'config')}") from None
+                         f"{validation_message(exc, 'config')}") from None
     if options.autoscaling_config is not None:
         # ServeDeploySchema takes any dict there (Dict | AutoscalingConfig); the controller would
         # apply Ray's rules (min <= initial <= max, ...) only at deploy time, as DEPLOY_FAILED.
@@ -252,7 +161,7 @@ def make_serve_config(config: TrialConfig, model: ServedModel, options: ServingO
             AutoscalingConfig.model_validate(dict(options.autoscaling_config))
         except ValidationError as exc:
             raise TunerError("Cannot build the Serve config; Ray's AutoscalingConfig refuses it:\n"
-                             f"{_validation_message(exc, 'autoscaling_config')}") from None
+                             f"{validation_message(exc, 'autoscaling_config')}") from None
     return serve_config
 
 
@@ -274,19 +183,6 @@ def _positive_int(name: str, value: int | None, default: int) -> int:
     return value
 
 
-def serve_schema_errors(config: object) -> list[tuple[str, str, str]]:
-    """What Ray's own `ServeDeploySchema` refuses in `config`: one (field path such as
-    ``applications[0].deployments[0]``, the value given or "nothing", Ray's rule) per error; []
-    when Ray accepts it (for callers outside serving/, which may not import Ray)."""
-    try:
-        ServeDeploySchema.model_validate(config)
-    except ValidationError as exc:
-        return [("".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip("."),
-                 "nothing" if err["type"] == "missing" else repr(err.get("input")), err["msg"])
-                for err in exc.errors()]
-    return []
-
-
 def write_serve_config(config: dict[str, Any], path: Path, comment: str = "") -> Path:
     """Write `config` as YAML, atomically, under a header comment.
 
@@ -306,63 +202,3 @@ def write_serve_config(config: dict[str, Any], path: Path, comment: str = "") ->
     text = "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
     write_atomic(path, text.encode("utf-8"))
     return path
-
-
-def load_serve_config(path: Path) -> dict[str, Any]:
-    """Read a Serve config and check it as Ray would, plus our args and the model file.
-
-    Returns:
-        The config as a dict (exactly what the file says).
-
-    Raises:
-        TunerError: the file is missing or not YAML, Ray's `ServeDeploySchema` rejects it,
-            our application's ``args`` are invalid, or the model file is gone.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise field_error("the Serve config path", str(path), "The file does not exist.",
-                          "Generate it with tuner (it writes serve_config.yaml) or pass its path.")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TunerError(
-            f"{path} is not valid YAML: {exc}. Fix the syntax or regenerate it.") from None
-    if not isinstance(config, dict):
-        raise field_error(f"the contents of {path}", config, "A Serve config is a YAML mapping "
-                          "with an 'applications' list.", "Regenerate the file with tuner.")
-    try:
-        ServeDeploySchema.model_validate(config)
-    except ValidationError as exc:
-        raise TunerError(f"{path} is not a valid Ray Serve config:\n"
-                         f"{_validation_message(exc, 'config')}\nFix these keys or regenerate "
-                         "the file.") from None
-    for i, app in enumerate(config["applications"]):
-        if app.get("import_path") != IMPORT_PATH:
-            continue
-        try:
-            ServeArgs.model_validate(app.get("args") or {})
-        except ValidationError as exc:
-            raise TunerError(f"{path}: the args of application {app.get('name')!r} are invalid:\n"
-                             f"{_validation_message(exc, f'applications[{i}].args')}\n"
-                             "Fix these keys or regenerate the file.") from None
-        for j, deployment in enumerate(app.get("deployments") or []):
-            where = f"applications[{i}].deployments[{j}].user_config"
-            try:
-                settings = ServeSettings.model_validate(deployment.get("user_config") or {})
-            except ValidationError as exc:
-                raise TunerError(f"{path}: the user_config of deployment {deployment.get('name')!r} is invalid:\n"
-                                 f"{_validation_message(exc, where)}\n"
-                                 "Fix these keys or regenerate the file.") from None
-            if not Path(settings.model_path).is_file():
-                raise field_error(
-                    f"{where}.model_path in {path}", settings.model_path,
-                    "The model file does not exist.",
-                    "Re-run the tuner to export the model again, or edit model_path to point at it.",
-                )
-            if settings.shadow_fraction > 0 and not Path(str(settings.shadow_model_path)).is_file():
-                raise field_error(
-                    f"{where}.shadow_model_path in {path}", settings.shadow_model_path,
-                    "The fp32 model file the shadow compares with does not exist.",
-                    "Re-run the tuner to export the model again, or set shadow_fraction to 0.",
-                )
-    return config

@@ -30,8 +30,10 @@ from serving.auth import (
     token_sha256,
     unauthorized_reason,
 )
+from serving.options import ServedModel, ServingOptions
 from serving.request import request_spec
-from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config, write_serve_config
+from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.cli import main
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
@@ -267,7 +269,7 @@ def _call(replica: object, method: str, path: str, headers: dict[str, str], body
 
 
 def test_a_replica_answers_401_before_any_route_and_leaves_health_open(tmp_path: Path) -> None:
-    from serving.app import ModelServer
+    from serving.replica import ModelServer
 
     matmul_model(tmp_path / "m.onnx", ["N", 4])
     replica = ModelServer(ServeArgs(model_name="m"), _settings(tmp_path / "m.onnx", auth_token_sha256=DIGEST))

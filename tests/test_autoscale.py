@@ -11,7 +11,9 @@ import pytest
 from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
-from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.cli import main
 from tuner.config import TrialConfig
 from tuner.deploy.autoscale import (

@@ -14,7 +14,8 @@ import pytest
 
 from serving import deploy as serve_deploy
 from serving.loadgen import drive_background
-from serving.serve_config import ServedModel, ServingOptions, make_serve_config, write_serve_config
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.deploy.autoscale import Traffic, capacity_of, plan_autoscaling
 from tuner.metrics import Metrics

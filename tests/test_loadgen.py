@@ -20,8 +20,9 @@ from serving.loadgen import (
     drive_background,
     run_until,
 )
-from serving.serve_config import ServedModel, ServingOptions, make_serve_config
-from serving.v2.protocol import InputMeta
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config
+from serving.v2.types import InputMeta
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 from tuner.models.spec import InputSpec

@@ -1,4 +1,4 @@
-"""serving.v2.protocol and serving.v2.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
+"""serving.v2.parse, serving.v2.response and serving.v2.wire: V2 requests and responses, JSON and binary (pure, no Ray)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from serving.v2.protocol import (
+from serving.v2.parse import decode_body, parse_infer_request
+from serving.v2.response import format_infer_response, output_selection, requested_outputs
+from serving.v2.types import (
     HEADER_LENGTH,
     InputMeta,
     PayloadTooLarge,
@@ -16,11 +18,6 @@ from serving.v2.protocol import (
     RequestTimeout,
     TensorMeta,
     UnsupportedMediaType,
-    decode_body,
-    format_infer_response,
-    output_selection,
-    parse_infer_request,
-    requested_outputs,
     v2_datatype,
 )
 from serving.v2.wire import (

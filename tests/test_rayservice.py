@@ -17,7 +17,8 @@ from ray.serve.schema import ServeDeploySchema
 
 from serving.deploy import SERVE_FAST_PATH
 from serving.ingress import ENV_KEYS
-from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config
+from serving.options import GpuServing, ServedModel, ServingOptions
+from serving.serve_config import make_serve_config
 from tuner.cli import main
 from tuner.config import TrialConfig
 from tuner.deploy.rayservice import (

@@ -10,12 +10,8 @@ import optuna
 import psutil
 import pytest
 
-from serving.serve_config import (
-    ServedModel,
-    ServingOptions,
-    make_serve_config,
-    write_serve_config,
-)
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model

@@ -18,13 +18,9 @@ from ray.serve.schema import (
 
 from serving.app import ModelDeployment, build_app
 from serving.args import ServeArgs, ServeSettings
-from serving.serve_config import (
-    ServedModel,
-    ServingOptions,
-    load_serve_config,
-    make_serve_config,
-    write_serve_config,
-)
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config_check import load_serve_config
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
 
@@ -151,7 +147,7 @@ def test_only_cpu_configurations_are_served(model_file: Path) -> None:
 
 
 def test_a_replica_refuses_a_missing_model_or_invalid_settings(tmp_path: Path) -> None:
-    from serving.app import ModelServer
+    from serving.replica import ModelServer
 
     with pytest.raises(TunerError, match="gone.onnx.*does not exist"):
         ModelServer(ServeArgs(model_name="m"), ServeSettings(model_path=str(tmp_path / "gone.onnx"), precision="fp32",

@@ -22,11 +22,12 @@ import pytest
 import requests
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.app import ModelServer
 from serving.args import ServeArgs, ServeSettings
 from serving.model import describe_model, load_session
-from serving.serve_config import ServedModel, ServingOptions, make_serve_config
-from serving.v2.protocol import HEADER_LENGTH
+from serving.options import ServedModel, ServingOptions
+from serving.replica import ModelServer
+from serving.serve_config import make_serve_config
+from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import (
     decode_infer_response,
     encode_infer_request,

@@ -21,9 +21,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
-from serving.app import ModelServer
 from serving.args import ServeArgs, ServeSettings
-from serving.serve_config import ServedModel, ServingOptions, load_serve_config, make_serve_config, write_serve_config
+from serving.options import ServedModel, ServingOptions
+from serving.replica import ModelServer
+from serving.serve_config import make_serve_config, write_serve_config
+from serving.serve_config_check import load_serve_config
 from serving.shadow import MAX_PENDING_BATCHES, Shadow, top1_agreement
 from tuner.cli import main
 from tuner.config import TrialConfig

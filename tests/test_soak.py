@@ -14,12 +14,8 @@ import pytest
 import requests
 
 from serving.loadgen import drive, drive_background
-from serving.serve_config import (
-    ServedModel,
-    ServingOptions,
-    make_serve_config,
-    write_serve_config,
-)
+from serving.options import ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import prepare_model

@@ -1,6 +1,6 @@
 """The vocabulary of the Open Inference Protocol (KServe V2): datatypes, tensors, errors.
 
-Pure: no Ray, no ONNX Runtime. `serving.v2.protocol` parses requests with it, `serving.v2.wire`
+Pure: no Ray, no ONNX Runtime. `serving.v2.parse` parses requests with it, `serving.v2.wire`
 frames bodies (JSON or binary) with it, and `serving.loadgen` builds requests with it.
 """
 

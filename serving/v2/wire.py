@@ -6,7 +6,7 @@ the JSON header's length, and every binary tensor's entry says its byte count in
 ``parameters.binary_data_size``. Tensor bytes are little-endian and row-major, in the order of
 the tensors in the JSON header.
 
-The server (`serving.app`) uses `check_content_type`, `max_body_bytes_for`, `body_too_large`,
+The server (`serving.replica`) uses `check_content_type`, `max_body_bytes_for`, `body_too_large`,
 `parse_request` and `encode_infer_response`; clients (`serving.loadgen`, tests) use
 `encode_infer_request` and `decode_infer_response`.
 """
@@ -21,12 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.v2.protocol import (
-    decode_body,
-    format_infer_response,
-    output_selection,
-    parse_infer_request,
-)
+from serving.v2.parse import decode_body, parse_infer_request
+from serving.v2.response import format_infer_response, output_selection
 from serving.v2.types import (
     BINARY_TYPE,
     HEADER_LENGTH,

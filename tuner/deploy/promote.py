@@ -12,7 +12,8 @@ from optuna.trial import FixedTrial
 
 from serving.args import max_ongoing_requests_for
 from serving.auth import check_exposure
-from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config, write_serve_config
+from serving.options import GpuServing, ServedModel, ServingOptions
+from serving.serve_config import make_serve_config, write_serve_config
 from tuner.config import TrialConfig
 from tuner.deploy.autoscale import AutoscalePlan, Traffic, capacity_of, plan_autoscaling, this_machine_cpus
 from tuner.deploy.rayservice import RayService, RayServiceOptions, rayservice_manifest, write_rayservice

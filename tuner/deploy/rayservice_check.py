@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from serving.args import IMPORT_PATH, ServeSettings
-from serving.serve_config import serve_schema_errors
+from serving.serve_config_check import serve_schema_errors
 from tuner.errors import TunerError, field_error
 
 API_VERSION, KIND = "ray.io/v1", "RayService"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from serving.serve_config import GpuServing, ServedModel, ServingOptions, make_serve_config
+from serving.options import GpuServing, ServedModel, ServingOptions
+from serving.serve_config import make_serve_config
 from serving.trial_serve import replica_pids, serve_path, stack_processes
 from tuner.config import TrialConfig
 from tuner.errors import TunerError
