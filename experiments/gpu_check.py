@@ -95,7 +95,7 @@ def load_model(name: str, onnx_precisions: tuple[str, ...], notes: list[str]) ->
     import onnx
 
     from tuner.costmodels.gpu.whatif import gflops_per_instance
-    from tuner.costmodels.graph import analyze_graph
+    from tuner.costmodels.graph.analyze import analyze_graph
     from tuner.models import variants
     from tuner.models.builtin import BUILTINS
 

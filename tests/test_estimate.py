@@ -21,12 +21,13 @@ from tuner.cli.estimate import add_parser, format_record, run
 from tuner.config import TrialConfig
 from tuner.costmodels.fpga.bands import band_for
 from tuner.costmodels.fpga.devices import load_devices
-from tuner.costmodels.graph import analyze_graph
+from tuner.costmodels.graph.analyze import analyze_graph
 from tuner.errors import TunerError
 from tuner.evaluators.fpga import evaluate_fpga
 from tuner.metrics import METRIC_KEYS, ErrorBand
-from tuner.models import resnet, zoo
+from tuner.models import resnet
 from tuner.models.builtin import BUILTINS, fp32_path
+from tuner.models.zoo.registry import ARCHITECTURES
 from tuner.record import CONFIG_KEYS
 from tuner.study.estimate import (
     NO_PRICE,
@@ -36,7 +37,7 @@ from tuner.study.estimate import (
 )
 
 DEVICES = load_devices()
-PUBLISHED_GOP = {**{name: a.published_gop for name, a in zoo.ARCHITECTURES.items()}, "resnet18": 3.65}
+PUBLISHED_GOP = {**{name: a.published_gop for name, a in ARCHITECTURES.items()}, "resnet18": 3.65}
 QUIET = lambda _line: None  # noqa: E731
 
 
@@ -142,7 +143,7 @@ def test_replicas_max_resolves_per_board() -> None:
 def _legacy_onnx(name: str) -> bytes:
     """The architecture exported at batch 1 by torch's TorchScript exporter: the same graph as
     the dynamo export `--model` uses, in seconds rather than minutes for VGG-16 or YOLOv3."""
-    module = zoo.ARCHITECTURES[name].build() if name in zoo.ARCHITECTURES else resnet.build()
+    module = ARCHITECTURES[name].build() if name in ARCHITECTURES else resnet.build()
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

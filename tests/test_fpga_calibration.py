@@ -17,7 +17,7 @@ from tuner.costmodels.fpga.params import (
     load_params,
     save_params,
 )
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import TunerError
 from tuner.models.builtin import BUILTINS
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from tuner.costmodels.graph import analyze_graph
+from tuner.costmodels.graph.analyze import analyze_graph
 from tuner.errors import TunerError
 
 OPSET = 18

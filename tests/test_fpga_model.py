@@ -15,7 +15,7 @@ from tuner.costmodels.fpga.devices import load_devices
 from tuner.costmodels.fpga.dpu_layers import offchip_bytes, tiled_cycles
 from tuner.costmodels.fpga.dpu_model import estimate
 from tuner.costmodels.fpga.params import load_params
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import TunerError
 
 DEVICES = load_devices()

@@ -25,7 +25,7 @@ from tuner.costmodels.gpu.whatif import (
     fit_calibration,
     roofline,
 )
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import TunerError
 from tuner.prices import load_prices
 

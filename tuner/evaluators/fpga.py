@@ -16,7 +16,8 @@ from tuner.config import TrialConfig
 from tuner.costmodels.fpga.bands import band_for
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
-from tuner.costmodels.graph import LayerCost, analyze_graph
+from tuner.costmodels.graph.analyze import analyze_graph
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import field_error
 from tuner.evaluators.base import EstimateEvaluator
 from tuner.metrics import PerfResult

@@ -71,9 +71,9 @@ def _resnet18(source: TorchSource) -> torch.nn.Module:
 
 def _zoo(name: str) -> Callable[[TorchSource], torch.nn.Module]:
     def build(source: TorchSource) -> torch.nn.Module:
-        from tuner.models import zoo
+        from tuner.models.zoo.registry import ARCHITECTURES
 
-        return zoo.ARCHITECTURES[name].build()
+        return ARCHITECTURES[name].build()
 
     return build
 
@@ -82,10 +82,10 @@ def _registry() -> dict[str, Callable[[TorchSource], torch.nn.Module]]:
     builders: dict[str, Callable[[TorchSource], torch.nn.Module]] = {
         "digits-cnn": _digits, "resnet18": _resnet18}
     try:
-        from tuner.models import zoo
+        from tuner.models.zoo.registry import ARCHITECTURES
     except ImportError:  # a stripped-down checkout: the two examples still work
         return builders
-    for name in zoo.ARCHITECTURES:
+    for name in ARCHITECTURES:
         builders.setdefault(name, _zoo(name))
     return builders
 

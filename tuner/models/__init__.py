@@ -1,6 +1,6 @@
 """Models: where they come from, their precision variants, their accuracy, and the cache.
 
-- `builtin`, `digits`, `resnet`, `zoo`: models defined in code (digits-cnn is trained on data that
+- `builtin`, `digits`, `resnet`, `zoo/`: models defined in code (digits-cnn is trained on data that
   ships with scikit-learn); `onnx_file`: a user's ONNX file, checked; `export`: torch -> ONNX.
 - `prepare`: --model -> `PreparedModel` (every variant on disk, with its measured accuracy);
   `variants`: fp16 and int8 builds; `accuracy`, `data`: how accuracy is measured and on what.

@@ -36,6 +36,7 @@ class BuiltinModel:
     module: ModuleType  # the module defining it; its source is part of the cache key
     build_fp32: Callable[[Path, Callable[[str], None]], None]
     eval_data: Callable[[], EvalData]
+    more_modules: tuple[ModuleType, ...] = ()  # further modules its code lives in; in the cache key too
 
 
 def _digits_fp32(path: Path, log: Callable[[str], None]) -> None:
@@ -99,10 +100,10 @@ BUILTINS: dict[str, BuiltinModel] = {
 
 def _zoo_entries() -> dict[str, BuiltinModel]:
     """Reference architectures of tuner.models.zoo (random weights, seeded), as built-ins."""
-    from tuner.models import zoo
+    from tuner.models.zoo import blocks, classifiers, registry, yolo
 
     entries = {}
-    for name, arch in zoo.ARCHITECTURES.items():
+    for name, arch in registry.ARCHITECTURES.items():
         inputs = (InputSpec("x", tuple(arch.input_shape), "float32"),)
 
         def build(path: Path, log: Callable[[str], None], arch=arch) -> None:
@@ -112,7 +113,8 @@ def _zoo_entries() -> dict[str, BuiltinModel]:
         def data(inputs=inputs) -> EvalData:
             return EvalData(synthetic_inputs(inputs, 32, seed=0), synthetic_inputs(inputs, 64, seed=1), None)
 
-        entries[name] = BuiltinModel(name, inputs, arch.description, zoo, build, data)
+        entries[name] = BuiltinModel(name, inputs, arch.description, registry, build, data,
+                                     (classifiers, yolo, blocks))
     return entries
 
 
@@ -123,7 +125,8 @@ def builtin_key(model: BuiltinModel) -> str:
     """Hash of what determines the fp32 file: model code, exporter code, library versions."""
     from tuner.models import export
 
-    sources = [Path(str(model.module.__file__)).read_bytes(), Path(str(export.__file__)).read_bytes()]
+    modules = (model.module, *model.more_modules, export)
+    sources = [Path(str(module.__file__)).read_bytes() for module in modules]
     versions = f"{torch.__version__}|{onnx.__version__}|{sys.version_info[:2]}".encode()
     return cache.sha256_bytes(*sources, versions)
 

@@ -11,7 +11,8 @@ them, `fitting` fits the parameters on them (shared and per board) and cross-val
 from tuner.costmodels.fpga.devices import FpgaDevice, load_devices
 from tuner.costmodels.fpga.dpu_model import FpgaEstimate, LayerEstimate, estimate
 from tuner.costmodels.fpga.params import DpuParams, load_params
-from tuner.costmodels.graph import LayerCost, analyze_graph
+from tuner.costmodels.graph.analyze import analyze_graph
+from tuner.costmodels.graph.layer_cost import LayerCost
 
 __all__ = [
     "DpuParams",

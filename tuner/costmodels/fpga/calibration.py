@@ -33,11 +33,11 @@ from tuner.costmodels.fpga.dpu_layers import (
 from tuner.costmodels.fpga.dpu_model import estimate
 from tuner.costmodels.fpga.host import host_call_fixed_s, host_time_s, pcie_cap_rps, runs_on_host
 from tuner.costmodels.fpga.params import DpuParams
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import field_error
 
 DEFAULT_CSV = CATALOG_DIR / "fpga_published.csv"
-# Model Zoo model name (up to the dataset) -> reference architecture in tuner.models.zoo.
+# Model Zoo model name (up to the dataset) -> reference architecture in tuner.models.zoo.registry.
 MODEL_ARCHS = {
     "cf_resnet50": "resnet50", "cf_resnet18": "resnet18", "cf_inceptionv1": "inception_v1",
     "cf_mobilenetv2": "mobilenet_v2", "cf_squeezenet": "squeezenet", "cf_squeeze": "squeezenet",
@@ -109,7 +109,7 @@ def architecture_layers(name: str, log: Callable[[str], None] = lambda _: None) 
     ONNX export (cached). The DPU prices fp32 and int8 (QDQ) graphs alike."""
     import onnx
 
-    from tuner.costmodels.graph import analyze_graph
+    from tuner.costmodels.graph.analyze import analyze_graph
     from tuner.models.builtin import BUILTINS, fp32_path
 
     model = BUILTINS[name]

@@ -21,7 +21,7 @@ import math
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.host import runs_on_host
 from tuner.costmodels.fpga.params import DpuParams
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 
 # Ops the DPU compiler fuses into the producing conv / element-wise op: no time of their own.
 FUSED_OP_TYPES = frozenset({

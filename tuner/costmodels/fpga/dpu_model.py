@@ -22,7 +22,7 @@ from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.dpu_layers import CONV_KINDS, cascaded_adds, dpu_pass, overlapped
 from tuner.costmodels.fpga.host import host_call_fixed_s, host_time_s, pcie_cap_rps, runs_on_host
 from tuner.costmodels.fpga.params import DpuParams, load_params
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 from tuner.errors import field_error
 
 BOUNDS = ("compute", "memory", "overhead", "host")
@@ -87,7 +87,7 @@ def estimate(
     """Estimate throughput and latency of a model (as analysed layers) on a DPU.
 
     Args:
-        layers: per-layer costs of one instance, from `tuner.costmodels.graph.analyze_graph`.
+        layers: per-layer costs of one instance, from `tuner.costmodels.graph.analyze.analyze_graph`.
         device: the FPGA board and its DPU build.
         batch_size: inferences per model call (>= 1).
         replicas: DPU cores serving in parallel (1..device.cores); they share the off-chip

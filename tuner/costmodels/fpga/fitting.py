@@ -36,7 +36,7 @@ from tuner.costmodels.fpga.calibration import (
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.host import runs_on_host
 from tuner.costmodels.fpga.params import BOARD_FITTED, DpuParams
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 
 FITTED = ("compute_efficiency", "memory_efficiency", "layer_overhead_cycles", "call_overhead_us", "misc_overlap")
 _BOUNDS = {"compute_efficiency": (0.2, 1.0), "memory_efficiency": (0.05, 1.0),

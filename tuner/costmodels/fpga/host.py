@@ -10,7 +10,7 @@ import math
 
 from tuner.costmodels.fpga.devices import FpgaDevice
 from tuner.costmodels.fpga.params import DpuParams
-from tuner.costmodels.graph import LayerCost
+from tuner.costmodels.graph.layer_cost import LayerCost
 
 
 def runs_on_host(layer: LayerCost, device: FpgaDevice) -> bool:

@@ -11,7 +11,7 @@ For one call of `batch` instances on a device:
 Timed layers are convolutions and matrix products (on the tensor peak of the precision; depthwise
 convolutions and pools on the FP32 vector peak). Element-wise layers (BatchNorm, ReLU, Add) are
 taken as fused into their producer, as ONNX Runtime and cuDNN fuse them. Layer MACs and element
-counts come from `tuner.costmodels.graph.analyze_graph`. Each replica is assumed to have a GPU of its
+counts come from `tuner.costmodels.graph.analyze.analyze_graph`. Each replica is assumed to have a GPU of its
 own, so throughput = replicas * batch / call time.
 
 `compute_efficiency` and `call_overhead_ms` are the two free parameters. Until a real GPU has been
@@ -34,7 +34,7 @@ from tuner.errors import TunerError, field_error
 from tuner.metrics import PerfResult
 
 if TYPE_CHECKING:  # tuner.costmodels.fpga's package imports pydantic: keep this module importable without it
-    from tuner.costmodels.graph import LayerCost
+    from tuner.costmodels.graph.layer_cost import LayerCost
 
 # Not calibrated yet: calibrate with experiments/gpu_check.py results (fit_calibration). Share of the
 # dense peak that convolution / matrix kernels reach, per precision; round guesses below the usual
@@ -135,7 +135,7 @@ def _builtin_calibration() -> dict[str, GpuCalibration]:
 def _analysis(model_bytes: bytes, input_shapes: dict[str, list[int]]) -> tuple[LayerCost, ...]:
     import onnx
 
-    from tuner.costmodels.graph import analyze_graph
+    from tuner.costmodels.graph.analyze import analyze_graph
 
     key = (hashlib.sha256(model_bytes).hexdigest(), tuple(sorted((k, tuple(v)) for k, v in input_shapes.items())))
     if key not in _ANALYSES:

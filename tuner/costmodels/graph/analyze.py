@@ -3,31 +3,21 @@
 `analyze_graph` fixes the graph inputs to the shapes of one instance, runs ONNX shape inference
 and describes every node as a `LayerCost`: multiply-accumulates, int8 weight and activation
 bytes, convolution geometry, and whether a Vitis AI DPU can run it (if not, the host CPU does).
-
-Conventions:
-    * Sizes are int8 element counts (1 byte each), whatever the dtype of the ONNX graph: DPUs
-      compute int8 only, so an fp32 graph is priced as its quantized deployment.
-    * "Static" tensors (initializers, Constant outputs, shapes, and whatever is computed from
-      them only) are folded by the compiler: nodes producing them are free, and when a static
-      tensor feeds a weighted op it counts as weights. This also covers QDQ graphs, where weights
-      sit behind DequantizeLinear (or QuantizeLinear -> DequantizeLinear).
-    * macs: multiply-accumulates per instance for conv/gemm; one per window element for pools;
-      one per output element for element-wise ops; 0 for free ops.
+The conventions of those figures are in `tuner.costmodels.graph.layer_cost`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
+from tuner.costmodels.graph.layer_cost import LayerCost
+from tuner.costmodels.graph.tensors import fix_inputs, numel, required, shape_map, small_constants
 from tuner.errors import field_error
-
-KINDS: tuple[str, ...] = ("conv", "depthwise", "gemm", "pool", "eltwise", "other")
 
 # Free on a DPU (layout / address arithmetic, or folded into the neighbouring op).
 _FREE_OPS = frozenset({
@@ -52,49 +42,6 @@ _WEIGHTED_OPS = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class LayerCost:
-    """Cost of one ONNX node for one instance (batch dimension 1).
-
-    Attributes:
-        name: node name (or "<op_type>_<index>" when the node is unnamed).
-        op_type: ONNX op type.
-        kind: "conv", "depthwise", "gemm", "pool", "eltwise" or "other".
-        macs: multiply-accumulates (or element operations, see module docstring).
-        weight_bytes: int8 weights (and biases) the op reads, 1 byte per element.
-        input_bytes: int8 activation bytes read (non-static inputs).
-        output_bytes: int8 activation bytes written.
-        dpu_supported: False when the op runs on the host CPU.
-        c_in / c_out: input / output channels (gemm: K / N).
-        h_out / w_out: output height / width (gemm: 1 / rows M).
-        kernel_h / kernel_w: kernel (or pooling window) size.
-        groups: convolution groups.
-        graph_input_bytes / graph_output_bytes: the part of input_bytes / output_bytes that
-            are graph inputs / outputs (what crosses the host link every call).
-        pad_excluded: an average pool with padding that divides by the valid cells only
-            (ONNX count_include_pad=0, the default; TensorFlow's SAME average pool).
-    """
-
-    name: str
-    op_type: str
-    kind: str
-    macs: int
-    weight_bytes: int
-    input_bytes: int
-    output_bytes: int
-    dpu_supported: bool
-    c_in: int = 0
-    c_out: int = 0
-    h_out: int = 0
-    w_out: int = 0
-    kernel_h: int = 0
-    kernel_w: int = 0
-    groups: int = 1
-    graph_input_bytes: int = 0
-    graph_output_bytes: int = 0
-    pad_excluded: bool = False
-
-
 def analyze_graph(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]]
 ) -> list[LayerCost]:
@@ -111,7 +58,7 @@ def analyze_graph(
     Raises:
         TunerError: an input is missing or mis-shaped, or shapes cannot be inferred.
     """
-    fixed = _fix_inputs(model, input_shapes)
+    fixed = fix_inputs(model, input_shapes)
     try:
         inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several types (InferenceError, ValidationError)
@@ -121,8 +68,8 @@ def analyze_graph(
             "Give the shapes the model was exported for.",
         ) from exc
     graph = inferred.graph
-    shapes = _shape_map(inferred)
-    consts = _small_constants(inferred)
+    shapes = shape_map(inferred)
+    consts = small_constants(inferred)
     static = {init.name for init in graph.initializer} | {""}
     graph_io = ({i.name for i in graph.input}, {o.name for o in graph.output})
     layers = []
@@ -136,95 +83,11 @@ def analyze_graph(
         layer = _layer(name, node, shapes, static, consts)
         layers.append(dataclasses.replace(
             layer,
-            graph_input_bytes=sum(_numel(shapes, i) for i in inputs if i in graph_io[0]),
-            graph_output_bytes=sum(_numel(shapes, o) for o in node.output if o in graph_io[1]),
+            graph_input_bytes=sum(numel(shapes, i) for i in inputs if i in graph_io[0]),
+            graph_output_bytes=sum(numel(shapes, o) for o in node.output if o in graph_io[1]),
         ))
     return layers
 
-
-def _fix_inputs(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> onnx.ModelProto:
-    """A copy of `model` with every graph input set to its concrete shape."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    if fixed.functions:
-        fixed = onnx.inliner.inline_local_functions(fixed)  # type: ignore[attr-defined]
-    graph = fixed.graph
-    initializers = {init.name for init in graph.initializer}
-    real_inputs = [i for i in graph.input if i.name not in initializers]
-    names = [i.name for i in real_inputs]
-    for key in input_shapes:
-        if key not in names:
-            raise field_error(
-                "input_shapes", key, f"Every key must name a graph input; the inputs are {names}.",
-                "Rename or remove the key.",
-            )
-    for value in real_inputs:
-        if value.name not in input_shapes:
-            raise field_error(
-                f"input_shapes[{value.name!r}]", None, "Every graph input needs a shape.",
-                f"Add {value.name!r} with its full shape for one instance, batch dim 1 included.",
-            )
-        shape = list(input_shapes[value.name])
-        if not value.type.tensor_type.HasField("shape"):  # rank unknown: take the given one
-            value.type.tensor_type.shape.dim.extend(
-                onnx.TensorShapeProto.Dimension() for _ in shape
-            )
-        dims = value.type.tensor_type.shape.dim
-        if not all(isinstance(d, int) and d > 0 for d in shape) or len(shape) != len(dims):
-            raise field_error(
-                f"input_shapes[{value.name!r}]", shape,
-                f"The shape must be {len(dims)} positive integers (the input's rank).",
-                "Give the full shape of one instance, batch dim 1 included.",
-            )
-        for axis, (dim, size) in enumerate(zip(dims, shape)):
-            if dim.HasField("dim_value") and dim.dim_value not in (0, size):
-                raise field_error(
-                    f"input_shapes[{value.name!r}][{axis}]", size,
-                    f"The model fixes this dimension to {dim.dim_value}.",
-                    f"Use {dim.dim_value}.",
-                )
-            dim.Clear()
-            dim.dim_value = size
-    # Stale symbolic shapes would be merged with the concrete ones: let inference redo them.
-    del graph.value_info[:]
-    for out in graph.output:
-        out.type.tensor_type.ClearField("shape")
-    return fixed
-
-
-def _shape_map(model: onnx.ModelProto) -> dict[str, list[int] | None]:
-    """Concrete shape of every tensor, None where a dim is still unknown."""
-    out: dict[str, list[int] | None] = {}
-    graph = model.graph
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        if not value.type.tensor_type.HasField("shape"):
-            continue
-        dims = value.type.tensor_type.shape.dim
-        known = all(d.HasField("dim_value") for d in dims)
-        out[value.name] = [d.dim_value for d in dims] if known else None
-    for init in graph.initializer:
-        out[init.name] = list(init.dims)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = list(node.attribute[0].t.dims)
-    return out
-
-
-def _numel(shapes: dict[str, list[int] | None], name: str) -> int:
-    shape = shapes.get(name)
-    return math.prod(shape) if shape is not None else 0
-
-
-def _required(shapes: dict[str, list[int] | None], name: str, node: str) -> list[int]:
-    shape = shapes.get(name)
-    if shape is None:
-        raise field_error(
-            f"tensor {name!r} of node {node!r}", "unknown shape",
-            "Shape inference must give conv, gemm, pool and element-wise tensors a fixed shape.",
-            "Export the model with static shapes besides the batch dim, or fix every dynamic "
-            "dim of the inputs (tuner: --input-shape NAME:D1,...).",
-        )
-    return shape
 
 
 def _layer(
@@ -235,9 +98,9 @@ def _layer(
     act_in = [i for i in node.input if i and i not in static]
     const_in = [i for i in node.input if i and i in static]
     io: dict[str, Any] = {
-        "input_bytes": sum(_numel(shapes, i) for i in act_in),
-        "output_bytes": sum(_numel(shapes, o) for o in node.output if o),
-        "weight_bytes": sum(_numel(shapes, i) for i in const_in) if op in _WEIGHTED_OPS else 0,
+        "input_bytes": sum(numel(shapes, i) for i in act_in),
+        "output_bytes": sum(numel(shapes, o) for o in node.output if o),
+        "weight_bytes": sum(numel(shapes, i) for i in const_in) if op in _WEIGHTED_OPS else 0,
     }
     if node.domain not in ("", "ai.onnx"):
         return LayerCost(name, op, "other", 0, dpu_supported=False, **io)
@@ -250,7 +113,7 @@ def _layer(
     if op in _POOL_OPS or op == "ReduceMean":
         return _pool(name, node, shapes, consts, io)
     if op in _DPU_ELTWISE_OPS or op in _HOST_ELTWISE_OPS:
-        out = _required(shapes, node.output[0], name)
+        out = required(shapes, node.output[0], name)
         return LayerCost(
             name, op, "eltwise", math.prod(out), dpu_supported=op in _DPU_ELTWISE_OPS,
             c_in=out[1] if len(out) >= 2 else 0, c_out=out[1] if len(out) >= 2 else 0,
@@ -272,9 +135,9 @@ def _hw(shape: list[int]) -> dict[str, Any]:
 def _conv(name: str, node: onnx.NodeProto, shapes: dict, io: dict) -> LayerCost:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     groups = int(attrs.get("group", 1))
-    x = _required(shapes, node.input[0], name)
-    w = _required(shapes, node.input[1], name)
-    y = _required(shapes, node.output[0], name)
+    x = required(shapes, node.input[0], name)
+    w = required(shapes, node.input[1], name)
+    y = required(shapes, node.output[0], name)
     kernel = w[2:]
     if node.op_type == "Conv":
         c_in, c_out = x[1], w[0]
@@ -293,8 +156,8 @@ def _conv(name: str, node: onnx.NodeProto, shapes: dict, io: dict) -> LayerCost:
 
 def _gemm(name: str, node: onnx.NodeProto, shapes: dict, static: set[str], io: dict) -> LayerCost:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    a = _required(shapes, node.input[0], name)
-    y = _required(shapes, node.output[0], name)
+    a = required(shapes, node.input[0], name)
+    y = required(shapes, node.output[0], name)
     if node.op_type == "Gemm":
         k = a[0] if attrs.get("transA", 0) else a[1]
     else:
@@ -310,8 +173,8 @@ def _gemm(name: str, node: onnx.NodeProto, shapes: dict, static: set[str], io: d
 
 def _pool(name: str, node: onnx.NodeProto, shapes: dict, consts: dict, io: dict) -> LayerCost:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    x = _required(shapes, node.input[0], name)
-    y = _required(shapes, node.output[0], name)
+    x = required(shapes, node.input[0], name)
+    y = required(shapes, node.output[0], name)
     supported = True
     if node.op_type in ("MaxPool", "AveragePool"):
         kernel = list(attrs["kernel_shape"])
@@ -349,19 +212,3 @@ def _reduces_spatial(node: onnx.NodeProto, attrs: dict, consts: dict, rank: int)
     if axes is None or rank < 3:
         return False
     return sorted(int(a) % rank for a in axes) == list(range(2, rank))
-
-
-def _small_constants(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Values of small integer constants (initializers and Constant nodes), e.g. reduce axes."""
-    tensors = [(init.name, init) for init in model.graph.initializer]
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            tensors.append((node.output[0], node.attribute[0].t))
-    out: dict[str, list[int]] = {}
-    for name, tensor in tensors:
-        if math.prod(tensor.dims) <= 16 and tensor.data_type in _INT_TYPES:
-            out[name] = [int(v) for v in numpy_helper.to_array(tensor).ravel()]
-    return out
-
-
-_INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
