@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tuner.deploy.rollout import Figures, Verification, describe
+from tuner.deploy.verification import Figures, Verification, describe
 
 TUNED = Figures(2535.0, 11.7, 19.58, 23.3)
 
