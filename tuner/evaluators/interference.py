@@ -205,6 +205,11 @@ def summary(used: list[WindowInterference | None], left_out: list[WindowInterfer
     }
 
 
+#: The share of the machine's memory other processes must hold to take the blame for an
+#: out-of-memory kill whose size is unknown (`MemoryHeld.others_to_blame`).
+OTHERS_SHARE_MIN = 0.25
+
+
 @dataclass(frozen=True)
 class MemoryHeld:
     """Memory in use on this node now: by tuner's processes and by everything else, GiB."""
@@ -213,11 +218,19 @@ class MemoryHeld:
     others_gib: float
     total_gib: float
 
-    @property
-    def others_to_blame(self) -> bool:
-        """Other processes hold more of the memory in use than tuner's own (an out-of-memory kill
-        then says more about the machine than about the configuration)."""
-        return self.others_gib > self.ours_gib
+    def others_to_blame(self, request_gib: float | None = None) -> bool:
+        """Whether an out-of-memory failure says more about the machine than the configuration.
+
+        `request_gib`: the allocation that failed, when known (ONNX Runtime names its size). Then
+        the others are to blame only when it would have fit had their memory been free and does
+        not fit beside it: a request larger than the machine less tuner's own use is the
+        configuration's, however busy the machine. Unknown (Ray's memory monitor killed a worker):
+        when the others hold more than tuner does and at least OTHERS_SHARE_MIN of the machine
+        (on a quiet machine the system's own processes hold some: 1.4 of 23.5 GiB here)."""
+        if request_gib is not None:
+            room_without_others_gib = self.total_gib - self.ours_gib
+            return room_without_others_gib - self.others_gib < request_gib <= room_without_others_gib
+        return self.others_gib > self.ours_gib and self.others_gib >= OTHERS_SHARE_MIN * self.total_gib
 
     def describe(self) -> str:
         return (f"other processes on this machine hold {self.others_gib:.1f} GiB of its {self.total_gib:.1f} GiB, "

@@ -13,6 +13,7 @@ files (a served trial's replicas read the variant from the driver's disk: one no
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,14 +209,22 @@ class RayRunner:
 
 def out_of_memory(message: str) -> TrialFailed:
     """An out-of-memory failure: the configuration's own (infeasible: the sampler learns not to try
-    it again), unless other processes hold more of the node's memory than tuner does; then the
-    machine is to blame, the failure says so and the configuration is not marked infeasible."""
+    it again), unless other processes' memory is what it ran out of (`MemoryHeld.others_to_blame`,
+    with the failed allocation's size when the message names it); then the machine is to blame,
+    the failure says so and the configuration is not marked infeasible."""
     held = memory_held()
-    if held is not None and held.others_to_blame:
+    found = _REQUESTED.search(message)
+    request_gib = int(found.group(1)) / 2**30 if found else None
+    if held is not None and held.others_to_blame(request_gib):
         return TrialFailed(f"out of memory because of other work: {held.describe()}; free memory on this machine "
                            f"and run the study again (this configuration is not marked infeasible for it). Ray said: "
                            f"{message}")
-    return TrialFailed(f"out of memory: {message}" + (f" ({held.describe()})" if held else ""), infeasible=True)
+    asked = f"one allocation of {request_gib:,.1f} GiB; " if request_gib is not None else ""
+    return TrialFailed(f"out of memory: {message}" + (f" ({asked}{held.describe()})" if held else ""), infeasible=True)
+
+
+#: How ONNX Runtime names the allocation that failed ("... requested buffer of size 68719476736").
+_REQUESTED = re.compile(r"requested buffer of size (\d+)")
 
 
 def _short(exc: BaseException, limit: int = 400) -> str:
