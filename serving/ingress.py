@@ -148,3 +148,21 @@ def sweep_orphans() -> int:
         with contextlib.suppress(psutil.Error):
             p.kill()
     return len(orphans)
+
+
+def haproxies_below(pid: int) -> int:
+    """How many HAProxy processes run below process `pid` (among its descendants). More than one
+    while a reload's old process drains: Serve reloads HAProxy with each change of routes by
+    starting a new process (``-sf OLD``), and until the old one has stopped, a new connection may
+    still reach it and get its old routes (a 404 for the model just deployed)."""
+    import psutil
+
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0
+    count = 0
+    for p in below:
+        with contextlib.suppress(psutil.Error):
+            count += "haproxy" in p.name()
+    return count

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from serving.auth import check_config_exposure
 from serving.deploy import serving_env
-from serving.ingress import new_directory, stop_haproxy
+from serving.ingress import haproxies_below, new_directory, stop_haproxy
 from serving.serve_config_check import load_serve_config
 from tuner.errors import field_error
 
@@ -32,6 +32,8 @@ _POLL_INTERVAL_S = 0.5
 #: Consecutive 200s on the ready path, READY_GAP_S apart, before the endpoint is announced.
 READY_IN_A_ROW = 3
 READY_GAP_S = 0.3
+#: After those 200s, how long to wait at most for a reloaded HAProxy's old process to stop.
+DRAIN_WAIT_MAX_S = 15.0
 _SHUTDOWN_GRACE_S = 30.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Ray's `serve` CLI, made robust to how we start it: SIGINT gets Python's default handler back
@@ -81,14 +83,20 @@ def _announce_when_ready(url: str, name: str, child: subprocess.Popen, timeout_s
 
     One 200 is not enough: while HAProxy reloads its config (the application's routes), its old
     process still accepts some new connections for a moment and answers them 404 (seen in CI: a
-    200 on the ready path, then 404 on infer).
+    200 on the ready path, then 404 on infer; again on a loaded machine after three 200s in a row).
+    So the announcement also waits, up to DRAIN_WAIT_MAX_S, until one HAProxy runs below `child`.
     """
     started, warned, in_a_row = time.monotonic(), False, 0
+    draining_since: float | None = None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via http_proxy
     while child.poll() is None:
         try:
             with opener.open(f"{url}/v2/health/ready", timeout=2) as response:
                 in_a_row = in_a_row + 1 if response.status == 200 else 0
+                if in_a_row >= READY_IN_A_ROW and haproxies_below(child.pid) > 1:
+                    draining_since = draining_since or time.monotonic()
+                    if time.monotonic() - draining_since < DRAIN_WAIT_MAX_S:
+                        in_a_row = READY_IN_A_ROW - 1  # keep polling until the old HAProxy has gone
                 if in_a_row >= READY_IN_A_ROW:
                     print(f"\ntuner: ready: POST {url}/v2/models/{name}/infer "
                           f"(metadata: GET {url}/v2/models/{name}; Ctrl-C to stop)", file=out,

@@ -16,6 +16,7 @@ import numpy as np
 import requests
 from onnx import TensorProto, helper, numpy_helper
 
+from serving.ingress import haproxies_below
 from serving.run import READY_GAP_S, READY_IN_A_ROW
 from tuner.evaluators.gpu_bench import GpuReplicaBench
 from tuner.evaluators.gpu_runners import TorchRunner
@@ -132,8 +133,8 @@ def stop(proc: subprocess.Popen) -> str:
 
 def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
     """Wait until `url` answers 200 READY_IN_A_ROW times in a row (READY_GAP_S apart) while
-    `proc` runs: as `tuner serve` does before it announces the endpoint (serving.run: HAProxy's
-    reload)."""
+    `proc` runs, and no reloaded HAProxy's old process still drains below it: as `tuner serve`
+    does before it announces the endpoint (serving.run: HAProxy's reload)."""
     deadline = time.monotonic() + timeout_s
     in_a_row = 0
     while time.monotonic() < deadline:
@@ -143,7 +144,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
             in_a_row = in_a_row + 1 if requests.get(url, timeout=2).status_code == 200 else 0
         except requests.RequestException:
             in_a_row = 0
-        if in_a_row >= READY_IN_A_ROW:
+        if in_a_row >= READY_IN_A_ROW and haproxies_below(proc.pid) <= 1:  # no old HAProxy draining
             return
         time.sleep(READY_GAP_S if in_a_row else 0.5)
     raise AssertionError(f"{url} not ready after {timeout_s} s")
