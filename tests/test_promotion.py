@@ -91,6 +91,9 @@ def test_deploy_verifies_and_records_the_figures(work: Path) -> None:
     assert len(history) == 1 and history[0]["active"]
     v = history[0]["verification"]
     assert v["served"]["throughput_rps"] > 0 and v["throughput_ratio"] > 0 and v["requests_failed"] == 0
+    # The trial's own windows (0.5 s, at most 3) within the study's limit (max_measuring_s, 30 s by
+    # default), not windows cut to fit 8 s: the served p95 rests on as many requests as the trial's.
+    assert v["duration_s"] == 30.0 and v["windows"] <= 3 and v["measuring_s"] < 8, v
     assert history[0]["verdict"] in ("passed", "failed") and history[0]["user"]
     # A failed verification exits 1 even with nothing to roll back to (a deploy pipeline must see it).
     assert out.returncode == (0 if history[0]["verdict"] == "passed" else 1), out.stdout

@@ -1,7 +1,15 @@
 """Verify a deployment under the trial's load: drive the live endpoint as the trial's served
 measurement did (same client, load mode, concurrency, instances per request, binary or JSON) and
-time it with the same protocol (1 s untimed, warm-up, windows until the last ones agree;
-`--verify-s` caps the time under load), then compare with the trial's figures.
+time it with the same protocol (1 s untimed, warm-up, windows until the last ones agree), then
+compare with the trial's figures.
+
+The windows are the trial's: as long as its windows were (sized from the study's protocol), and in
+server mode the same seeded Poisson arrivals in each (window k's seed is the same in a trial and
+here). So the served p95 rests on as many requests as the trial's did, under the same arrival
+pattern, and a difference between the two is the deployment's, not the luck of two samples
+(about 100 requests at 10 req/s in 10 s put a p95 on its 5 slowest). `--verify-s` is the time
+under load allowed beyond that: the limit is the larger of it and the protocol's own
+(`max_measuring_s`).
 
 It passes when no request fails, the served throughput is at least (1 - tolerance) of the
 trial's and the served p95 at most (1 + tolerance) of it. `describe` is what promote prints.
@@ -43,7 +51,7 @@ class Verification:
 
     passed: bool
     mode: str
-    duration_s: float
+    duration_s: float  # the most time under load: max(--verify-s, the protocol's max_measuring_s)
     tolerance: float
     served: Figures
     tuned: Figures
@@ -92,14 +100,17 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
            settings: MeasurementSettings | None = None, auth_token: BearerToken | None = None) -> Verification:
     """Drive the endpoint as the trial was driven (the same client, load mode, concurrency and
     request size) and time it as the trial was timed: 1 s untimed, then the study's protocol
-    (`settings`: warm-up, windows until the last ones agree, figures from those) with at most
-    `duration_s` under load. Compare the figures. `auth_token`: the endpoint's bearer token."""
+    (`settings`: warm-up, the trial's windows until the last ones agree, figures from those) with
+    at most max(`duration_s`, its `max_measuring_s`) under load. Compare the figures.
+    `auth_token`: the endpoint's bearer token."""
     from tuner.evaluators.served import Endpoint, ServedBench
     from tuner.evaluators.windows import run_protocol
 
     if trial.metrics is None:
         raise TunerError(f"Trial #{trial.number} has no measurement to verify against. Promote a measured trial.")
-    protocol = replace(settings or MeasurementSettings(), max_measuring_s=duration_s)
+    study_protocol = settings or MeasurementSettings()
+    limit_s = max(duration_s, study_protocol.max_measuring_s)
+    protocol = replace(study_protocol, max_measuring_s=limit_s)
     bench = ServedBench(plan.concurrency, plan.binary, auth_token=auth_token)
     try:
         bench.prepare("verify", Endpoint(base_url, model_name), tuple(inputs), plan.instances)
@@ -132,7 +143,7 @@ def verify(base_url: str, model_name: str, inputs: Sequence[InputSpec], trial: T
     again = trial.remeasured
     tuned_range = again.spread.get("throughput_rps") if again is not None else None
     p95_range = again.spread.get("latency_p95_ms") if again is not None else None
-    return Verification(passed, load.mode, duration_s, tolerance, served, tuned, t_ratio, p_ratio,
+    return Verification(passed, load.mode, limit_s, tolerance, served, tuned, t_ratio, p_ratio,
                         failed, tuple(errors), plan.level, plan.concurrency, plan.instances,
                         int(details.get("windows") or 0), bool(details.get("stable")),
                         float(details.get("measuring_s") or 0.0),

@@ -29,6 +29,7 @@ import math
 from itertools import product
 
 import numpy as np
+from scipy import stats
 
 from tuner.config import TrialConfig
 from tuner.search.surrogate import MEASURED_SD_LOG, Observation, SpeedModel
@@ -37,7 +38,6 @@ MIN_OBSERVATIONS = 4
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LENGTH_SCALES = (0.5, 1.0, 2.0, 4.0)
 SIGNAL_SHARES = (0.0, 0.25, 0.5, 0.75, 0.95)  # of the errors' variance that is smooth (the rest is noise)
-Z = {0.80: 1.2816, 0.90: 1.6449, 0.95: 1.9600}
 
 
 def features(c: TrialConfig) -> np.ndarray:
@@ -78,6 +78,13 @@ class Posterior:
                 best = (lml, length, signal, noise, L, alpha)
         assert best is not None
         _, self.length, self.signal, self.noise, self._L, self._alpha = best
+        # The residual degrees of freedom of the GP's smoother S = K_signal K^-1: n - tr(S), which
+        # is noise x tr(K^-1). The variances were estimated from these n errors, so the
+        # posterior of log call time is a Student t with this many degrees of freedom, not a
+        # normal: with few measurements, or a smooth part that explains most of the errors, the
+        # estimate of the variance is itself unsure and the intervals widen.
+        l_inv = np.linalg.inv(self._L)
+        self.dof = max(self.noise * float((l_inv**2).sum()), 1.0)
 
     def predict_log(self, c: TrialConfig, noise: bool = True) -> tuple[float, float]:
         """Mean and standard deviation of log(call seconds) for `c`: of a new measurement of it
@@ -103,10 +110,17 @@ class Posterior:
         scale = call / self.model.predict_call_s(c)  # the GP's correction of the call time
         return tput / scale, p95 * scale, sd
 
+    def quantile_sd(self, probability: float) -> float:
+        """How many standard deviations above the mean the posterior's `probability` quantile
+        lies: a Student t's with `dof` degrees of freedom once fitted, a normal's before."""
+        if not self.fitted:
+            return float(stats.norm.ppf(probability))
+        return float(stats.t.ppf(probability, df=self.dof))
+
     def interval(self, c: TrialConfig, level: float = 0.90, noise: bool = True) -> tuple[float, float]:
         """The central `level` interval of throughput (inf/s): of a new measurement of `c`
         (`noise`, the predictive interval), or of its true value."""
         mean, sd = self.predict_log(c, noise)
         per_call = c.replicas * c.batch_size
-        z = Z[level]
+        z = self.quantile_sd(0.5 + level / 2)
         return per_call / math.exp(mean + z * sd), per_call / math.exp(mean - z * sd)
