@@ -80,3 +80,26 @@ def test_scatter_beyond_a_measurements_noise_stays_in_the_true_values_spread() -
         assert sd_true**2 == pytest.approx(sd_new**2 - MEASURED_SD_LOG**2, rel=1e-6)
         lo, hi = post.interval(c, 0.90, noise=False)
         assert hi / lo > 1.5  # still wide: a fit that called it all noise would be sure of a wrong mean
+
+
+def test_a_spread_estimated_from_few_errors_gives_a_students_t_wider_than_a_normal() -> None:
+    # The variances come from the n errors themselves: with few of them the spread is itself
+    # unsure, so the posterior is a t with at most n degrees of freedom (the GP smoother's
+    # residual ones), and its quantiles lie further out than a normal's; more measurements
+    # bring it towards the normal.
+    rng = np.random.default_rng(3)
+    few = Posterior([noisy(c, rng, 0.15) for c in SEEN[:5]])
+    layouts = [(1, 1), (2, 1), (1, 2)]
+    many = Posterior([noisy(cfg(p, b, r, t), rng, 0.15) for p in ("fp32", "int8") for b in (1, 4, 16, 64, 256)
+                      for r, t in layouts])
+    assert few.fitted and many.fitted
+    assert 1.0 <= few.dof <= 5 + 1e-9 and many.dof <= 30 + 1e-9
+    normal_95 = 1.6449
+    assert few.quantile_sd(0.95) > many.quantile_sd(0.95) > normal_95
+    # The interval is the t's: mean -/+ its quantile times the sd, in log call time.
+    c = HELD_OUT[0]
+    mean, sd = few.predict_log(c)
+    lo, hi = few.interval(c, 0.90)
+    assert math.log(hi / lo) == pytest.approx(2 * few.quantile_sd(0.95) * sd, rel=1e-9)
+    # Before a fit (too few measurements) the prior spread's quantiles are a normal's.
+    assert Posterior([truth(cfg("fp32", 16))]).quantile_sd(0.95) == pytest.approx(normal_95, abs=1e-4)

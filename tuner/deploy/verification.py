@@ -160,10 +160,10 @@ def _pair(value: Any) -> tuple[float, float] | None:
 def _placed(value: float, low: float, high: float, unit: str, what: str) -> str:
     """Where value lies against [low, high] ("within that range"); outside it, by how much (a rate that
     misses a range by 0.1 inf/s is not the same finding as one that misses it by half)."""
-    if low <= value <= high:
-        return f"within {what}"
     edge = low if value < low else high
     gap = abs(value - edge)
+    if low <= value <= high or round(gap, 2) == 0:  # a gap that prints as 0.00 is no finding
+        return f"within {what}"
     share = f" ({gap / edge:.1%})" if edge else ""
     return f"{gap:,.2f} {unit}{share} {'below' if value < low else 'above'} {what}"
 
