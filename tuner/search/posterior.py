@@ -12,7 +12,9 @@ nearby), and its spread comes from how wrong the model was on configurations it 
   hyperparameters (length scale, signal and noise variance) maximise the marginal likelihood of
   the errors over a small grid.
 - `predict_log(c)` gives the mean and standard deviation of log call time; throughput and p95
-  follow from it (throughput = replicas x batch / call time). `interval(c, 0.90)` is a predictive
+  follow from it (throughput = replicas x batch / call time). The variances come from the same n
+  errors, so the posterior is a Student t with the smoother's residual degrees of freedom (`dof`),
+  not a normal: `quantile_sd` gives its quantiles. `interval(c, 0.90)` is a predictive
   interval of throughput (of a new measurement); `noise=False` gives the true value's instead:
   the GP's noise term less a measurement's own noise (`MEASURED_SD_LOG`), since what is left of
   it is particular to each configuration and so part of its true value. experiments/calibration.py
