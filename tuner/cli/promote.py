@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --deploy: the cluster's dashboard (http://HOST:8265) or HOST:PORT (dashboard on 8265)")
     p.add_argument("--num-gpus", type=int, default=None, metavar="N",
                    help="with --deploy: GPUs a new local serving cluster declares (default: the GPUs Ray detects)")
-    p.add_argument("--verify-s", type=float, default=15.0, help="most seconds of verification load (0: skip; default 15); verification uses the trial's own "
+    p.add_argument("--verify-s", type=float, default=15.0,
+                   help="most seconds of verification load (0: skip; default 15); verification uses the trial's own "
                         "windows, so it runs up to the study's max_measuring_s (30 s by default) when that is longer")
     p.add_argument("--tolerance", type=float, default=0.10,
                    help="verification passes within this share of the trial's throughput and p95 (default 0.10)")
