@@ -28,6 +28,7 @@ structural model's prior one (`SpeedModel.uncertainty`).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -40,6 +41,13 @@ MIN_OBSERVATIONS = 4
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LENGTH_SCALES = (0.5, 1.0, 2.0, 4.0)
 SIGNAL_SHARES = (0.0, 0.25, 0.5, 0.75, 0.95)  # of the errors' variance that is smooth (the rest is noise)
+
+
+@lru_cache(maxsize=256)
+def _t_quantile(probability: float, dof: float) -> float:
+    """A Student t's quantile (about 0.1 ms in scipy): the acquisition asks the same one of every
+    candidate a fitted posterior scores."""
+    return float(stats.t.ppf(probability, df=dof))
 
 
 def features(c: TrialConfig) -> np.ndarray:
@@ -117,7 +125,7 @@ class Posterior:
         lies: a Student t's with `dof` degrees of freedom once fitted, a normal's before."""
         if not self.fitted:
             return float(stats.norm.ppf(probability))
-        return float(stats.t.ppf(probability, df=self.dof))
+        return _t_quantile(probability, self.dof)
 
     def interval(self, c: TrialConfig, level: float = 0.90, noise: bool = True) -> tuple[float, float]:
         """The central `level` interval of throughput (inf/s): of a new measurement of `c`
