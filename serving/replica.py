@@ -255,9 +255,12 @@ class ModelServer:
         self._check_model(name, version)
         header_length = request.headers.get(HEADER_LENGTH)
         check_content_type(request.headers.get("content-type"), header_length)
-        body = await read_body(request, self._max_body_bytes, self._current().body_timeout_s)
+        settings = self._current()
+        # The request's deadline (`infer`) already bounds the body unless the body's comes first.
+        body_s = settings.body_timeout_s if settings.body_timeout_s < settings.request_timeout_s else None
+        body = await read_body(request, self._max_body_bytes, body_s)
         parsed = parse_request(body, header_length, self._inputs,
-                               [o.name for o in self._outputs], self._current().batch_size)
+                               [o.name for o in self._outputs], settings.batch_size)
         try:
             results = await self._batcher.submit(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page

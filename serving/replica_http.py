@@ -14,8 +14,11 @@ from serving.v2.types import RequestTimeout
 from serving.v2.wire import body_too_large
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float | None) -> bytes:
     """The request body, refused past `limit` bytes or `timeout_s` seconds.
+
+    `timeout_s` None: no deadline of its own, for a caller whose deadline comes first anyway
+    (one timer less per request: a timer costs the replica's event loop about 10 us).
 
     Raises:
         PayloadTooLarge: content-length or the bytes read exceed `limit` (HTTP 413).
@@ -34,6 +37,8 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    if timeout_s is None:
+        return await read()
     try:
         if sys.version_info >= (3, 11):  # a deadline on this task, not a new task per request
             async with asyncio.timeout(timeout_s):

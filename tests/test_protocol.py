@@ -75,6 +75,8 @@ def test_multiple_inputs_and_optional_keys() -> None:
     [
         (b"{not json", "not valid JSON"),
         (b"\xff\xfe", "not UTF-8"),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [NaN]}]}', "not valid JSON"),
+        ("{not json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object"),
         ({"inputs": []}, "non-empty list"),
         ({"inputs": [{"name": "x"}]}, "missing ['shape', 'datatype', 'data']"),

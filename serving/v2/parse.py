@@ -21,10 +21,10 @@ One input's shape and values: `serving.v2.tensors`; the outputs asked for and th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serving.v2.tensors import array_from_bytes, check_shape, to_array
 from serving.v2.types import HEADER_LENGTH, InputMeta
@@ -42,22 +42,27 @@ __all__ = ["decode_body", "parse_infer_request"]
 def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """Decode a request body to a JSON object and check its top-level keys.
 
+    Strict JSON (RFC 8259): NaN and Infinity are not JSON numbers, so a body holding them is
+    refused (send such values as binary data).
+
     Raises:
         ProtocolError: malformed JSON, a non-object body, an unknown key, a wrong `id` or
             `parameters` type, or a request parameter this server does not understand.
     """
-    if isinstance(body, (bytes, bytearray)):
-        raw = bytes(body)
+    if isinstance(body, (bytes, bytearray, str)):
+        # orjson: about a tenth of the json module's time on a request's floats (the replica's
+        # largest cost per JSON request after Serve's own); the same JSON, stricter (no NaN).
         try:
-            body = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _bad("the request body", raw[:40], f"It is not UTF-8 ({exc.reason}).",
-                       "Send UTF-8 encoded JSON.") from None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise _bad("the request body", body, f"It is not valid JSON ({exc}).",
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            text = body
+            if isinstance(body, (bytes, bytearray)):
+                try:
+                    text = bytes(body).decode("utf-8")
+                except UnicodeDecodeError as utf:
+                    raise _bad("the request body", bytes(body)[:40], f"It is not UTF-8 ({utf.reason}).",
+                               "Send UTF-8 encoded JSON.") from None
+            raise _bad("the request body", text, f"It is not valid JSON ({exc}).",
                        'Send a JSON object such as {"inputs": [{"name": ..., "shape": ..., '
                        '"datatype": ..., "data": [...]}]}.') from None
     if not isinstance(body, dict):

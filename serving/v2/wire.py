@@ -13,13 +13,13 @@ The server (`serving.replica`) uses `check_content_type`, `max_body_bytes_for`, 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serving.v2.parse import decode_body, parse_infer_request
 from serving.v2.response import format_infer_response, output_selection
@@ -188,7 +188,7 @@ def _little_endian_bytes(array: np.ndarray) -> bytes:
 
 def _frame(header: dict[str, Any], blobs: list[bytes]) -> Encoded:
     """JSON alone, or JSON header + bytes with the header length when there are blobs."""
-    text = json.dumps(header, separators=(",", ":")).encode()
+    text = orjson.dumps(header)  # compact, as json.dumps with separators (",", ":"), in a tenth of the time
     if not blobs:
         return Encoded(text, {"content-type": JSON_TYPE})
     return Encoded(text + b"".join(blobs),
@@ -239,7 +239,7 @@ def decode_infer_response(body: bytes, header_length: str | int | None = None) -
     """
     try:
         header, blob = split_body(body, header_length)
-        response = json.loads(header)
+        response = orjson.loads(header)
         offset, outputs = 0, {}
         for entry in response["outputs"]:
             dtype, shape = V2_TO_NUMPY[entry["datatype"]], [int(d) for d in entry["shape"]]
