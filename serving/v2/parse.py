@@ -32,11 +32,13 @@ from serving.v2.types import bad as _bad
 
 _REQUEST_KEYS = ("id", "parameters", "inputs", "outputs")
 _INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
+# As sets, built once: the checks below run on every request.
+_REQUEST_KEY_SET, _INPUT_KEY_SET = frozenset(_REQUEST_KEYS), frozenset(_INPUT_KEYS)
 #: Parameters we understand, per level; anything else is refused rather than silently ignored.
 _REQUEST_PARAMETERS = ("binary_data_output",)
 _INPUT_PARAMETERS = ("binary_data_size",)
 
-__all__ = ["decode_body", "parse_infer_request"]
+__all__ = ["decode_body", "parse_infer_request", "tensors_of"]
 
 
 def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +70,8 @@ def decode_body(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _bad("the request body", body, "It must be a JSON object.",
                    'Wrap the request as {"inputs": [...]}.')
-    unknown = sorted(set(body) - set(_REQUEST_KEYS))
-    if unknown:
-        raise _bad("the request keys", unknown, f"Allowed keys: {list(_REQUEST_KEYS)}.",
+    if not _REQUEST_KEY_SET.issuperset(body):
+        raise _bad("the request keys", sorted(set(body) - _REQUEST_KEY_SET), f"Allowed keys: {list(_REQUEST_KEYS)}.",
                    "Remove the unknown keys.")
     if "id" in body and not isinstance(body["id"], str):
         raise _bad("id", body["id"], "The request id must be a string.", 'Send e.g. "id": "42".')
@@ -87,9 +88,8 @@ def check_parameters(where: str, parameters: object, allowed: tuple[str, ...]) -
     if not isinstance(parameters, dict):
         raise _bad(where, parameters, "It must be a JSON object.",
                    "Send an object or leave it out.")
-    unknown = sorted(set(parameters) - set(allowed))
-    if unknown:
-        raise _bad(f"{where} keys", unknown, f"This server understands only {list(allowed)} here.",
+    if parameters and not set(allowed).issuperset(parameters):
+        raise _bad(f"{where} keys", sorted(set(parameters) - set(allowed)), f"This server understands only {list(allowed)} here.",
                    "Remove the other keys.")
     return parameters
 
@@ -113,7 +113,12 @@ def parse_infer_request(
     Raises:
         ProtocolError: anything the client must fix, named and explained.
     """
-    request = decode_body(body)
+    return tensors_of(decode_body(body), inputs, max_instances, binary_data)
+
+
+def tensors_of(request: dict[str, Any], inputs: list[InputMeta], max_instances: int,
+               binary_data: bytes | None = None) -> dict[str, np.ndarray]:
+    """`parse_infer_request` on a request `decode_body` has already decoded and checked."""
     by_name = {meta.name: meta for meta in inputs}
     entries = request.get("inputs")
     if not isinstance(entries, list) or not entries:
@@ -131,7 +136,7 @@ def parse_infer_request(
         binary = "binary_data_size" in parameters
         required = ("name", "shape", "datatype") + (() if binary else ("data",))
         missing_keys = [k for k in required if k not in entry]
-        unknown_keys = sorted(set(entry) - set(_INPUT_KEYS))
+        unknown_keys = [] if _INPUT_KEY_SET.issuperset(entry) else sorted(set(entry) - _INPUT_KEY_SET)
         if missing_keys or unknown_keys:
             raise _bad(f"{where} keys", sorted(entry),
                        f"An input has keys {list(_INPUT_KEYS[:3])} and 'data' (or "

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving.v2.parse import decode_body, parse_infer_request
+from serving.v2.parse import decode_body, tensors_of
 from serving.v2.response import format_infer_response, output_selection
 from serving.v2.types import (
     BINARY_TYPE,
@@ -178,7 +178,7 @@ def parse_request(body: bytes, header_length: str | None, inputs: list[InputMeta
     """
     header, binary_data = split_body(body, header_length)
     request = decode_body(header)
-    tensors = parse_infer_request(request, inputs, max_instances, binary_data)
+    tensors = tensors_of(request, inputs, max_instances, binary_data)
     return InferRequest(tensors, output_selection(request, output_names), request.get("id"))
 
 
