@@ -4,6 +4,7 @@ throughout (zero failed requests), `tuner rollback`, `tuner undeploy`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -263,5 +264,10 @@ def test_undeploy_stops_the_serving_cluster(work: Path) -> None:
     out = tuner(work, "undeploy", timeout=180)
     assert out.returncode == 0 and "stopped" in out.stdout
     time.sleep(2)
-    left = [p for p in psutil.process_iter(["cmdline"]) if any(state["temp_dir"] in c for c in (p.info["cmdline"] or []))]
+    left = []  # by command line, and by a file held open under the cluster's temp dir (Ray's renamed agents)
+    for p in psutil.process_iter(["cmdline", "name"]):
+        with contextlib.suppress(psutil.Error):
+            if any(state["temp_dir"] in c for c in (p.info["cmdline"] or [])) or \
+                    any(f.path.startswith(state["temp_dir"] + "/") for f in p.open_files()):
+                left.append((p.pid, p.info["name"]))
     assert left == []
