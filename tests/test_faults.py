@@ -76,6 +76,22 @@ def session_processes(driver_pid: int) -> list[psutil.Process]:
     return out
 
 
+def _tail(output: str | bytes | None, chars: int = 3000) -> str:
+    text = output.decode("utf-8", "replace") if isinstance(output, bytes) else (output or "")
+    return text[-chars:]
+
+
+def _ray_processes() -> list[str]:
+    """Ray's processes on this machine, by name and CPU seconds (a diagnosis for a hang)."""
+    out = []
+    for p in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "ray" in (p.info["name"] or "") or "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+            cpu = p.info["cpu_times"]
+            out.append(f"{p.pid} {cmd[:80]} cpu={cpu.user + cpu.system if cpu else 0:.0f}s")
+    return out
+
+
 @pytest.fixture()
 def work(tmp_path: Path) -> Path:
     (tmp_path / "space.yaml").write_text(SPACE)
@@ -90,8 +106,13 @@ def test_killed_driver_loses_nothing_and_the_rerun_finishes(work: Path) -> None:
     proc.wait(30)
     complete_before = {t.number for t in trials_in(work) if t.state.name == "COMPLETE"}
     wait_for(lambda: not session_processes(proc.pid), 60, "the dead driver's Ray processes to exit")
-    rerun = subprocess.run([sys.executable, "-m", "tuner", *tune_args(6)], cwd=work, capture_output=True,
-                           text=True, timeout=600)
+    try:
+        rerun = subprocess.run([sys.executable, "-m", "tuner", *tune_args(6)], cwd=work, capture_output=True,
+                               text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:  # seen once in CI on a slow host: say where it stood
+        raise AssertionError(f"the rerun did not finish in 600 s; trials: {[t.state.name for t in trials_in(work)]}; "
+                             f"ray processes: {_ray_processes()}; stdout tail: {_tail(exc.stdout)}; "
+                             f"stderr tail: {_tail(exc.stderr)}") from None
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     trials = trials_in(work)
     complete = {t.number for t in trials if t.state.name == "COMPLETE"}

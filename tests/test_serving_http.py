@@ -442,14 +442,21 @@ def _slow_model(path: Path, size: int = 256) -> None:
 
 
 def _units_per_second(path: Path) -> float:
-    """How many units of work (x[0, 0]) one thread runs per second here."""
+    """How many units of work (x[0, 0]) one thread runs per second here, at its fastest of five
+    runs: this VM's cores fall to about half speed for 0.5-2 s at a time (docs/measurement.md), and
+    a rate timed in such a dip made "7 s of work" take under 4 s once the core was fast again (a
+    request meant to outlive the 4 s time-out got 200). At the fastest rate, work of S seconds
+    takes at least S seconds."""
     session = load_session(_settings(path))
     x = np.zeros((1, 4), np.float32)
-    x[0, 0] = 400
+    x[0, 0] = 200
     session.run(None, {"x": x})
-    started = time.perf_counter()
-    session.run(None, {"x": x})
-    return 400 / (time.perf_counter() - started)
+    rates = []
+    for _ in range(5):
+        started = time.perf_counter()
+        session.run(None, {"x": x})
+        rates.append(200 / (time.perf_counter() - started))
+    return max(rates)
 
 
 @dataclass
