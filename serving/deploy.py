@@ -181,6 +181,7 @@ def processes_of(temp_dir: str) -> list:
     taken 43 s of CPU in the deployment's 8 minutes)."""
     import psutil
 
+    under = temp_dir.rstrip("/") + "/"
     found = []
     for p in psutil.process_iter(["cmdline"]):
         if p.pid == os.getpid():
@@ -189,7 +190,7 @@ def processes_of(temp_dir: str) -> list:
             found.append(p)
             continue
         with contextlib.suppress(psutil.Error):
-            if any(f.path.startswith(temp_dir.rstrip("/") + "/") for f in p.open_files()):
+            if any(f.path.startswith(under) for f in p.open_files()):
                 found.append(p)
     return found
 
