@@ -14,32 +14,31 @@ counts as a failed request, by HTTP status and by kind. Requests go as binary te
 default (JSON text is slow for large inputs: a ResNet input is 150k floats) and ask for binary
 outputs.
 
-No Ray import: asyncio and aiohttp (a dependency of ``ray[serve]``), so the client can run
-anywhere. `drive` runs for a fixed time; `drive_background` and `run_until` run until told to
-stop, e.g. across a blue/green switch that must fail no request. With `auth_token`, every request
+No Ray import: libcurl (`serving.transfers`), so the client can run anywhere. `drive` runs for a
+fixed time; `drive_background` and `run_until` run until told to stop, e.g. across a blue/green
+switch that must fail no request. With `auth_token`, every request
 carries ``Authorization: Bearer <token>`` (an endpoint promoted with ``--auth-token-file``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
+import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.pacing import paced_requests
-from serving.request import InputLike, Mode, Outcome, RequestSpec, request_spec, send_one
+from serving.pacing import arrivals
+from serving.request import InputLike, Mode, Outcome, RequestSpec, request_spec
+from serving.transfers import Transfers
 from tuner.errors import field_error
 
 _SAMPLE = 5  # error messages kept
-_RETRY_PAUSE_S = 0.01  # after a connection error in a closed loop, so a dead server is not spun on
 
 
 @dataclass(frozen=True)
@@ -84,40 +83,19 @@ class LoadResult:
                 f"{self.latency_p99_ms:.1f} ms over {self.duration_s:.1f} s")
 
 
-async def _drive(spec: RequestSpec, stop: threading.Event | None,
-                 duration_s: float | None) -> LoadResult:
-    loop = asyncio.get_running_loop()
-    outcomes: list[Outcome] = []
-    connector = aiohttp.TCPConnector(limit=spec.max_connections)
-    timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        start = loop.time()
+def _drive(spec: RequestSpec, stop: threading.Event | None, duration_s: float | None) -> LoadResult:
+    with Transfers(spec) as transfers:
+        start = time.monotonic()
         deadline = start + duration_s if duration_s is not None else math.inf
 
         def running() -> bool:
-            return loop.time() < deadline and not (stop is not None and stop.is_set())
+            return time.monotonic() < deadline and not (stop is not None and stop.is_set())
 
         if spec.mode == "offline":
-            async def worker(w: int) -> None:
-                i = w
-                while running():
-                    outcome = await send_one(session, spec, i, loop.time())
-                    outcomes.append(outcome)
-                    i += spec.concurrency
-                    if outcome.kind == "connection":
-                        await asyncio.sleep(_RETRY_PAUSE_S)
-
-            await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
+            outcomes = transfers.closed(spec.concurrency, lambda _done: running())
         else:
-            sent = 0
-
-            def request(arrival: float) -> Awaitable[Outcome]:
-                nonlocal sent
-                sent += 1
-                return send_one(session, spec, sent - 1, arrival)
-
-            outcomes += await paced_requests(loop, spec.target_rps, spec.seed, start, deadline, request, running)
-        elapsed = max((o.end for o in outcomes), default=loop.time()) - start
+            outcomes = transfers.paced(arrivals(spec.target_rps, spec.seed, start, deadline), running)
+        elapsed = max((o.end for o in outcomes), default=time.monotonic()) - start
     return _summarise(spec, outcomes, elapsed, start)
 
 
@@ -173,7 +151,7 @@ def drive(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mod
         raise field_error("duration_s", duration_s, "It must be > 0.", "Pass seconds, e.g. 10.")
     spec = request_spec(url_base, model_name, inputs, mode, batch_size, concurrency, target_rps,
                  binary, seed, timeout_s, max_connections, auth_token=auth_token)
-    return asyncio.run(_drive(spec, None, duration_s))
+    return _drive(spec, None, duration_s)
 
 
 def run_until(stop: threading.Event, url_base: str, model_name: str,
@@ -191,7 +169,7 @@ def run_until(stop: threading.Event, url_base: str, model_name: str,
     if options:
         raise field_error("run_until's options", sorted(options), "Unknown keyword arguments.",
                           "Use drive's keyword arguments (duration_s is replaced by `stop`).")
-    return asyncio.run(_drive(spec, stop, None))
+    return _drive(spec, stop, None)
 
 
 class BackgroundLoad:
@@ -207,7 +185,7 @@ class BackgroundLoad:
 
     def _run(self, spec: RequestSpec) -> None:
         try:
-            self._result = asyncio.run(_drive(spec, self._stop, None))
+            self._result = _drive(spec, self._stop, None)
         except BaseException as exc:  # handed to the caller of stop()
             self._error = exc
 

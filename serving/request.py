@@ -1,22 +1,20 @@
 """One V2 inference request of a load, as `serving.loadgen` and `serving.client` send it: the
-seeded request bodies, what every request of a load looks like (`RequestSpec`), and sending one
-request and checking its answer (`send_one`: one output row per instance, or a failure by kind).
+seeded request bodies, what every request of a load looks like (`RequestSpec`), and checking one
+answer (`check_answer`: one output row per instance, or a failure by kind). `serving.transfers`
+sends them.
 
-No Ray import: aiohttp (a dependency of ``ray[serve]``) and numpy.
+No Ray import: numpy.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-import aiohttp
 import numpy as np
 
 from serving.auth import BearerToken
-from serving.v2.types import HEADER_LENGTH
 from serving.v2.wire import ResponseError, decode_infer_response, encode_infer_request
 from tuner.errors import field_error
 from tuner.models.data import integer_input
@@ -93,34 +91,23 @@ def make_payloads(inputs: Sequence[InputLike], instances: int, binary: bool,
     return bodies
 
 
-async def send_one(session: aiohttp.ClientSession, spec: RequestSpec, i: int, t0: float) -> Outcome:
-    """One request; latency from `t0` (send time, or the scheduled arrival)."""
-    loop = asyncio.get_running_loop()
-    body, headers = spec.payloads[i % len(spec.payloads)]
+def check_answer(spec: RequestSpec, status: int, content: bytes, header_length: str | None, t0: float,
+                 end: float) -> Outcome:
+    """The outcome of one answered request: a 200 with one output row per instance sent is a
+    success; any other status, or a body that does not follow the protocol, a failure by kind.
+    Latency is from `t0` (the send, or the scheduled arrival) to `end`."""
+    if status != 200:
+        text = content[:200].decode("utf-8", "replace")
+        return Outcome(False, end - t0, end, status, "http_status", f"HTTP {status}: {text}")
     try:
-        async with session.post(spec.url, data=body, headers=headers) as response:
-            content = await response.read()
-            end = loop.time()
-            if response.status != 200:
-                text = content[:200].decode("utf-8", "replace")
-                return Outcome(False, end - t0, end, response.status, "http_status",
-                                f"HTTP {response.status}: {text}")
-            decoded = decode_infer_response(content, response.headers.get(HEADER_LENGTH))
-            rows = {name: a.shape[0] if a.ndim else 0 for name, a in decoded.outputs.items()}
-            if not rows or set(rows.values()) != {spec.instances}:
-                return Outcome(False, end - t0, end, None, "bad_response",
-                                f"expected {spec.instances} rows per output, got {rows}")
-            return Outcome(True, end - t0, end)
+        decoded = decode_infer_response(content, header_length)
     except ResponseError as exc:
-        kind, message = "bad_response", str(exc)
-    except asyncio.TimeoutError:  # before ClientConnectionError: ServerTimeoutError is both
-        kind, message = "timeout", f"no response within {spec.timeout_s} s"
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        kind, message = "connection", f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # anything else is still one failed request, not a lost one
-        kind, message = "other", f"{type(exc).__name__}: {exc}"
-    end = loop.time()
-    return Outcome(False, end - t0, end, None, kind, message)
+        return Outcome(False, end - t0, end, None, "bad_response", str(exc))
+    rows = {name: a.shape[0] if a.ndim else 0 for name, a in decoded.outputs.items()}
+    if not rows or set(rows.values()) != {spec.instances}:
+        return Outcome(False, end - t0, end, None, "bad_response",
+                       f"expected {spec.instances} rows per output, got {rows}")
+    return Outcome(True, end - t0, end)
 
 
 def request_spec(url_base: str, model_name: str, inputs: Sequence[InputLike], mode: Mode,

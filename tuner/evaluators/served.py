@@ -90,7 +90,7 @@ class ServedBench:
 
     def info(self) -> dict[str, Any]:
         return {"node": socket.gethostname(), "pid": os.getpid(), "role": "load client",
-                "client": "tuner V2 client (aiohttp, one connection pool across windows)",
+                "client": "tuner V2 client (libcurl multi via pycurl, connections kept across windows)",
                 "cpu_ids": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                 "concurrency": self.concurrency, "instances_per_request": self._instances,
                 "binary": self.binary, "stack_pids": list(self.stack_pids)}
