@@ -35,12 +35,12 @@ _LENGTH_PREFIX = HEADER_LENGTH.lower().encode("ascii") + b":"  # a response head
 class _Request:
     """One reusable libcurl handle with the body of the answer it is receiving."""
 
-    __slots__ = ("easy", "chunks", "header_length", "t0")
+    __slots__ = ("easy", "chunks", "headers", "t0")
 
     def __init__(self, spec: RequestSpec, headers: list[str] | None) -> None:
         self.easy = pycurl.Curl()
-        self.chunks: list[bytes] = []
-        self.header_length: str | None = None
+        self.chunks: list[bytes] = []   # the body, as libcurl hands it over
+        self.headers: list[bytes] = []  # the response's header lines
         self.t0 = 0.0
         easy = self.easy
         easy.setopt(pycurl.URL, spec.url)
@@ -49,17 +49,20 @@ class _Request:
         easy.setopt(pycurl.PROXY, "")  # straight to the endpoint, whatever http_proxy says
         easy.setopt(pycurl.TIMEOUT_MS, max(1, int(spec.timeout_s * 1000)))
         easy.setopt(pycurl.WRITEFUNCTION, self.chunks.append)
-        easy.setopt(pycurl.HEADERFUNCTION, self._header)
+        easy.setopt(pycurl.HEADERFUNCTION, self.headers.append)  # list.append: no Python frame per line
         if headers is not None:
             easy.setopt(pycurl.HTTPHEADER, headers)
 
-    def _header(self, line: bytes) -> None:
-        if line[:len(_LENGTH_PREFIX)].lower() == _LENGTH_PREFIX:
-            self.header_length = line[len(_LENGTH_PREFIX):].strip().decode("latin-1")
+    def header_length(self) -> str | None:
+        """The response's Inference-Header-Content-Length, if it has one."""
+        for line in self.headers:
+            if line[:len(_LENGTH_PREFIX)].lower() == _LENGTH_PREFIX:
+                return line[len(_LENGTH_PREFIX):].strip().decode("latin-1")
+        return None
 
     def prepare(self, body: bytes, headers: list[str] | None, t0: float) -> None:
         self.chunks.clear()
-        self.header_length = None
+        self.headers.clear()
         self.t0 = t0
         self.easy.setopt(pycurl.POSTFIELDS, body)
         if headers is not None:
@@ -109,7 +112,7 @@ class Transfers:
             for easy in ok:
                 request = self._release(easy)
                 status = int(easy.getinfo(pycurl.RESPONSE_CODE))
-                done.append(check_answer(self.spec, status, b"".join(request.chunks), request.header_length,
+                done.append(check_answer(self.spec, status, b"".join(request.chunks), request.header_length(),
                                          request.t0, end))
             for easy, code, message in failed:
                 request = self._release(easy)
