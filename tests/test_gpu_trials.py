@@ -229,8 +229,9 @@ def test_promote_deploy_runs_and_verifies_a_gpu_trial_on_a_declared_gpu(studied:
 
 
 def test_measure_runs_one_gpu_configuration(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)  # its short measuring windows: the path is under test here
     out = tuner(tmp_path, "measure", "--platform", "gpu", "--precision", "fp32", "--batch-size", "8", "--replicas", "2",
-                "--num-gpus", "1", "--gpu-backend", "test-cpu", "--measure", "engine", "--json")
+                "--num-gpus", "1", "--gpu-backend", "test-cpu", "--measure", "engine", "--json", "--space", "space.yaml")
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout)
     assert result["metrics"]["throughput_rps"] > 0 and result["level"] == "engine"
