@@ -6,8 +6,8 @@ its scheduled arrival) to its full response. `serving.loadgen` and `serving.clie
 Why libcurl: a load client on the server's machine takes CPU from the server. tuner's earlier
 client (aiohttp on asyncio) spent 240-415 us of CPU per request on this 2-core machine, about 0.4
 of a core at 1,500 req/s, and a trial measured through it saw 12-33% less than wrk (a C client)
-saw on the same endpoint. Here HTTP is libcurl's (C); Python does one callback per response
-header line and per body chunk, and checks the answer. See docs/measurement.md for the figures.
+saw on the same endpoint. Here HTTP is libcurl's (C); it hands the response's header lines and
+body chunks to `list.append`, and Python checks the answer. See docs/measurement.md for the figures.
 
 Poisson arrivals are kept on time by waiting in `select` with microsecond timeouts (asyncio's
 epoll wait rounds its timeout up to whole milliseconds). No Ray import.
@@ -35,12 +35,13 @@ _LENGTH_PREFIX = HEADER_LENGTH.lower().encode("ascii") + b":"  # a response head
 class _Request:
     """One reusable libcurl handle with the body of the answer it is receiving."""
 
-    __slots__ = ("easy", "chunks", "headers", "t0")
+    __slots__ = ("easy", "chunks", "headers", "sent_headers", "t0")
 
-    def __init__(self, spec: RequestSpec, headers: list[str] | None) -> None:
+    def __init__(self, spec: RequestSpec) -> None:
         self.easy = pycurl.Curl()
         self.chunks: list[bytes] = []   # the body, as libcurl hands it over
         self.headers: list[bytes] = []  # the response's header lines
+        self.sent_headers: list[str] | None = None  # the request header lines set on the handle
         self.t0 = 0.0
         easy = self.easy
         easy.setopt(pycurl.URL, spec.url)
@@ -50,8 +51,6 @@ class _Request:
         easy.setopt(pycurl.TIMEOUT_MS, max(1, int(spec.timeout_s * 1000)))
         easy.setopt(pycurl.WRITEFUNCTION, self.chunks.append)
         easy.setopt(pycurl.HEADERFUNCTION, self.headers.append)  # list.append: no Python frame per line
-        if headers is not None:
-            easy.setopt(pycurl.HTTPHEADER, headers)
 
     def header_length(self) -> str | None:
         """The response's Inference-Header-Content-Length, if it has one."""
@@ -60,13 +59,14 @@ class _Request:
                 return line[len(_LENGTH_PREFIX):].strip().decode("latin-1")
         return None
 
-    def prepare(self, body: bytes, headers: list[str] | None, t0: float) -> None:
+    def prepare(self, body: bytes, headers: list[str], t0: float) -> None:
         self.chunks.clear()
         self.headers.clear()
         self.t0 = t0
         self.easy.setopt(pycurl.POSTFIELDS, body)
-        if headers is not None:
+        if headers is not self.sent_headers:  # bodies alike share one list: set once per handle
             self.easy.setopt(pycurl.HTTPHEADER, headers)
+            self.sent_headers = headers
 
 
 def _header_lines(headers: dict[str, str]) -> list[str]:
@@ -82,19 +82,17 @@ class Transfers:
         self.spec = spec
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, spec.max_connections)
-        lines = [_header_lines(headers) for _, headers in spec.payloads]
-        self._same_headers = all(h == lines[0] for h in lines)  # then set once per handle
-        self._bodies = [(body, None if self._same_headers else h) for (body, _), h in zip(spec.payloads, lines)]
-        self._first_headers = lines[0]
+        shared: dict[tuple[str, ...], list[str]] = {}  # equal header lines: one list, set once per handle
+        self._bodies: list[tuple[bytes, list[str]]] = []
+        for body, headers in spec.payloads:
+            lines = _header_lines(headers)
+            self._bodies.append((body, shared.setdefault(tuple(lines), lines)))
         self._idle: list[_Request] = []
         self._active: dict[pycurl.Curl, _Request] = {}
         self._sent = 0
 
     def _send(self, t0: float) -> None:
-        if self._idle:
-            request = self._idle.pop()
-        else:
-            request = _Request(self.spec, self._first_headers if self._same_headers else None)
+        request = self._idle.pop() if self._idle else _Request(self.spec)
         body, headers = self._bodies[self._sent % len(self._bodies)]
         self._sent += 1
         request.prepare(body, headers, t0)
