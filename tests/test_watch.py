@@ -83,8 +83,8 @@ def work(tmp_path_factory: pytest.TempPathFactory):
         out = tuner(w, "tune", "--trials", "2", "--sampler", "grid", "--space", "space.yaml", "--finalists", "0")
         assert out.returncode == 0, out.stdout + out.stderr
         rates = {b: t.user_attrs["throughput_rps"] for b, t in trials(w).items()}
-        if rates[16] > rates[1]:
-            break
+        if rates[16] > rates[1] or attempt == 2:
+            break  # after the last attempt the test's own assertion says what was measured
         # The tests need b16 measured above b1 (the gap is real but narrow here, and a CI run's
         # dip once measured b16 at 562 inf/s against b1's 849): measure both again, in a new study.
         print(f"attempt {attempt + 1}: b16 {rates[16]:,.0f} inf/s <= b1 {rates[1]:,.0f} inf/s; measuring again")
