@@ -45,13 +45,9 @@ from serving.metrics import ServerMetrics
 from serving.model import ORT_TYPES, count_instances, describe_model, load_session, run_batch
 from serving.replica_http import NotFound, error_response, read_body
 from serving.shadow import Shadow, shadow_for
+from serving.v2.layouts import RequestParser
 from serving.v2.types import HEADER_LENGTH, ProtocolError, UnknownModel
-from serving.v2.wire import (
-    check_content_type,
-    encode_infer_response,
-    max_body_bytes_for,
-    parse_request,
-)
+from serving.v2.wire import check_content_type, encode_infer_response, max_body_bytes_for
 from tuner.errors import TunerError
 
 __all__ = ["ModelServer"]
@@ -119,6 +115,7 @@ class ModelServer:
             session = load_session(settings)
         inputs, outputs = describe_model(session, settings)
         self._inputs, self._outputs = inputs, outputs
+        self._parser = RequestParser(inputs, [o.name for o in outputs], settings.batch_size)
         self._model_dtypes = {i.name: ORT_TYPES[i.type] for i in session.get_inputs()}
         self._max_body_bytes = settings.max_body_bytes or max_body_bytes_for(inputs, settings.batch_size)
         if self._metrics is None:
@@ -259,8 +256,7 @@ class ModelServer:
         # The request's deadline (`infer`) already bounds the body unless the body's comes first.
         body_s = settings.body_timeout_s if settings.body_timeout_s < settings.request_timeout_s else None
         body = await read_body(request, self._max_body_bytes, body_s)
-        parsed = parse_request(body, header_length, self._inputs,
-                               [o.name for o in self._outputs], settings.batch_size)
+        parsed = self._parser.parse(body, header_length)
         try:
             results = await self._batcher.submit(parsed.tensors)
         except Exception as exc:  # the V2 error format, not a bare 500 page
