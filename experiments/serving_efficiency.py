@@ -3,7 +3,8 @@
 - requests/s of a no-op Ray Serve deployment on each path tried (Ray Serve's default HTTP proxy;
   HAProxy ingress; HAProxy + throughput-optimized, the path tuner's serving clusters run);
 - tuner's app serving digits-cnn one-instance requests on each path, against the no-op on the
-  default path (target >= 3x) and the no-op on its own path (target >= 0.9x);
+  default path (target >= 3x) and the no-op on its own path (target >= 0.9x), with wrk sending JSON
+  bodies, and on the fast path at batch 16 again with binary bodies (what tuner's client sends);
 - resnet18 fp32 batch 8, 1 replica of 1 thread, served, against a bare ONNX Runtime loop given
   one core (target >= 0.9x), in alternating windows (`--pairs`); the cores the stack (proxy,
   client) used are measured.
@@ -46,18 +47,33 @@ BATCHES = (1, 16, 64)
 BODY = {"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
 
 
-def _wrk(url: str, seconds: float, body: dict) -> float | None:
+def _wrk(url: str, seconds: float, body: bytes | dict, headers: dict[str, str] | None = None) -> float | None:
+    """wrk's requests/s on `url` with `body` (a dict: sent as JSON)."""
     if shutil.which("wrk") is None:
         return None
+    if isinstance(body, dict):
+        body, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
     script = Path(f"/tmp/serving_efficiency_{os.getpid()}.lua")
-    lua_body = json.dumps(json.dumps(body))  # a Lua string literal of the JSON body
-    script.write_text(f'wrk.method = "POST"\nwrk.body = {lua_body}\nwrk.headers["Content-Type"] = "application/json"\n')
+    lua_body = "".join(f"\\{b:03d}" for b in body)  # a Lua string literal of any bytes
+    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in (headers or {}).items()]
+    script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{int(seconds)}s", "-s", str(script), url],
                          capture_output=True, text=True).stdout
     bad = [line for line in out.splitlines() if "Non-2xx" in line]
     if bad:
         raise SystemExit(f"wrk got errors from {url}: {bad}")
     return float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[-1])
+
+
+def _binary_body() -> tuple[bytes, dict[str, str]]:
+    """BODY as tuner's client sends it: binary tensor data, binary outputs asked for."""
+    import numpy as np
+
+    from serving.v2.wire import encode_infer_request
+
+    encoded = encode_infer_request({"x": np.full((1, 1, 8, 8), 0.5, np.float32)}, binary=True, binary_outputs=True)
+    return encoded.body, encoded.headers
 
 
 def _client(base: str, name: str, inputs, seconds: float, instances: int = 1, prefix: str = "") -> float:
@@ -102,14 +118,15 @@ class StackCpu:
                 for role, pids in before.items()}
 
 
-def _window(url: str, seconds: float) -> tuple[float, dict[str, float]]:
-    """One wrk window: requests/s, and CPU microseconds per request of each stack role."""
+def _window(url: str, seconds: float, binary: bool = False) -> tuple[float, dict[str, float]]:
+    """One wrk window (JSON bodies, or binary ones as tuner's client sends): requests/s, and CPU
+    microseconds per request of each stack role."""
     from serving.trial_serve import replica_pids, stack_processes
 
     cpu = StackCpu({"noop_replica": sorted(replica_pids("noop")), "app_replica": sorted(replica_pids("digits")),
                     "proxy": stack_processes()["proxy"]}, children=True)
     before = cpu.snapshot()
-    rps = _wrk(url, seconds, BODY)
+    rps = _wrk(url, seconds, *_binary_body()) if binary else _wrk(url, seconds, BODY)
     spent = StackCpu.spent(before, cpu.snapshot())
     n = (rps or 0.0) * int(seconds)
     return rps or 0.0, {k: round(v / n * 1e6, 1) if n else None for k, v in spent.items()}
@@ -162,6 +179,12 @@ def child(path: str, seconds: float, pairs: int) -> dict:
         out[f"noop_b{batch}_cpu_us_per_request"] = {k: statistics.median(n[1][k] for n, _ in windows)
                                                     for k in windows[0][0][1]}
         out[f"digits_b{batch}_client_rps"] = _client(base, "digits-cnn", digits.inputs, seconds)
+        if path == "haproxy+throughput" and batch == 16:  # the same pairs with binary bodies
+            binary = [(_window(noop_url, seconds, True), _window(app_url, seconds, True)) for _ in range(pairs)]
+            out["digits_b16_binary_wrk_rps"] = statistics.median(a[0] for _, a in binary)
+            out["digits_b16_binary_vs_noop_pairs"] = [round(a[0] / n[0], 3) for n, a in binary if n[0]]
+            out["digits_b16_binary_cpu_us_per_request"] = {k: statistics.median(a[1][k] for _, a in binary)
+                                                           for k in binary[0][1][1]}
     out["noop_wrk_rps"] = statistics.median(noops) if noops and noops[0] else None
     out["noop_client_rps"] = _client(base, "noop", (InputSpec("x", (1, 8, 8), "float32"),), seconds, prefix="/noop")
     ts.remove("digits")
@@ -273,6 +296,11 @@ def main() -> None:
         "digits_vs_noop_default_path": round(best_digits / default[f"noop_{client}_rps"], 3),
         "digits_vs_noop_own_path": round(own, 3),
         "digits_vs_noop_own_path_pairs": fast.get(f"digits_b{best}_vs_noop_pairs"),
+        # wrk's JSON bodies above; the same pairs at batch 16 with binary bodies (tuner's client's default):
+        "digits_b16_binary_vs_noop_own_path": (round(statistics.median(fast["digits_b16_binary_vs_noop_pairs"]), 3)
+                                               if fast.get("digits_b16_binary_vs_noop_pairs") else None),
+        "digits_b16_binary_vs_noop_pairs": fast.get("digits_b16_binary_vs_noop_pairs"),
+        "digits_b16_binary_cpu_us_per_request": fast.get("digits_b16_binary_cpu_us_per_request"),
         "cpu_us_per_request_fast_path": {"noop": fast.get(f"noop_b{best}_cpu_us_per_request"),
                                          f"digits_b{best}": fast.get(f"digits_b{best}_cpu_us_per_request")},
         # the median of the alternating pairs' ratios
