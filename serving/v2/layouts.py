@@ -65,20 +65,19 @@ class RequestParser:
         Raises:
             ProtocolError: anything the client must fix, as `parse_request` names it.
         """
-        if header_length is not None and self._remembered:
-            header, blob = split_body(body, header_length)
-            layout = self._layouts.get(header)
-            if layout is not None and blob is not None and len(blob) == layout.binary_bytes:
-                tensors = {i.name: np.frombuffer(blob, i.wire_dtype, i.count, i.offset).astype(i.dtype, copy=False)
-                           .reshape(i.shape) for i in layout.inputs}
-                return InferRequest(tensors, layout.outputs, layout.id)
+        if header_length is None or not self._remembered:
+            return parse_request(body, header_length, self._inputs, self._output_names, self._max_instances)
+        header, blob = split_body(body, header_length)  # raises as parse_request would, before anything else
+        layout = self._layouts.get(header)
+        if layout is not None and blob is not None and len(blob) == layout.binary_bytes:
+            tensors = {i.name: np.frombuffer(blob, i.wire_dtype, i.count, i.offset).astype(i.dtype, copy=False)
+                       .reshape(i.shape) for i in layout.inputs}
+            return InferRequest(tensors, layout.outputs, layout.id)
         parsed = parse_request(body, header_length, self._inputs, self._output_names, self._max_instances)
-        if header_length is not None and self._remembered:
-            self._remember(body, header_length, parsed)
+        self._remember(header, blob, parsed)
         return parsed
 
-    def _remember(self, body: bytes, header_length: str, parsed: InferRequest) -> None:
-        header, blob = split_body(body, header_length)
+    def _remember(self, header: bytes, blob: bytes | None, parsed: InferRequest) -> None:
         if blob is None or len(header) > MAX_HEADER_BYTES:
             return
         inputs, offset = [], 0
