@@ -47,3 +47,11 @@ def write_results(name: str, rows: list[dict[str, Any]], summary: dict[str, Any]
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps({"machine": machine(), "summary": summary, "rows": rows}, indent=2) + "\n")
     return out
+
+
+def wrk_script(body: bytes, headers: dict[str, str], path: Path) -> None:
+    """A wrk Lua script at `path` that POSTs `body` (any bytes) with `headers`."""
+    lua_body = "".join(f"\\{b:03d}" for b in body)  # a Lua string literal of any bytes
+    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    path.write_text("\n".join(lines) + "\n")

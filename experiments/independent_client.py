@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import write_results
+from experiments.common import write_results, wrk_script
 
 
 def _inputs(base: str, model: str) -> list:
@@ -39,13 +39,6 @@ def _inputs(base: str, model: str) -> list:
     with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=10) as r:
         meta = json.load(r)
     return [InputMeta(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]]
-
-
-def _wrk_script(body: bytes, headers: dict[str, str], path: Path) -> None:
-    lua_body = "".join(f"\\{b:03d}" for b in body)  # a Lua string literal of any bytes
-    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
-    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def _wrk(url: str, script: Path, concurrency: int, seconds: float) -> tuple[float, float]:
@@ -80,7 +73,7 @@ def main() -> None:
                           concurrency=args.concurrency)
     body, headers = client.spec.payloads[0]
     script = Path(f"/tmp/independent_client_{args.model}.lua")
-    _wrk_script(body, headers, script)
+    wrk_script(body, headers, script)
     client.closed_loop(2.0, 1)  # warm: connections open, the replica's batcher busy
     rows = []
     for pair in range(args.pairs):

@@ -51,13 +51,12 @@ def _wrk(url: str, seconds: float, body: bytes | dict, headers: dict[str, str] |
     """wrk's requests/s on `url` with `body` (a dict: sent as JSON)."""
     if shutil.which("wrk") is None:
         return None
+    from common import wrk_script
+
     if isinstance(body, dict):
         body, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
     script = Path(f"/tmp/serving_efficiency_{os.getpid()}.lua")
-    lua_body = "".join(f"\\{b:03d}" for b in body)  # a Lua string literal of any bytes
-    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
-    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in (headers or {}).items()]
-    script.write_text("\n".join(lines) + "\n")
+    wrk_script(body, headers or {}, script)
     out = subprocess.run(["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{int(seconds)}s", "-s", str(script), url],
                          capture_output=True, text=True).stdout
     bad = [line for line in out.splitlines() if "Non-2xx" in line]
@@ -118,15 +117,15 @@ class StackCpu:
                 for role, pids in before.items()}
 
 
-def _window(url: str, seconds: float, binary: bool = False) -> tuple[float, dict[str, float]]:
-    """One wrk window (JSON bodies, or binary ones as tuner's client sends): requests/s, and CPU
-    microseconds per request of each stack role."""
+def _window(url: str, seconds: float, binary: tuple[bytes, dict[str, str]] | None = None) -> tuple[float, dict[str, float]]:
+    """One wrk window (BODY as JSON, or `binary`: a body and its headers, as `_binary_body` makes
+    them): requests/s, and CPU microseconds per request of each stack role."""
     from serving.trial_serve import replica_pids, stack_processes
 
     cpu = StackCpu({"noop_replica": sorted(replica_pids("noop")), "app_replica": sorted(replica_pids("digits")),
                     "proxy": stack_processes()["proxy"]}, children=True)
     before = cpu.snapshot()
-    rps = _wrk(url, seconds, *_binary_body()) if binary else _wrk(url, seconds, BODY)
+    rps = _wrk(url, seconds, *binary) if binary else _wrk(url, seconds, BODY)
     spent = StackCpu.spent(before, cpu.snapshot())
     n = (rps or 0.0) * int(seconds)
     return rps or 0.0, {k: round(v / n * 1e6, 1) if n else None for k, v in spent.items()}
@@ -180,7 +179,8 @@ def child(path: str, seconds: float, pairs: int) -> dict:
                                                     for k in windows[0][0][1]}
         out[f"digits_b{batch}_client_rps"] = _client(base, "digits-cnn", digits.inputs, seconds)
         if path == "haproxy+throughput" and batch == 16:  # the same pairs with binary bodies
-            binary = [(_window(noop_url, seconds, True), _window(app_url, seconds, True)) for _ in range(pairs)]
+            body = _binary_body()
+            binary = [(_window(noop_url, seconds, body), _window(app_url, seconds, body)) for _ in range(pairs)]
             out["digits_b16_binary_wrk_rps"] = statistics.median(a[0] for _, a in binary)
             out["digits_b16_binary_vs_noop_pairs"] = [round(a[0] / n[0], 3) for n, a in binary if n[0]]
             out["digits_b16_binary_cpu_us_per_request"] = {k: statistics.median(a[1][k] for _, a in binary)
