@@ -38,16 +38,17 @@ class Applied:
 
 
 class TrialServe:
-    """Serve's HTTP frontend on 127.0.0.1:`port` of this cluster, and one application on it."""
+    """Serve's HTTP frontend on `host`:`port` of this cluster (127.0.0.1 unless a load client on
+    another machine must reach it), and one application on it."""
 
-    def __init__(self, port: int, request_timeout_s: float = 30.0) -> None:
+    def __init__(self, port: int, request_timeout_s: float = 30.0, host: str = "127.0.0.1") -> None:
         if serve.context._get_global_client(raise_if_no_controller_running=False) is not None:  # noqa: SLF001
             raise TunerError("This Ray cluster already runs Ray Serve; served trials need one of their own. Tune on "
                              "a cluster without Serve, or measure at the engine level (--measure engine).")
-        self.port = port
+        self.port, self.host = port, host
         # Serve logs each start and deletion at INFO on the driver: it would interleave with tuner's lines.
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        self._client = serve_start(http_options={"host": "127.0.0.1", "port": port,
+        self._client = serve_start(http_options={"host": host, "port": port,
                                                  "request_timeout_s": request_timeout_s},
                                    proxy_location="HeadOnly")
         self._pids: dict[str, set[int]] = {}
@@ -55,7 +56,7 @@ class TrialServe:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def apply(self, config: dict[str, Any], timeout_s: float = 300.0,
               beside: Sequence[dict[str, Any]] = ()) -> Applied:

@@ -11,6 +11,7 @@ import pytest
 
 from serving.trial_serve import replica_pids
 from tuner.config import TrialConfig
+from tuner.errors import TunerError
 from tuner.models.inputs import ModelOptions
 from tuner.models.prepare import PreparedModel, prepare_model
 from tuner.runner.cluster import RayCluster
@@ -61,6 +62,8 @@ def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, c
         assert set(d["stack_cores_used"]) == {"proxy", "replicas", "client"}
         assert d["stack_cores_used"]["replicas"] > 0 and d["stack_cores_used"]["client"] > 0
         assert d["stack"]["endpoint"].startswith("http://127.0.0.1:")
+        assert d["client_placement"]["where"] == "same node" and d["client_placement"]["requested"] == "same"
+        assert "label_selector" not in d["serve_deployment"]["ray_actor_options"]  # one node: nothing to pin
         assert d["serve_path"].startswith("fast path (HAProxy"), d["serve_path"]  # as promote's clusters run
         assert metadata(runner)["batch_size"] == 4
 
@@ -76,6 +79,12 @@ def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, c
         assert second.details["deploy_s"] < 10
     finally:
         runner.shutdown()
+
+
+def test_a_client_on_another_node_is_refused_on_a_one_node_cluster(model, cluster) -> None:
+    """Before any trial, naming the field, the cluster's node count and the fix."""
+    with pytest.raises(TunerError, match=r"serving.client_node = 'other'.*1 node\(s\).*client_node: same"):
+        served(model, cluster, client_node="other")
 
 
 def test_server_mode_offers_poisson_arrivals_at_the_target_rate_over_json(model, cluster) -> None:

@@ -59,11 +59,15 @@ class ServedBench:
     `prepare(key, endpoint, inputs, instances_per_request)` points it at an endpoint (a new
     `key` opens a new client); `run_for` and `serve_for` time one window each. Failed requests
     are not in the latencies; `failures()` tells how many there were and why. `auth_token`: the
-    endpoint's bearer token (`serving.auth`), sent with every request.
+    endpoint's bearer token (`serving.auth`), sent with every request. It runs in tuner's process
+    or, as a Ray actor, on another node (`tuner.runner.served_client`): the runner changes it
+    through methods only. `cpu_ids`: the cores to pin this process to (an actor's reserved core).
     """
 
     def __init__(self, concurrency: int, binary: bool = True, timeout_s: float = 30.0,
-                 auth_token: BearerToken | None = None) -> None:
+                 auth_token: BearerToken | None = None, cpu_ids: tuple[int, ...] | None = None) -> None:
+        if cpu_ids and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpu_ids)
         self.concurrency, self.binary, self.timeout_s = concurrency, binary, timeout_s
         self.auth_token = auth_token
         self._client: Any = None
@@ -87,6 +91,17 @@ class ServedBench:
             self._key = key
         self._instances = batch_size
         return cached
+
+    def set_concurrency(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+
+    def set_stack_pids(self, pids: tuple[int, ...]) -> None:
+        self.stack_pids = pids
+
+    def cpu_seconds(self) -> float:
+        """CPU time this process (the client) has used, user and system."""
+        t = os.times()
+        return t.user + t.system
 
     def info(self) -> dict[str, Any]:
         return {"node": socket.gethostname(), "pid": os.getpid(), "role": "load client",

@@ -186,16 +186,17 @@ class RayCluster:
             f"({usable} usable as exclusive cores), {int(res.get('GPU', 0))} GPU; {self.hardware_key()}"
         )
 
-    def trial_serve(self, request_timeout_s: float = 30.0) -> Any:
+    def trial_serve(self, request_timeout_s: float = 30.0, host: str = "127.0.0.1") -> Any:
         """Ray Serve on this cluster for served trials (`serving.trial_serve.TrialServe`), started
-        on first use on a free port of 127.0.0.1."""
+        on first use on a free port of `host` (127.0.0.1 unless a client on another machine must
+        reach it: `tuner.runner.served_client.endpoint_host`)."""
         if self._serve is None:
             from serving.trial_serve import TrialServe
 
             with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
+                s.bind((host, 0))
                 port = int(s.getsockname()[1])
-            self._serve = TrialServe(port, request_timeout_s)
+            self._serve = TrialServe(port, request_timeout_s, host=host)
         return self._serve
 
     def release_serve_gpus(self) -> None:

@@ -1,14 +1,18 @@
 """Served trials on the Ray cluster: the configuration deployed as the Ray Serve application that
 `tuner promote` writes, on this cluster's own Serve (applied in place where Serve can), and timed
-end to end over HTTP by a load client in this process (`tuner.evaluators.served.ServedBench`).
+end to end over HTTP by a load client (`tuner.evaluators.served.ServedBench`): in this process by
+default, or on another node (`serving.client_node: other`, `tuner.runner.served_client`).
 
-A served trial takes its whole node: the application, HAProxy and the client share it, and what
-they cost each other is part of the figure. Served trials therefore run one at a time.
+A served trial takes its whole node, on tuner's own machine (the replicas read the model file
+from its disk; on a cluster of several nodes they are pinned to the node reserved): the
+application, HAProxy and a client on the same node share it, and what they cost each other is
+part of the figure. Served trials therefore run one at a time.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,6 +29,7 @@ from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
 from tuner.runner.base import TrialFailed
+from tuner.runner.served_client import ClientHolder, RemoteServedBench, endpoint_host
 from tuner.spec.measurement import LoadSpec
 
 if TYPE_CHECKING:
@@ -74,7 +79,7 @@ def engine_summary(engine: PerfResult) -> dict[str, Any]:
             "measuring_s": engine.details.get("measuring_s"), "trial_wall_s": engine.details.get("trial_wall_s")}
 
 
-def prewarm(bench: ServedBench, load: LoadSpec) -> tuple[float, float | None]:
+def prewarm(bench: ServedBench | RemoteServedBench, load: LoadSpec) -> tuple[float, float | None]:
     """Untimed load until the endpoint's rate settles (see PREWARM_STEP_S): the served level's
     warm-up. Returns (its seconds, the request rate of its last step; None in server mode).
 
@@ -105,25 +110,32 @@ class ServedTrials:
     def __init__(self, runner: RayRunner) -> None:
         self.runner = runner
         self._lock = threading.Lock()
-        self._bench: ServedBench | None = None
+        self._client = ClientHolder(runner.served.client_node, runner.served.binary, runner.cluster.allocator)
 
     def run(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None) -> PerfResult:
         r = self.runner
         alloc = r.cluster.allocator
-        whole = max(alloc.usable_cpus().values(), default=1)
+        # The replicas read the model file from this machine's disk: they run on a node of it.
+        here = frozenset(n.node_id for n in r.cluster.nodes if n.host == socket.gethostname() and n.cores)
+        if not here:
+            raise TrialFailed(f"served trials run their replicas on tuner's own machine ({socket.gethostname()}, "
+                              "where the model file is), and no node of this cluster there has cores; run tuner on a "
+                              "node with cores, or measure at the engine level (--measure engine)")
+        whole = max(n for node, n in alloc.usable_cpus().items() if node in here)
         with self._lock:
-            placement = alloc.reserve(1, whole, exclusive=True)  # the whole node
+            placement = alloc.reserve(1, whole, exclusive=True, only=here)  # the whole node
             assert placement is not None
             try:
-                return self._measure(evaluator, config, engine)
+                return self._measure(evaluator, config, engine, placement[0].node_id)
             finally:
                 alloc.release(placement, exclusive=True)
 
-    def _measure(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None) -> PerfResult:
+    def _measure(self, evaluator: ServedEvaluator, config: TrialConfig, engine: PerfResult | None,
+                 node_id: str) -> PerfResult:
         r = self.runner
         t0 = time.perf_counter()
         try:
-            serve = r.cluster.trial_serve()
+            serve = r.cluster.trial_serve(host=endpoint_host(r.served.client_node, r.cluster.nodes))
             variant = r.model.variants[config.precision]
             gpu = gpu_serving(r.gpu, config)
             if gpu is not None:
@@ -136,16 +148,16 @@ class ServedTrials:
             # tuner's core reservation (the whole node, above) keeps other trials off while this
             # one measures, and between served trials the idle application must not hold the Ray
             # CPUs that engine trials' actors need (it stays up so the next trial reconfigures it).
-            serve_config["applications"][0]["deployments"][0]["ray_actor_options"]["num_cpus"] = 0
+            actor_options = serve_config["applications"][0]["deployments"][0]["ray_actor_options"]
+            actor_options["num_cpus"] = 0
+            if len(r.cluster.nodes) > 1:  # on the node reserved for it (Ray's node-id label)
+                actor_options["label_selector"] = {"ray.io/node-id": node_id}
             applied = serve.apply(serve_config, timeout_s=r.settings.trial_timeout_s)
         except TunerError as exc:
             raise TrialFailed(f"could not deploy on Ray Serve: {exc}") from None
         deployment = serve_config["applications"][0]["deployments"][0]
         concurrency = evaluator.concurrency(config, int(deployment["max_ongoing_requests"]), r.served.concurrency)
-        if self._bench is None:
-            self._bench = ServedBench(concurrency, r.served.binary)
-        bench = self._bench
-        bench.concurrency = concurrency
+        bench, where = self._client.acquire(r.cluster.nodes, node_id, concurrency)
         bench.prepare(f"{serve.base_url}/{r.model.name}", Endpoint(serve.base_url, r.model.name), r.model.inputs,
                       r.served.instances_per_request)
         prewarm_s, warmed_rate = prewarm(bench, r.load)
@@ -153,23 +165,31 @@ class ServedTrials:
         replicas = replica_pids()
         stack = stack_processes()
         proxies = stack["proxy"]
-        bench.stack_pids = tuple(sorted({*proxies, *replicas}))
-        cpu0 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
+        bench.set_stack_pids(tuple(sorted({*proxies, *replicas})))
+        client = bench.info()
+        # The interference probe watches this machine's cores: the client's too when it runs here.
+        watched = client if client["node"] == socket.gethostname() else {
+            "node": socket.gethostname(), "pid": None, "stack_pids": client["stack_pids"],
+            "cpu_ids": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+        cpu0, client_cpu0 = (_cpu_seconds(proxies), _cpu_seconds(replicas)), bench.cpu_seconds()
         wall0 = time.perf_counter()
 
         def broadcast(method: str, args: tuple | list) -> list:
+            if method == "info":
+                return [watched]
             return [getattr(bench, method)(*(args[0] if isinstance(args, list) else args))]
 
         # The prewarm was the warm-up (server mode keeps the protocol's: its windows are sized from
         # the offered rate, and the warm-up fills the batches at it).
         result = run_protocol(broadcast, r.settings, r.load, warmed_rate_rps=warmed_rate)
         wall = time.perf_counter() - wall0
-        cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas), _cpu_seconds([os.getpid()]))
+        cpu1, client_cpu1 = (_cpu_seconds(proxies), _cpu_seconds(replicas)), bench.cpu_seconds()
         sent, failed, by_kind, errors = bench.failures()
         if sent and failed / sent > FAILED_SHARE_MAX:
             raise TrialFailed(f"the endpoint failed {failed} of {sent} requests at this load ({by_kind}; first: "
                               f"{'; '.join(errors[:2])})", infeasible=True)
-        cores = {name: round(_used(a, b) / wall, 3) for name, a, b in zip(("proxy", "replicas", "client"), cpu0, cpu1)}
+        cores = {name: round(_used(a, b) / wall, 3) for name, a, b in zip(("proxy", "replicas"), cpu0, cpu1)}
+        cores["client"] = round(max(0.0, client_cpu1 - client_cpu0) / wall, 3)
         # stack's replica pids: those alive at the end (a downscale's surplus replicas have left by then).
         result.details.update(
             level="served", deploy_s=round(applied.seconds, 3), replicas_restarted=applied.restarted,
@@ -178,7 +198,8 @@ class ServedTrials:
             instances_per_request=r.served.instances_per_request, binary=r.served.binary,
             requests_failed=failed, failed_by_kind=by_kind, stack_cores_used=cores,
             stack={"proxy_pids": proxies, "replica_pids": sorted(replicas & replica_pids()), "endpoint": serve.base_url,
-                   "client": result.details["replicas"][0]},
+                   "client": client},
+            client_placement=where.record(),
             serve_deployment={k: v for k, v in deployment.items() if k != "user_config"},
             ray_cpus_declared=0,
             trial_wall_s=round(time.perf_counter() - t0, 3),
@@ -192,6 +213,4 @@ class ServedTrials:
         return result
 
     def close(self) -> None:
-        if self._bench is not None:
-            self._bench.close()
-            self._bench = None
+        self._client.close()

@@ -36,6 +36,7 @@ from tuner.runner.cluster import RayCluster
 from tuner.runner.cores import Placement
 from tuner.runner.memory_fit import predict, trial_budget_bytes, why_not_fits
 from tuner.runner.served import ServedTrials
+from tuner.runner.served_client import check_client_node
 from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 
 _OOM_MARKERS = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc", "out of memory", "MemoryError")
@@ -63,6 +64,10 @@ class RayRunner:
     _refs: dict[str, ray.ObjectRef] = field(default_factory=dict, init=False, repr=False)
     _served: Any = field(default=None, init=False, repr=False)
     _node_memory: list[int] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.level == "served":
+            check_client_node(self.served.client_node, self.cluster.nodes)
 
     @property
     def pool(self):  # shared by every runner of the cluster

@@ -102,8 +102,13 @@ class ServedSettings:
         default=1, metadata=_doc("Cores no replica takes: left to the HTTP proxy and the load generator."))
     engine_ceiling: bool = field(
         default=True, metadata=_doc("Also time the engine level of each served trial (the ceiling column)."))
+    client_node: Literal["same", "other"] = field(
+        default="same", metadata=_doc("Where the load client runs: 'same': in tuner's process, beside the replicas; "
+                                      "'other': on another node of the cluster (needs two nodes or more)."))
 
     def __post_init__(self) -> None:
+        if self.client_node not in ("same", "other"):
+            raise ValueError(f"client_node must be 'same' or 'other', got {self.client_node!r}")
         _at_least("instances_per_request", self.instances_per_request, 1, strict=False)
         if self.concurrency is not None:
             _at_least("concurrency", self.concurrency, 1, strict=False)

@@ -102,7 +102,8 @@ def measure(opts: MeasureOptions, log=print) -> dict[str, Any]:
                                          "interference") if k in d}
     measurement["wall_s"] = round(time.perf_counter() - t0, 3)
     measurement["level"] = outcome.level
-    for key in ("deploy_s", "concurrency", "instances_per_request", "binary", "stack_cores_used", "requests_failed"):
+    for key in ("deploy_s", "concurrency", "instances_per_request", "binary", "stack_cores_used", "requests_failed",
+                "client_placement"):
         if key in d:
             measurement[key] = d[key]
     if outcome.level == "served":
