@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -28,12 +28,12 @@ from tuner.evaluators.gpu import GpuSetup
 from tuner.evaluators.served import Endpoint, ServedBench, ServedEvaluator
 from tuner.evaluators.windows import run_protocol
 from tuner.metrics import PerfResult
+from tuner.models.prepare import PreparedModel
 from tuner.runner.base import TrialFailed
+from tuner.runner.cluster import RayCluster
+from tuner.runner.pool import ActorPool
 from tuner.runner.served_client import ClientHolder, RemoteServedBench, endpoint_host
-from tuner.spec.measurement import LoadSpec
-
-if TYPE_CHECKING:
-    from tuner.runner.trial import RayRunner
+from tuner.spec.measurement import LoadSpec, MeasurementSettings, ServedSettings
 
 APP_NAME = "tuner-trial"
 #: The served level's warm-up, untimed: steps of PREWARM_STEP_S until two in a row agree
@@ -104,10 +104,24 @@ def prewarm(bench: ServedBench | RemoteServedBench, load: LoadSpec) -> tuple[flo
     return time.perf_counter() - t0, rate
 
 
-class ServedTrials:
-    """Runs served trials for one `RayRunner` (thread-safe: one at a time)."""
+class ServedHost(Protocol):
+    """What served trials take from their runner (`tuner.runner.trial.RayRunner` has it all)."""
 
-    def __init__(self, runner: RayRunner) -> None:
+    model: PreparedModel
+    settings: MeasurementSettings
+    load: LoadSpec
+    cluster: RayCluster
+    served: ServedSettings
+    gpu: GpuSetup | None
+
+    @property
+    def pool(self) -> ActorPool: ...
+
+
+class ServedTrials:
+    """Runs served trials for one runner (thread-safe: one at a time)."""
+
+    def __init__(self, runner: ServedHost) -> None:
         self.runner = runner
         self._lock = threading.Lock()
         self._client = ClientHolder(runner.served.client_node, runner.served.binary, runner.cluster.allocator)
