@@ -7,7 +7,9 @@
   bodies, and on the fast path at batch 16 again with binary bodies (what tuner's client sends);
 - resnet18 fp32 batch 8, 1 replica of 1 thread, served, against a bare ONNX Runtime loop given
   one core (target >= 0.9x), in alternating windows (`--pairs`); the cores the stack (proxy,
-  client) used are measured.
+  client) used are measured;
+- the fast path's gRPC ingress: a no-op gRPC service against the HTTP no-op, both driven by h2load
+  (experiments/grpc_floor.py; run when h2load is installed).
 
 The no-op runs beside tuner's app on the same cluster (at /noop), and the two are measured in
 alternating windows (`--pairs` pairs per batch size): this VM's speed drifts by 10-30% within
@@ -279,6 +281,14 @@ def main() -> None:
             raise SystemExit(f"path {path} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         rows.append(json.loads(line[len("RESULT "):]))
         print(rows[-1], flush=True)
+    grpc = None  # gRPC ingress on the fast path, against HTTP (experiments/grpc_floor.py: needs h2load)
+    if shutil.which("h2load"):
+        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "grpc_floor.py"), "--seconds",
+                               str(args.seconds), "--pairs", str(args.pairs)], capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise SystemExit(f"grpc_floor.py failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        floor = json.loads((ROOT / "experiments" / "results" / "grpc_floor.json").read_text())
+        grpc = {k: floor[k] for k in ("rps_median", "grpc_vs_http_pairs", "us_per_request_median")}
     by = {r["path"]: r for r in rows}
     fast, default = by["haproxy+throughput"], by["default"]
     client = "wrk" if fast["noop_wrk_rps"] is not None else "client"  # wrk when installed
@@ -307,6 +317,7 @@ def main() -> None:
         "resnet18_b8_served_vs_bare_ort": round(statistics.median(fast["resnet18_b8_vs_bare_pairs"]), 3),
         "resnet18_b8_vs_bare_pairs": fast["resnet18_b8_vs_bare_pairs"],
         "resnet18_stack_cores_used": fast["resnet18_stack_cores_used"],
+        "noop_grpc_vs_http_fast_path": grpc,
         "targets": {"digits_vs_noop_default_path": ">= 3", "digits_vs_noop_own_path": ">= 0.9",
                     "resnet18_b8_served_vs_bare_ort": ">= 0.9"},
         "client_concurrency": CONCURRENCY, "seconds": args.seconds, "pairs": args.pairs,
