@@ -4,6 +4,7 @@ Ray Serve application promote writes, driven over real HTTP by tuner's V2 client
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 
@@ -77,6 +78,8 @@ def test_offline_trial_is_measured_end_to_end_beside_its_engine_ceiling(model, c
         params = metadata(runner)
         assert (params["batch_size"], params["precision"], params["threads_per_replica"]) == (8, "fp16", 2)
         assert second.details["deploy_s"] < 10
+        # The tuning cluster's replicas drain for 0.5 s, not a serving cluster's 2 s (no traffic between trials).
+        assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0.5"
     finally:
         runner.shutdown()
 
