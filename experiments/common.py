@@ -1,11 +1,14 @@
-"""Helpers shared by the experiment scripts: the machine they ran on, and result files."""
+"""Helpers shared by the experiment scripts: the machine they ran on, result files, wrk scripts, and
+the CPU time of a serving stack's processes."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import platform
+import resource
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,3 +58,31 @@ def wrk_script(body: bytes, headers: dict[str, str], path: Path) -> None:
     lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
     path.write_text("\n".join(lines) + "\n")
+
+
+class StackCpu:
+    """CPU seconds of processes by role ({role: pids}), plus, with `children` (a role name), this
+    process's finished children (a load generator run as a subprocess) as that role."""
+
+    def __init__(self, roles: dict[str, list[int]], children: str | None = None) -> None:
+        self.roles, self.children = roles, children
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        import psutil
+
+        out: dict[str, dict[int, float]] = {}
+        for role, pids in self.roles.items():
+            out[role] = {}
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):  # gone (a stopped replica, a reloaded HAProxy)
+                    out[role][pid] = sum(psutil.Process(pid).cpu_times()[:2])
+        if self.children:
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out[self.children] = {0: kids.ru_utime + kids.ru_stime}
+        return out
+
+    @staticmethod
+    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        """CPU seconds per role between two snapshots, over the processes alive at both."""
+        return {role: sum(after[role][pid] - t for pid, t in pids.items() if pid in after[role])
+                for role, pids in before.items()}

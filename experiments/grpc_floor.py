@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import statistics
 import struct
@@ -33,52 +32,36 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import StackCpu
+
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 32
 PAYLOAD = bytes(256)  # a one-instance digits-cnn tensor: 64 float32
 
 
-def _h2load(args: list[str], seconds: float) -> tuple[float, int, float]:
-    """(requests/s, failed requests, client CPU seconds) of one h2load window."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _h2load(args: list[str], seconds: float) -> tuple[float, int]:
+    """(requests/s, failed requests) of one h2load window."""
     out = subprocess.run(["h2load", "-D", f"{seconds:g}", "--warm-up-time", "1", *args],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
     if rps is None or done is None:
         raise RuntimeError(f"h2load printed no rate:\n{out}")
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return float(rps.group(1)), int(done.group(3)) + int(done.group(4)), cpu
-
-
-def _cpu(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            continue
-    return total
+    return float(rps.group(1)), int(done.group(3)) + int(done.group(4))
 
 
 def _window(kind: str, args: list[str], seconds: float, replica: list[int], proxy: list[int]) -> dict:
-    r0, p0 = _cpu(replica), _cpu(proxy)
+    cpu = StackCpu({"replica": replica, "haproxy": proxy}, children="client")
+    before = cpu.snapshot()
     t0 = time.perf_counter()
-    rps, failed, client_s = _h2load(args, seconds)
+    rps, failed = _h2load(args, seconds)
     wall = time.perf_counter() - t0
-    r1, p1 = _cpu(replica), _cpu(proxy)
-    requests = max(rps * seconds, 1.0)
-    # The replica's and HAProxy's CPU span the whole call (h2load's 1 s warm-up too): per
-    # request over the requests of that span, at the measured rate.
+    spent = StackCpu.spent(before, cpu.snapshot())
+    # Every figure spans the whole call (h2load's 1 s warm-up too): per request over the requests
+    # of that span, at the measured rate.
     span_requests = max(rps * wall, 1.0)
     return {"kind": kind, "rps": round(rps, 1), "failed": failed,
-            "us_per_request": {"replica": round((r1 - r0) / span_requests * 1e6, 1),
-                               "haproxy": round((p1 - p0) / span_requests * 1e6, 1),
-                               "client": round(client_s / (requests + rps) * 1e6, 1)}}
+            "us_per_request": {role: round(s / span_requests * 1e6, 1) for role, s in spent.items()}}
 
 
 def main() -> None:
@@ -95,7 +78,6 @@ def main() -> None:
     haproxy_dir = new_directory()
     os.environ.update(serving_env({}, haproxy_dir=haproxy_dir))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "experiments"), os.environ.get("PYTHONPATH")]))
-    sys.path.insert(0, str(ROOT / "experiments"))
     import grpc
     import ray
     from grpc_noop import ANSWER, METHOD, SERVICE

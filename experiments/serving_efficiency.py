@@ -27,16 +27,16 @@ requests, and tuner's own V2 client (binary tensors, as served trials drive an e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import StackCpu
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = {
@@ -91,41 +91,13 @@ def _client(base: str, name: str, inputs, seconds: float, instances: int = 1, pr
     return len(window.latencies_s) * instances / window.elapsed_s
 
 
-class StackCpu:
-    """CPU seconds of processes by role ({role: pids}), plus, with `children`, this process's
-    finished children (wrk) as role "wrk"."""
-
-    def __init__(self, roles: dict[str, list[int]], children: bool = False) -> None:
-        self.roles, self.children = roles, children
-
-    def snapshot(self) -> dict[str, dict[int, float]]:
-        import psutil
-
-        out: dict[str, dict[int, float]] = {}
-        for role, pids in self.roles.items():
-            out[role] = {}
-            for pid in pids:
-                with contextlib.suppress(psutil.Error):  # gone (a stopped replica, a reloaded HAProxy)
-                    out[role][pid] = sum(psutil.Process(pid).cpu_times()[:2])
-        if self.children:
-            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-            out["wrk"] = {0: kids.ru_utime + kids.ru_stime}
-        return out
-
-    @staticmethod
-    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
-        """CPU seconds per role between two snapshots, over the processes alive at both."""
-        return {role: sum(after[role][pid] - t for pid, t in pids.items() if pid in after[role])
-                for role, pids in before.items()}
-
-
 def _window(url: str, seconds: float, binary: tuple[bytes, dict[str, str]] | None = None) -> tuple[float, dict[str, float]]:
     """One wrk window (BODY as JSON, or `binary`: a body and its headers, as `_binary_body` makes
     them): requests/s, and CPU microseconds per request of each stack role."""
     from serving.trial_serve import replica_pids, stack_processes
 
     cpu = StackCpu({"noop_replica": sorted(replica_pids("noop")), "app_replica": sorted(replica_pids("digits")),
-                    "proxy": stack_processes()["proxy"]}, children=True)
+                    "proxy": stack_processes()["proxy"]}, children="wrk")
     before = cpu.snapshot()
     rps = _wrk(url, seconds, *binary) if binary else _wrk(url, seconds, BODY)
     spent = StackCpu.spent(before, cpu.snapshot())
