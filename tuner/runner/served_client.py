@@ -142,10 +142,10 @@ class ClientHolder:
                 self.close()
                 if target.host != host_of.get(trial_node) and target.cores:
                     self._reserved = self.alloc.reserve(1, 1, only=frozenset({target.node_id}))
-                cores = self._reserved[0].cores if self._reserved else None
-                self.bench = RemoteServedBench(target.node_id, concurrency, self.binary, cores)
             node, host = target.node_id, target.host
             cores = self._reserved[0].cores if self._reserved else None
+            if self.bench is None:  # new, or closed above for another node
+                self.bench = RemoteServedBench(target.node_id, concurrency, self.binary, cores)
         self.bench.set_concurrency(concurrency)
         return self.bench, ClientPlacement(self.requested, node, host, trial_node,
                                            host_of.get(trial_node, socket.gethostname()), cores)
